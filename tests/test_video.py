@@ -1,0 +1,93 @@
+"""VideoWriter: H.264 + AAC MP4 written chunk by chunk; round trip through PyAV."""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from joyvasa_core.video import VideoWriter, VideoWriterError, even_size, frames_to_uint8
+
+
+def _probe(path):
+    """(video codec, audio codec, (H, W), decoded frame count, decoded audio seconds, first frame)."""
+    with av.open(str(path)) as container:
+        video = container.streams.video[0]
+        audio = container.streams.audio[0] if container.streams.audio else None
+        vcodec, size = video.codec_context.name, (video.height, video.width)
+        acodec = audio.codec_context.name if audio is not None else None
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    seconds = 0.0
+    if acodec is not None:
+        with av.open(str(path)) as container:
+            rate = container.streams.audio[0].rate
+            seconds = sum(f.samples for f in container.decode(audio=0)) / rate
+    return vcodec, acodec, size, len(frames), seconds, frames[0]
+
+
+def _speech(seconds, rate, channels):
+    t = np.arange(int(seconds * rate)) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 220 * t).astype(np.float32)
+    return np.stack([tone] * channels)
+
+
+@pytest.mark.parametrize("audio_seconds", [1.3, 4.0])   # shorter (padded) and longer (cut)
+def test_round_trip_frames_size_and_audio_length(tmp_path, audio_seconds):
+    out = tmp_path / "clip.mp4"
+    fps, batches, batch = 25, 6, 7            # 42 frames = 1.68 s, odd batch size
+    wave = torch.from_numpy(_speech(audio_seconds, 44100, 2))
+    with VideoWriter(out, fps, audio=(wave, 44100), crf=0) as writer:
+        for i in range(batches):
+            writer.write(torch.full((batch, 101, 67, 3), i / batches))   # odd H and W
+    vcodec, acodec, size, n_frames, seconds, _ = _probe(out)
+    assert vcodec == "h264" and acodec == "aac"
+    assert size == (100, 66)
+    assert n_frames == batches * batch
+    # AAC works in 1024-sample frames (+ encoder priming): allow 2 frames of slack.
+    assert abs(seconds - n_frames / fps) <= 2 * 1024 / 44100
+
+
+def test_uint8_frames_are_kept_and_rate_fallback(tmp_path):
+    out = tmp_path / "u8.mp4"
+    image = np.zeros((1, 64, 64, 3), np.uint8)
+    image[:, :, 32:] = 200
+    wave = _speech(0.5, 22_222, 1)   # not an AAC rate: resampled to 48 kHz
+    with VideoWriter(out, 30, audio=(wave, 22_222), crf=0) as writer:
+        writer.write(np.repeat(image, 5, axis=0))
+    _, acodec, size, n_frames, seconds, first = _probe(out)
+    assert acodec == "aac" and size == (64, 64) and n_frames == 5
+    assert abs(first[:, :28].astype(int).mean() - 0) < 3
+    assert abs(first[:, 36:].astype(int).mean() - 200) < 3
+    assert abs(seconds - 5 / 30) <= 2 * 1024 / 48000
+
+
+def test_no_audio_and_empty_video(tmp_path):
+    out = tmp_path / "silent.mp4"
+    with VideoWriter(out, 25) as writer:
+        writer.write(torch.rand(3, 32, 32, 3))
+    assert _probe(out)[1] is None
+    empty = tmp_path / "empty.mp4"
+    with pytest.raises(VideoWriterError, match="no frames"):
+        with VideoWriter(empty, 25):
+            pass
+    assert not empty.exists()
+
+
+def test_failure_inside_block_removes_partial_file(tmp_path):
+    out = tmp_path / "partial.mp4"
+    with pytest.raises(ValueError):
+        with VideoWriter(out, 25) as writer:
+            writer.write(torch.rand(2, 32, 32, 3))
+            raise ValueError("cancelled")
+    assert not out.exists()
+
+
+def test_helpers():
+    assert even_size(513, 301) == (512, 300)
+    floats = torch.tensor([[[[0.0, 0.5, 1.2]]]])
+    assert frames_to_uint8(floats).tolist() == [[[[0, 128, 255]]]]
+    # exact round trip of a uint8 image converted to float
+    levels = torch.arange(256, dtype=torch.uint8).reshape(1, 1, -1, 1).expand(1, 1, 256, 3)
+    assert np.array_equal(frames_to_uint8(levels.float() / 255), levels.numpy())
+    with pytest.raises(VideoWriterError):
+        frames_to_uint8(torch.zeros(2, 8, 8, 4))
