@@ -1,0 +1,1 @@
+"""Network definitions; module attribute names reproduce the official state-dict keys."""
