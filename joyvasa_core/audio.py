@@ -1,0 +1,288 @@
+"""Speech input: decoding, mono 16 kHz conversion, resampling and the window plan.
+
+The motion generator consumes 16 kHz mono float audio in windows of
+``n_motions`` video frames. :func:`prepare_waveform` turns whatever a caller
+has (a tensor or ndarray ``[N]``, ``[C, N]``, ``[N, C]`` or ``[1, C, N]``; float
+or integer PCM; any sample rate) into that; :func:`plan_windows` reproduces the
+official windowing of ``LivePortraitWrapper.gen_motion_sequence``:
+
+* pad ``AUDIO_PAD_BEFORE`` (1280) zeros before and ``AUDIO_PAD_AFTER`` (640) after;
+* ``clip_len = int(len(padded) / 16000 * fps)`` frames;
+* non-overlapping windows of ``n_motions`` frames (``16000 / fps`` samples each);
+* the last window padded (``pad_mode`` 'zero' or 'replicate') and its
+  ``ceil(pad / samples_per_frame)`` padded frames dropped from the motion.
+
+So 17600 samples give 30 frames and 100000 samples 159 frames at 25 fps.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
+
+#: Peak amplitude (full scale 1.0) under which audio counts as silent: below one int16 step.
+SILENCE_PEAK = 1.0 / 32768
+#: Resampler quality: zero crossings of the sinc on each side, Kaiser beta, cutoff / Nyquist.
+RESAMPLE_ZERO_CROSSINGS = 32
+RESAMPLE_KAISER_BETA = 12.0
+RESAMPLE_ROLLOFF = 0.94
+
+_INT_SCALE = {torch.int8: 128.0, torch.int16: 32768.0, torch.int32: 2147483648.0}
+_MAX_CHANNELS = 16  # a trailing axis this small (with a long leading axis) is read as channels
+
+
+class AudioError(ValueError):
+    """The audio cannot drive a motion sequence (empty, silent, too short, not finite, bad shape)."""
+
+
+# --------------------------------------------------------------------------- conversion
+
+def to_float_tensor(waveform: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """PCM samples of any dtype -> float32 in [-1, 1] (float input is kept as is).
+
+    int8/int16/int32 are divided by 2**7/2**15/2**31, uint8 is centred at 128.
+    """
+    x = torch.from_numpy(np.ascontiguousarray(waveform)) if isinstance(waveform, np.ndarray) \
+        else waveform
+    if not isinstance(x, torch.Tensor):
+        raise AudioError(f"audio must be a torch.Tensor or numpy array, got {type(waveform).__name__}")
+    if x.dtype == torch.uint8:
+        return (x.to(torch.float32) - 128.0) / 128.0
+    if x.dtype in _INT_SCALE:
+        return x.to(torch.float32) / _INT_SCALE[x.dtype]
+    if x.dtype == torch.int64:
+        raise AudioError("int64 audio has no defined PCM scale; pass float in [-1, 1] or int16/int32")
+    if not x.is_floating_point():
+        raise AudioError(f"unsupported audio dtype {x.dtype}")
+    return x.to(torch.float32)
+
+
+def to_mono(waveform: torch.Tensor) -> torch.Tensor:
+    """``[N]``, ``[C, N]``, ``[N, C]`` (C <= 16 < N) or ``[1, C, N]`` -> mono ``[N]`` (channel mean)."""
+    x = waveform
+    if x.ndim == 3:
+        if x.shape[0] != 1:
+            raise AudioError(f"audio batch of {x.shape[0]} clips [B, C, N]; pass one clip at a time")
+        x = x[0]
+    if x.ndim == 1:
+        return x
+    if x.ndim != 2:
+        raise AudioError(f"audio must be [N], [C, N] or [B, C, N]; got shape {tuple(waveform.shape)}")
+    if x.shape[0] > _MAX_CHANNELS and x.shape[1] <= _MAX_CHANNELS:
+        x = x.T  # channels-last, as soundfile returns it
+    return x.mean(dim=0)
+
+
+# --------------------------------------------------------------------------- resampling
+
+@lru_cache(maxsize=16)
+def _sinc_kernels(orig: int, new: int) -> tuple[torch.Tensor, tuple[int, ...], int]:
+    """Polyphase windowed-sinc kernels for the reduced ratio ``orig -> new``.
+
+    Output sample ``m = k*new + j`` sits at input position ``p = m*orig/new`` =
+    ``k*orig + base[j] + frac_j``; it is ``sum_t x[k*orig + base[j] + t] * h_j[t]``
+    for ``t in [-W, W]``. ``h(d) = fc * sinc(fc * d) * kaiser(d / half_width)`` with
+    cutoff ``fc = rolloff * min(1, new/orig)`` (in cycles per input sample x 2),
+    each phase normalised to unit DC gain. Returns (kernels float64 [new, 2W+1],
+    base offsets per phase, W).
+    """
+    fc = RESAMPLE_ROLLOFF * min(1.0, new / orig)
+    half_width = RESAMPLE_ZERO_CROSSINGS / fc          # in input samples
+    w = math.ceil(half_width)
+    j = torch.arange(new, dtype=torch.float64)
+    base = torch.div(j * orig, new, rounding_mode="floor")
+    frac = j * orig / new - base
+    d = frac[:, None] - torch.arange(-w, w + 1, dtype=torch.float64)[None, :]
+    window = torch.special.i0(RESAMPLE_KAISER_BETA * torch.sqrt((1 - (d / half_width) ** 2).clamp(min=0)))
+    window = window / torch.special.i0(torch.tensor(RESAMPLE_KAISER_BETA, dtype=torch.float64))
+    h = fc * torch.sinc(fc * d) * window * (d.abs() <= half_width)
+    h = h / h.sum(dim=1, keepdim=True)
+    return h, tuple(int(b) for b in base), w
+
+
+def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
+    """Band-limited resampling along the last axis: ``[..., N] -> [..., ceil(N*new/orig)]``.
+
+    Polyphase Kaiser-windowed sinc (32 zero crossings, about -90 dB stop band);
+    runs on the input's device in its float dtype. Any integer rates work: the
+    kernel table has ``new/gcd`` phases of ``2W+1`` taps.
+    """
+    orig_sr, new_sr = int(orig_sr), int(new_sr)
+    if orig_sr <= 0 or new_sr <= 0:
+        raise AudioError(f"sample rates must be positive, got {orig_sr} -> {new_sr}")
+    if orig_sr == new_sr:
+        return waveform
+    g = math.gcd(orig_sr, new_sr)
+    orig, new = orig_sr // g, new_sr // g
+    kernels, base, w = _sinc_kernels(orig, new)
+    kernels = kernels.to(device=waveform.device, dtype=waveform.dtype)
+    n = waveform.shape[-1]
+    n_out = -(-n * new // orig)
+    lead = waveform.shape[:-1]
+    x = F.pad(waveform.reshape(-1, 1, n), (w, w + orig + 1)).squeeze(1)  # [R, n + 2W + orig + 1]
+    out = waveform.new_empty(x.shape[0], n_out)
+    taps = 2 * w + 1
+    for j in range(min(new, n_out)):
+        count = -(-(n_out - j) // new)                       # outputs of phase j
+        frames = x.as_strided((x.shape[0], count, taps), (x.stride(0), orig, 1),
+                              x.storage_offset() + base[j])
+        out[:, j::new] = frames @ kernels[j]
+    return out.reshape(*lead, n_out)
+
+
+def prepare_waveform(waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
+                     target_rate: int = AUDIO_SAMPLE_RATE, allow_silence: bool = False) -> torch.Tensor:
+    """Any waveform -> mono float32 ``[N]`` at ``target_rate`` (16 kHz), on the input's device.
+
+    Raises :class:`AudioError` for empty, non-finite or (unless ``allow_silence``)
+    silent audio, i.e. peak below one int16 step.
+    """
+    x = to_mono(to_float_tensor(waveform))
+    if x.numel() == 0:
+        raise AudioError("the audio has no samples; connect a clip that contains speech")
+    if not bool(torch.isfinite(x).all()):
+        raise AudioError("the audio contains NaN or infinite samples")
+    if not allow_silence and float(x.abs().max()) < SILENCE_PEAK:
+        raise AudioError("the audio is silent (peak below one 16-bit step); "
+                         "pass allow_silence=True to animate silence")
+    return resample(x, int(sample_rate), target_rate)
+
+
+def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
+    """Decode any file PyAV/FFmpeg reads (wav, mp3, flac, m4a, ogg, video soundtracks).
+
+    Returns ``(waveform [C, N] float32 in [-1, 1], sample_rate)`` of the first audio stream.
+    """
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"audio file not found: {path}")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioError(f"{path} has no audio stream")
+            stream = container.streams.audio[0]
+            converter = av.AudioResampler(format="fltp")   # planar float, same layout and rate
+            chunks, rate = [], stream.rate or stream.codec_context.sample_rate
+            for frame in container.decode(stream):
+                rate = frame.sample_rate
+                for out in converter.resample(frame):
+                    chunks.append(out.to_ndarray())
+            for out in converter.resample(None):
+                chunks.append(out.to_ndarray())
+    except av.error.FFmpegError as exc:
+        raise AudioError(f"cannot decode audio from {path}: {exc}") from exc
+    if not chunks:
+        raise AudioError(f"{path} decodes to no audio samples")
+    return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), int(rate)
+
+
+# --------------------------------------------------------------------------- window plan
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How a 16 kHz clip of ``n_samples`` is cut into motion windows (official rule).
+
+    ``samples_per_frame = 16000 / fps``; window ``i`` covers padded samples
+    ``[starts[i], starts[i] + samples_per_window)``. The last window holds
+    ``n_padding_samples`` of padding (may be <= 0: nothing padded), whose
+    ``n_padding_frames`` frames are dropped, leaving ``n_frames`` frames in all.
+    """
+
+    n_samples: int
+    fps: float
+    n_motions: int
+    pad_before: int
+    pad_after: int
+    sample_rate: int
+    n_windows: int
+    n_padding_samples: int
+    n_padding_frames: int
+
+    @property
+    def samples_per_frame(self) -> float:
+        return self.sample_rate / self.fps
+
+    @property
+    def samples_per_window(self) -> int:
+        return round(self.samples_per_frame * self.n_motions)
+
+    @property
+    def padded_len(self) -> int:
+        """Length after the fixed before/after padding (before the last-window padding)."""
+        return self.n_samples + self.pad_before + self.pad_after
+
+    @property
+    def clip_len(self) -> int:
+        return int(self.padded_len / self.sample_rate * self.fps)
+
+    @property
+    def starts(self) -> list[int]:
+        return [round(i * self.n_motions * self.samples_per_frame) for i in range(self.n_windows)]
+
+    @property
+    def n_frames(self) -> int:
+        return self.n_windows * self.n_motions - self.n_padding_frames
+
+    @property
+    def frames_per_window(self) -> list[int]:
+        """Frames each window contributes (the last loses its padded frames)."""
+        kept = [self.n_motions] * self.n_windows
+        kept[-1] -= self.n_padding_frames
+        return kept
+
+
+def plan_windows(n_samples: int, *, fps: float, n_motions: int,
+                 pad_before: int = AUDIO_PAD_BEFORE, pad_after: int = AUDIO_PAD_AFTER,
+                 sample_rate: int = AUDIO_SAMPLE_RATE) -> WindowPlan:
+    """The official window plan for ``n_samples`` of 16 kHz audio.
+
+    Raises :class:`AudioError` for empty audio or audio shorter than one video frame.
+    """
+    if fps is None or fps <= 0 or n_motions <= 0:
+        raise ValueError(f"fps and n_motions must be positive (got fps={fps}, n_motions={n_motions}); "
+                         "they come from the motion generator's args")
+    samples_per_frame = sample_rate / fps
+    if n_samples <= 0:
+        raise AudioError("the audio has no samples; connect a clip that contains speech")
+    if n_samples < samples_per_frame:
+        raise AudioError(f"the audio is shorter than one video frame ({n_samples} samples < "
+                         f"{samples_per_frame:g} at {sample_rate} Hz, {fps:g} fps)")
+    padded = n_samples + pad_before + pad_after
+    clip_len = int(padded / sample_rate * fps)
+    n_windows = 1 if clip_len <= n_motions else math.ceil(clip_len / n_motions)
+    n_padding_samples = round(samples_per_frame * n_motions) * n_windows - padded
+    n_padding_frames = max(0, math.ceil(n_padding_samples / samples_per_frame))
+    return WindowPlan(n_samples=n_samples, fps=fps, n_motions=n_motions, pad_before=pad_before,
+                      pad_after=pad_after, sample_rate=sample_rate, n_windows=n_windows,
+                      n_padding_samples=n_padding_samples, n_padding_frames=n_padding_frames)
+
+
+def split_windows(audio: torch.Tensor, plan: WindowPlan, pad_mode: str | None = "zero") -> torch.Tensor:
+    """Mono 16 kHz ``[N]`` -> windows ``[n_windows, samples_per_window]`` per ``plan``.
+
+    ``pad_mode`` 'zero' (or None) pads the tail with zeros, 'replicate' with the last
+    sample (after the fixed zero padding, as the official code does).
+    """
+    if audio.ndim != 1 or audio.shape[0] != plan.n_samples:
+        raise ValueError(f"audio must be [{plan.n_samples}] (the plan's length), got {tuple(audio.shape)}")
+    x = F.pad(audio, (plan.pad_before, plan.pad_after))
+    size = plan.samples_per_window
+    need = plan.starts[-1] + size - x.shape[0]
+    if need > 0:
+        if pad_mode in (None, "zero"):
+            value = 0.0
+        elif pad_mode == "replicate":
+            value = float(x[-1])
+        else:
+            raise ValueError(f"unknown pad_mode {pad_mode!r}: use 'zero' or 'replicate'")
+        x = F.pad(x, (0, need), value=value)
+    return torch.stack([x[s:s + size] for s in plan.starts])
