@@ -1,0 +1,1 @@
+"""Face detection, the official LivePortrait crop, and paste-back."""

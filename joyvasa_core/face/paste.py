@@ -1,0 +1,167 @@
+"""Batched paste-back of rendered 512x512 crops into the full-resolution source.
+
+The official pipeline pastes each frame with ``cv2.warpAffine`` and a blend on
+the CPU, one frame at a time. Here the work that depends only on the source
+(the blending mask in original coordinates, the sampling grid, the background)
+is done once by :class:`PasteBack`; each chunk of frames is then one
+``grid_sample`` plus one blend on whatever device the frames live on.
+
+Only the region where the mask is non-zero (the crop's footprint) is
+resampled, so the cost scales with the face size, not with the photo size:
+the rest of each output frame is a copy of the background at full resolution.
+
+Output frames have even height and width (H.264 with yuv420p needs that): an
+odd background is padded by repeating its last row / column, and the mask is 0
+there.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import config
+
+FEATHER_PX = 32  # width of the soft border of the default mask, in crop pixels (of 512)
+
+
+def feathered_mask(size: int = config.CROP_DSIZE, feather: int = FEATHER_PX) -> np.ndarray:
+    """Default blending mask in crop space: [size, size] uint8.
+
+    255 inside, falling smoothly (smoothstep) to 0 over ``feather`` pixels at
+    each border, so a pasted face fades into the photo instead of showing the
+    square edge of the crop. (The official ``mask_template.png`` is similar,
+    with a 16-pixel linear ramp; pass it as ``mask`` to reproduce it.)
+    """
+    pos = np.arange(size, dtype=np.float64) + 0.5
+    edge = np.minimum(pos, size - pos) / max(feather, 1)
+    t = np.clip(edge, 0.0, 1.0)
+    ramp = t * t * (3 - 2 * t)
+    return np.rint(255 * np.outer(ramp, ramp)).astype(np.uint8)
+
+
+def mask_to_original(mask_crop: np.ndarray, M_c2o: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Warp a crop-space mask into the original image.
+
+    mask_crop: [S, S] or [S, S, C] uint8 (0..255); M_c2o: [3, 3] crop -> original;
+    size: (width, height) of the original. Returns float32 in 0..1 with the
+    mask's channels ([H, W] or [H, W, C]); bilinear, 0 outside the crop
+    (identical to the official ``prepare_paste_back``).
+    """
+    M = np.asarray(M_c2o, dtype=np.float64)[:2]
+    warped = cv2.warpAffine(np.ascontiguousarray(mask_crop), M, tuple(int(v) for v in size),
+                            flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return warped.astype(np.float32) / 255.0
+
+
+def _as_float_image(image, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[H, W, 3] uint8 (0..255) or float (0..1) array/tensor -> float tensor 0..1 on device."""
+    t = torch.as_tensor(image).to(device)
+    if t.dtype == torch.uint8:
+        return t.to(dtype) / 255.0
+    return t.to(dtype)
+
+
+def _pad_even(image: torch.Tensor) -> torch.Tensor:
+    """[H, W, C] -> [H', W', C] with H', W' even, repeating the last row / column."""
+    if image.shape[0] % 2:
+        image = torch.cat([image, image[-1:]], dim=0)
+    if image.shape[1] % 2:
+        image = torch.cat([image, image[:, -1:]], dim=1)
+    return image.contiguous()
+
+
+def to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """Float frames in 0..1 -> uint8 (rounded, clipped), same shape and device."""
+    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+class PasteBack:
+    """Paste chunks of rendered crops into one source image.
+
+    Built once per source (the mask, grid and background are precomputed on
+    ``device``), then called on every chunk of frames.
+
+    Args:
+        M_c2o: [3, 3] crop -> original (pixels), e.g. ``FaceCrop.M_c2o``.
+        background: [H, W, 3] RGB, uint8 0..255 or float 0..1 (array or tensor),
+            at full resolution.
+        mask: crop-space blending mask, [S, S] or [S, S, C] uint8 (0..255);
+            None = :func:`feathered_mask`. Its size S is the crop size the
+            frames must have.
+        device, dtype: where and in what precision the blend runs.
+    """
+
+    def __init__(self, M_c2o, background, mask: np.ndarray | None = None,
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+        bg = torch.as_tensor(background)
+        device = torch.device(device) if device is not None else bg.device
+        if bg.ndim != 3 or bg.shape[2] != 3:
+            raise ValueError(f"background must be [H, W, 3], got {list(bg.shape)}")
+        height, width = int(bg.shape[0]), int(bg.shape[1])
+        mask = feathered_mask() if mask is None else np.asarray(mask)
+        self.crop_size = int(mask.shape[0])
+        self.M_c2o = np.asarray(M_c2o, dtype=np.float64)
+        mask_ori = mask_to_original(mask, self.M_c2o, (width, height))
+        if mask_ori.ndim == 2:
+            mask_ori = mask_ori[..., None]
+        self.background = _pad_even(_as_float_image(bg, device, dtype))
+        self.height, self.width = int(self.background.shape[0]), int(self.background.shape[1])
+        mask_t = torch.from_numpy(mask_ori).to(device=device, dtype=dtype)
+
+        # Region of interest: the bounding box of the non-zero mask.
+        ys, xs = np.nonzero(mask_ori.max(axis=2) > 0)
+        if ys.size == 0:  # the crop lies outside the image: frames leave it unchanged
+            self.roi = (0, 0, 0, 0)
+        else:
+            self.roi = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
+        y0, y1, x0, x1 = self.roi
+        self.mask = mask_t[y0:y1, x0:x1]                      # [h, w, C]
+        self.grid = self._grid(device, dtype)                 # [1, h, w, 2]
+
+    def _grid(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Normalised crop coordinates of every ROI pixel (align_corners=False)."""
+        y0, y1, x0, x1 = self.roi
+        M = np.linalg.inv(self.M_c2o)                          # original -> crop
+        ys = torch.arange(y0, y1, device=device, dtype=torch.float32)
+        xs = torch.arange(x0, x1, device=device, dtype=torch.float32)
+        yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+        u = M[0, 0] * xx + M[0, 1] * yy + M[0, 2]
+        v = M[1, 0] * xx + M[1, 1] * yy + M[1, 2]
+        size = float(self.crop_size)
+        grid = torch.stack([(2 * u + 1) / size - 1, (2 * v + 1) / size - 1], dim=-1)
+        return grid[None].to(dtype)
+
+    @property
+    def device(self) -> torch.device:
+        return self.background.device
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """frames: [B, 3, S, S] float 0..1 -> [B, H, W, 3] float 0..1 (H, W even).
+
+        The frames' device and dtype must match the ones given at construction
+        (no silent copies in the hot path).
+        """
+        if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[2:] != (self.crop_size,) * 2:
+            raise ValueError(f"frames must be [B, 3, {self.crop_size}, {self.crop_size}], "
+                             f"got {list(frames.shape)}")
+        batch = frames.shape[0]
+        out = self.background.expand(batch, -1, -1, -1).clone()
+        y0, y1, x0, x1 = self.roi
+        if y1 > y0:
+            grid = self.grid.expand(batch, -1, -1, -1)
+            warped = F.grid_sample(frames.to(self.grid.dtype), grid, mode="bilinear",
+                                   padding_mode="zeros", align_corners=False)
+            region = out[:, y0:y1, x0:x1]
+            region += self.mask * (warped.permute(0, 2, 3, 1) - region)
+        return out
+
+
+def paste_back(frames: torch.Tensor, M_c2o, background, mask: np.ndarray | None = None) -> torch.Tensor:
+    """One-shot :class:`PasteBack`: frames [B, 3, S, S] float 0..1 -> [B, H, W, 3] float 0..1.
+
+    Runs on the frames' device in their dtype. For a video, build one
+    :class:`PasteBack` and reuse it for every chunk.
+    """
+    return PasteBack(M_c2o, background, mask, device=frames.device, dtype=frames.dtype)(frames)
