@@ -1,0 +1,195 @@
+"""Driving keypoints x_d for every frame of a motion sequence, batched over frames.
+
+This is the keypoint half of JoyVASA's ``LivePortraitPipeline.execute``: the
+source's :class:`~joyvasa_core.keypoints.KeypointInfo` and posed keypoints
+x_s are combined with a generated motion sequence (exp, scale, t and head
+angles per frame) into the keypoints handed to the warping network.
+
+Per frame i (frame 0 is the reference of the relative motion):
+
+* rotation ``R = R_d,i · R_d,0ᵀ · R_s`` (regions ``all``/``pose``, else ``R_s``);
+* expression ``exp_s + (exp_d,i − exp_d,0)``, except that the lip keypoints
+  ``LIP_INDICES`` take the driving exp **absolutely** (region ``all``/``exp``);
+* ``scale = s_s · s_d,i / s_d,0`` and ``t = t_s + (t_d,i − t_d,0)`` (tz = 0), for
+  every region (JoyVASA keeps them relative even for ``lip``/``exp``);
+* ``x_d = scale · (kp_s @ R + exp) + t``;
+* ``expression-friendly`` with relative motion: ``x_d = x_s + m·(x_d − x_d,0)``,
+  m = :func:`~joyvasa_core.keypoints.expression_friendly_multiplier`;
+* stitching (optional), lip normalisation (optional), then
+  ``x_d = x_s + driving_multiplier · (x_d − x_s)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+from . import keypoints as kpm
+from .config import LIP_INDICES
+
+DrivingOption = Literal["expression-friendly", "pose-friendly"]
+AnimationRegion = Literal["all", "exp", "pose", "lip", "eyes"]
+
+#: Eye keypoints of LivePortrait's ``animation_region='eyes'``.
+EYE_INDICES = (11, 13, 15, 16, 18)
+_DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
+_REGIONS = ("all", "exp", "pose", "lip", "eyes")
+
+
+class DrivingMotion(Protocol):
+    """Per-frame motion (e.g. ``joyvasa_core.motion.MotionSequence``), T frames.
+
+    exp ``[T, K, 3]``; scale ``[T, 1]``; t ``[T, 3]``; pitch, yaw, roll ``[T]`` degrees.
+    """
+
+    exp: torch.Tensor
+    scale: torch.Tensor
+    t: torch.Tensor
+    pitch: torch.Tensor
+    yaw: torch.Tensor
+    roll: torch.Tensor
+
+
+@dataclass(frozen=True)
+class DrivingSettings:
+    """How motion drives the source. Defaults are the official Gradio app's.
+
+    driving_option: ``"expression-friendly"`` rescales the relative motion to
+        the source's keypoint spread and anchors frame 0 at x_s (needs
+        ``flag_relative_motion``); ``"pose-friendly"`` uses x_d as composed.
+        (The app and the CLI default to expression-friendly; InferenceConfig's
+        own default is pose-friendly.)
+    animation_region: ``"all"``; ``"exp"`` (expression, no rotation);
+        ``"pose"`` (rotation, source expression); ``"lip"`` (relative exp on
+        ``LIP_INDICES`` only); ``"eyes"`` (relative exp on ``EYE_INDICES``
+        only, as in LivePortrait — JoyVASA's own pipeline has no eyes branch
+        and leaves the expression at the source's). Scale and translation
+        follow the motion for every region, as in JoyVASA.
+    flag_relative_motion: official default True (app); the CLI uses False.
+    flag_stitching: apply S; app True, CLI False.
+    flag_normalize_lip: close the source's mouth first (needs the source's
+        lip-open ratio and the lip MLP; skipped when the ratio is not given,
+        as the official code skips it without landmarks); app True, CLI False.
+    lip_normalize_threshold: lip-open ratio below which the source counts as
+        closed (official 0.03).
+    driving_multiplier: final ``x_s + m·(x_d − x_s)``; app 1.0, CLI 1.10.
+    pose_scale: user control, scales head rotation angles and translation
+        relative to frame 0 (1.0 = official, 0 = still head).
+    expression_scale: user control, scales the expression change away from
+        the source's (1.0 = official, 0 = source expression).
+    """
+
+    driving_option: DrivingOption = "expression-friendly"
+    animation_region: AnimationRegion = "all"
+    flag_relative_motion: bool = True
+    flag_stitching: bool = True
+    flag_normalize_lip: bool = True
+    lip_normalize_threshold: float = 0.03
+    driving_multiplier: float = 1.0
+    pose_scale: float = 1.0
+    expression_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.driving_option not in _DRIVING_OPTIONS:
+            raise ValueError(f"driving_option must be one of {_DRIVING_OPTIONS}, "
+                             f"got {self.driving_option!r}")
+        if self.animation_region not in _REGIONS:
+            raise ValueError(f"animation_region must be one of {_REGIONS}, "
+                             f"got {self.animation_region!r}")
+
+    @classmethod
+    def cli(cls, **overrides) -> "DrivingSettings":
+        """The official ``inference.py`` defaults (its ArgumentConfig wins over InferenceConfig)."""
+        base = dict(flag_relative_motion=False, flag_stitching=False, flag_normalize_lip=False,
+                    driving_multiplier=1.10)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, object]) -> "DrivingSettings":
+        """From a dict of the official option names (e.g. a fixture's combination)."""
+        unknown = set(options) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown driving options {sorted(unknown)}; "
+                             f"DrivingSettings knows {[f.name for f in fields(cls)]}")
+        return cls(**options)
+
+
+def _index_mask(indices: tuple[int, ...], num_kp: int, device: torch.device) -> torch.Tensor:
+    mask = torch.zeros(num_kp, dtype=torch.bool, device=device)
+    mask[list(indices)] = True
+    return mask[:, None]  # [K, 1], broadcasts over xyz
+
+
+def driving_expression(source_exp: torch.Tensor, driving_exp: torch.Tensor,
+                       region: AnimationRegion) -> torch.Tensor:
+    """Per-frame expression deformation ``[T, K, 3]`` before user scaling.
+
+    source_exp ``[1, K, 3]``, driving_exp ``[T, K, 3]``; relative to frame 0.
+    """
+    num_kp, device = driving_exp.shape[1], driving_exp.device
+    relative = source_exp + (driving_exp - driving_exp[:1])
+    source = source_exp.expand_as(driving_exp)
+    if region in ("all", "exp"):
+        return torch.where(_index_mask(LIP_INDICES, num_kp, device), driving_exp, relative)
+    if region == "lip":
+        return torch.where(_index_mask(LIP_INDICES, num_kp, device), relative, source)
+    if region == "eyes":
+        return torch.where(_index_mask(EYE_INDICES, num_kp, device), relative, source)
+    return source
+
+
+def compose_driving_keypoints(
+    source: kpm.KeypointInfo,
+    x_s: torch.Tensor,
+    motion: DrivingMotion,
+    settings: DrivingSettings = DrivingSettings(),
+    retargeting: Mapping[str, nn.Module] | None = None,
+    source_lip_ratio: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Driving keypoints ``[T, K, 3]`` for all T frames at once.
+
+    source: the source image's KeypointInfo (batch 1); x_s ``[1, K, 3]`` its
+    posed keypoints (``source.transform()``); motion: T frames (see
+    :class:`DrivingMotion`); retargeting: the S/R parts by name (``stitching``,
+    ``lip``), needed when stitching or lip normalisation is on;
+    source_lip_ratio ``[1, 1]``: :func:`~joyvasa_core.keypoints.lip_open_ratio`
+    of the source's 203-point landmarks (for ``flag_normalize_lip``).
+    """
+    cfg = settings
+    frames = motion.exp.shape[0]
+    angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
+    angles = angles[:1] + cfg.pose_scale * (angles - angles[:1])
+    rot_source = source.rotation()
+    if cfg.animation_region in ("all", "pose"):
+        rot_d = kpm.rotation_matrix(*angles.unbind(-1))
+        rotation = rot_d @ rot_d[:1].transpose(-1, -2) @ rot_source
+    else:
+        rotation = rot_source
+
+    target_exp = driving_expression(source.exp, motion.exp, cfg.animation_region)
+    exp = source.exp + cfg.expression_scale * (target_exp - source.exp)
+    scale = source.scale * (motion.scale / motion.scale[:1])
+    t = source.t + cfg.pose_scale * (motion.t - motion.t[:1])
+    x_d = kpm.transform_keypoints(source.kp, rotation, exp, scale, t)
+
+    if cfg.flag_relative_motion and cfg.driving_option == "expression-friendly":
+        multiplier = kpm.expression_friendly_multiplier(x_s, x_d[:1])
+        x_d = x_s + (x_d - x_d[:1]) * multiplier
+    if cfg.flag_stitching:
+        x_d = kpm.apply_stitching(_part(retargeting, "stitching"), x_s, x_d)
+    if cfg.flag_normalize_lip and cfg.flag_relative_motion and source_lip_ratio is not None:
+        x_d = x_d + kpm.normalize_lip_delta(_part(retargeting, "lip"), x_s, source_lip_ratio,
+                                            cfg.lip_normalize_threshold)
+    return x_s + (x_d - x_s) * cfg.driving_multiplier
+
+
+def _part(retargeting: Mapping[str, nn.Module] | None, name: str) -> nn.Module:
+    if retargeting is None or name not in retargeting:
+        raise ValueError(
+            f"DrivingSettings need the {name!r} retargeting MLP: pass retargeting="
+            "joyvasa_core.models.stitching.build_stitching_retargeting() loaded from "
+            "stitching_retargeting_module.pth, or turn the option off")
+    return retargeting[name]

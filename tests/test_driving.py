@@ -1,0 +1,177 @@
+"""Composition of driving keypoints (joyvasa_core.driving)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pytest
+import torch
+
+from joyvasa_core import keypoints as kpm
+from joyvasa_core.config import LIP_INDICES
+from joyvasa_core.driving import EYE_INDICES, DrivingSettings, compose_driving_keypoints
+from joyvasa_core.models.stitching import build_stitching_retargeting
+
+T, K = 6, 21
+PLAIN = DrivingSettings(driving_option="pose-friendly", flag_stitching=False, flag_normalize_lip=False)
+
+
+@dataclass
+class Motion:
+    exp: torch.Tensor
+    scale: torch.Tensor
+    t: torch.Tensor
+    pitch: torch.Tensor
+    yaw: torch.Tensor
+    roll: torch.Tensor
+
+
+def make_source(seed: int = 0) -> kpm.KeypointInfo:
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64) * 2 - 1  # noqa: E731
+    return kpm.KeypointInfo(pitch=10 * r(1), yaw=20 * r(1), roll=5 * r(1), t=0.1 * r(1, 3),
+                            exp=0.05 * r(1, K, 3), scale=1.5 + 0.1 * r(1, 1), kp=0.5 * r(1, K, 3))
+
+
+def make_motion(seed: int = 1, frames: int = T) -> Motion:
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.rand(*s, generator=g, dtype=torch.float64) * 2 - 1  # noqa: E731
+    return Motion(exp=0.05 * r(frames, K, 3), scale=1.6 + 0.2 * r(frames, 1), t=0.1 * r(frames, 3),
+                  pitch=15 * r(frames), yaw=25 * r(frames), roll=10 * r(frames))
+
+
+def still_motion(source: kpm.KeypointInfo, frames: int = T) -> Motion:
+    """Every frame equal: arbitrary pose/scale/t, but the source's own expression."""
+    m = make_motion(frames=1)
+    rep = lambda x: x.expand(frames, *x.shape[1:]).clone()  # noqa: E731
+    return Motion(exp=rep(source.exp), scale=rep(m.scale), t=rep(m.t),
+                  pitch=rep(m.pitch), yaw=rep(m.yaw), roll=rep(m.roll))
+
+
+def compose(settings: DrivingSettings, source=None, motion=None, **kw) -> torch.Tensor:
+    source = source or make_source()
+    motion = motion or make_motion()
+    return compose_driving_keypoints(source, source.transform(), motion, settings, **kw)
+
+
+def per_frame_reference(source: kpm.KeypointInfo, motion: Motion) -> torch.Tensor:
+    """Direct per-frame transcription of the official 'all'-region, pose-friendly maths."""
+    x = []
+    r_s = source.rotation()
+    r_d = kpm.rotation_matrix(motion.pitch, motion.yaw, motion.roll)
+    for i in range(motion.exp.shape[0]):
+        rot = r_d[i:i + 1] @ r_d[:1].transpose(1, 2) @ r_s
+        exp = source.exp + (motion.exp[i:i + 1] - motion.exp[:1])
+        exp[:, list(LIP_INDICES)] = motion.exp[i:i + 1, list(LIP_INDICES)]
+        scale = source.scale * motion.scale[i:i + 1] / motion.scale[:1]
+        t = source.t + motion.t[i:i + 1] - motion.t[:1]
+        t[..., 2] = 0
+        x.append(scale * (source.kp @ rot + exp) + t)
+    return torch.cat(x)
+
+
+def test_batched_matches_per_frame_reference():
+    source, motion = make_source(), make_motion()
+    torch.testing.assert_close(compose(PLAIN, source, motion), per_frame_reference(source, motion))
+
+
+@pytest.mark.parametrize("option", ["expression-friendly", "pose-friendly"])
+def test_still_driving_with_source_expression_gives_x_s(option):
+    source = make_source()
+    x_d = compose(replace(PLAIN, driving_option=option), source, still_motion(source))
+    torch.testing.assert_close(x_d, source.transform().expand(T, K, 3))
+
+
+def test_expression_friendly_anchors_frame0_and_rescales_by_hull():
+    source, motion = make_source(), make_motion()
+    pose = compose(PLAIN, source, motion)
+    expr = compose(replace(PLAIN, driving_option="expression-friendly"), source, motion)
+    x_s = source.transform()
+    torch.testing.assert_close(expr[0], x_s[0])
+    m = kpm.expression_friendly_multiplier(x_s, pose[:1])
+    torch.testing.assert_close(expr - x_s, m * (pose - pose[:1]))
+    # Without relative motion the option does nothing.
+    no_rel = replace(PLAIN, driving_option="expression-friendly", flag_relative_motion=False)
+    torch.testing.assert_close(compose(no_rel, source, motion), pose)
+
+
+def test_driving_multiplier_scales_offsets_from_x_s():
+    source, motion = make_source(), make_motion()
+    x_s = source.transform()
+    base = compose(PLAIN, source, motion)
+    torch.testing.assert_close(compose(replace(PLAIN, driving_multiplier=1.1), source, motion) - x_s,
+                               1.1 * (base - x_s))
+
+
+def test_user_scales():
+    source, motion = make_source(), make_motion()
+    base = compose(PLAIN, source, motion)
+    assert not torch.allclose(base, compose(replace(PLAIN, pose_scale=0.5), source, motion))
+    # pose_scale 0: source rotation and translation; expression_scale 0: source expression.
+    frozen = compose(replace(PLAIN, pose_scale=0.0, expression_scale=0.0), source, motion)
+    scale = source.scale * motion.scale / motion.scale[:1]
+    expected = kpm.transform_keypoints(source.kp, source.rotation(), source.exp, scale, source.t)
+    torch.testing.assert_close(frozen, expected)
+
+
+@pytest.mark.parametrize("region,indices", [("lip", LIP_INDICES), ("eyes", EYE_INDICES)])
+def test_regions_limit_the_expression(region, indices):
+    source, motion = make_source(), make_motion()
+    x_d = compose(replace(PLAIN, animation_region=region), source, motion)
+    scale = source.scale * motion.scale / motion.scale[:1]
+    exp = source.exp.expand(T, K, 3).clone()
+    exp[:, list(indices)] = (source.exp + motion.exp - motion.exp[:1])[:, list(indices)]
+    expected = kpm.transform_keypoints(source.kp, source.rotation(), exp, scale,
+                                       source.t + motion.t - motion.t[:1])
+    torch.testing.assert_close(x_d, expected)
+
+
+def test_pose_region_keeps_source_expression_and_exp_region_keeps_source_rotation():
+    source, motion = make_source(), make_motion()
+    all_ = compose(PLAIN, source, motion)
+    pose = compose(replace(PLAIN, animation_region="pose"), source, motion)
+    exp = compose(replace(PLAIN, animation_region="exp"), source, motion)
+    no_expr = compose(replace(PLAIN, expression_scale=0.0), source, motion)
+    torch.testing.assert_close(pose, no_expr)
+    assert not torch.allclose(exp, all_)
+    still_pose = Motion(**{**motion.__dict__, "pitch": motion.pitch[:1].expand(T),
+                           "yaw": motion.yaw[:1].expand(T), "roll": motion.roll[:1].expand(T)})
+    torch.testing.assert_close(exp, compose(PLAIN, source, still_pose))
+
+
+def test_stitching_and_lip_normalisation_use_the_mlps():
+    parts = build_stitching_retargeting().double()
+    for p in parts.parameters():
+        torch.nn.init.zeros_(p)
+    source, motion = make_source(), make_motion()
+    base = compose(PLAIN, source, motion)
+    stitched = replace(PLAIN, flag_stitching=True, flag_normalize_lip=True)
+    # Zero MLPs change nothing, whatever the lip ratio.
+    out = compose(stitched, source, motion, retargeting=parts,
+                  source_lip_ratio=torch.tensor([[0.5]], dtype=torch.float64))
+    torch.testing.assert_close(out, base)
+    torch.nn.init.constant_(parts["stitching"].mlp[-1].bias, 0.01)
+    torch.nn.init.constant_(parts["lip"].mlp[-1].bias, 0.1)
+    out = compose(stitched, source, motion, retargeting=parts,
+                  source_lip_ratio=torch.tensor([[0.5]], dtype=torch.float64))
+    shift = torch.tensor([0.02, 0.02, 0.01], dtype=torch.float64) + 0.1
+    torch.testing.assert_close(out, base + shift)
+    closed = compose(stitched, source, motion, retargeting=parts,
+                     source_lip_ratio=torch.tensor([[0.01]], dtype=torch.float64))
+    torch.testing.assert_close(closed, base + shift - 0.1)
+
+
+def test_missing_mlp_and_bad_settings_raise():
+    with pytest.raises(ValueError, match="stitching"):
+        compose(replace(PLAIN, flag_stitching=True))
+    with pytest.raises(ValueError, match="animation_region"):
+        DrivingSettings(animation_region="mouth")
+    with pytest.raises(ValueError, match="unknown"):
+        DrivingSettings.from_mapping({"flag_stitching": True, "flag_typo": 1})
+
+
+def test_official_defaults():
+    app, cli = DrivingSettings(), DrivingSettings.cli()
+    assert (app.driving_option, app.flag_stitching, app.flag_relative_motion, app.driving_multiplier) == \
+        ("expression-friendly", True, True, 1.0)
+    assert (cli.driving_option, cli.flag_stitching, cli.flag_relative_motion, cli.driving_multiplier) == \
+        ("expression-friendly", False, False, 1.10)
