@@ -79,7 +79,11 @@ class DownBlock3d(nn.Module):
         self.norm = nn.BatchNorm3d(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool3d(F.relu(self.norm(self.conv(x))), (1, 2, 2))
+        x = F.relu(self.norm(self.conv(x)))
+        b, c, d, h, w = x.shape
+        # (1, 2, 2) pooling as a 2-D pool over C·D planes: same values, and CPU
+        # avg_pool3d has no bfloat16 kernel.
+        return F.avg_pool2d(x.reshape(b, c * d, h, w), 2).view(b, c, d, h // 2, w // 2)
 
 
 class UpBlock3d(nn.Module):
