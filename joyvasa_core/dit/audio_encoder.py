@@ -146,8 +146,9 @@ def encode_audio(model: nn.Module, audio: torch.Tensor, *, frame_num: int | None
         raise ValueError(f"encode_audio expects audio [B, N], got shape {tuple(audio.shape)}")
     fps = fps if fps is not None else model.args.fps
     frame_num = frame_num or round(audio.shape[-1] * fps / AUDIO_SAMPLE_RATE)
-    padded = pad_audio(audio)
-    conv, hidden = encoder_hidden_states(model.audio_encoder, padded, fps, 2 * frame_num)
+    encoder = model.audio_encoder
+    padded = pad_audio(audio.to(next(encoder.parameters()).dtype))
+    conv, hidden = encoder_hidden_states(encoder, padded, fps, 2 * frame_num)
     pooled = F.interpolate(hidden.transpose(1, 2), size=frame_num, mode="linear", align_corners=False)
     audio_feat = model.audio_feature_map(pooled.transpose(1, 2))
     return AudioFeatures(padded=padded, conv_features=conv, last_hidden_state=hidden,
