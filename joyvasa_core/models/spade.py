@@ -43,7 +43,7 @@ class SPADEDecoder(nn.Module):
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         """feature: [B, 256, 64, 64] (warping ``out``, module dtype)
-        -> image [B, 3, 512, 512] in (0, 1) (4× the input size with upscale 2, else 4×/2)."""
+        -> image [B, 3, 512, 512] in (0, 1) (8× the input size with upscale 2, else 4×)."""
         x = self.fc(feature)
         for i in range(NUM_MIDDLE_BLOCKS):
             x = getattr(self, f"G_middle_{i}")(x, feature)
