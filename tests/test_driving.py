@@ -175,3 +175,13 @@ def test_official_defaults():
         ("expression-friendly", True, True, 1.0)
     assert (cli.driving_option, cli.flag_stitching, cli.flag_relative_motion, cli.driving_multiplier) == \
         ("expression-friendly", False, False, 1.10)
+
+
+def test_pipeline_motion_parity():
+    from conftest import PARITY
+    from joyvasa_core.parity.fixture import Fixture
+    from joyvasa_core.parity.runner import run_fixture
+
+    results = run_fixture(Fixture.open(PARITY, "pipeline_motion"), torch.device("cpu"))
+    failed = [(r.output, r.max_abs_err, r.note) for r in results if not r.ok]
+    assert results and not failed, failed
