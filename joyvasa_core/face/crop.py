@@ -37,6 +37,7 @@ from .. import config
 #: the lip centre the mean of the lip points.
 ANCHORS: dict[int, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = {
     5: ((0,), (1,), (3, 4)),                          # eyes, nose, mouth corners
+    9: ((0,), (1,), (3, 4)),                          # the 5 points + estimated outline
     68: ((36, 39), (42, 45), (48, 54)),               # iBUG 68 (0-based)
     101: ((39, 42, 45, 48), (51, 54, 57, 60), (75, 81)),
     106: ((33, 35, 40, 39), (87, 89, 94, 93), (52, 61)),   # insightface 2d106det
@@ -50,6 +51,43 @@ EYE_RATIO_POINTS = ((6, 18, 0, 12), (30, 42, 24, 36))
 LIP_RATIO_POINTS = (90, 102, 48, 66)
 
 MODEL_INPUT_SIZE = config.SOURCE_SIZE  # 256: what F and M see
+
+
+#: Face outline relative to 5 points, for detectors that give no contour:
+#: (brow top, chin) along the eye->mouth axis in units of the eye-centre to
+#: mouth-centre distance m, measured from the eye line; (cheeks) across in units
+#: of the eye distance e, from the eye midpoint. Calibrated by hand on
+#: ``skimage.data.astronaut()`` (brow top 0.27 m above the eyes, chin 2.03 m
+#: below, face 1.82 e wide at eye level) and rounded towards an average adult
+#: face; the official crop's size comes from the extent of the 106-point
+#: contour (eyebrows to chin, ear to ear), which these four points stand for.
+OUTLINE_BROW, OUTLINE_CHIN, OUTLINE_CHEEK = -0.3, 2.0, 0.95
+
+#: Where the 5 points sit in a face box (fractions of width, height), for a
+#: user-given box without landmarks (measured from MTCNN on the same photo).
+BOX_KPS5 = np.array([[0.28, 0.37], [0.72, 0.37], [0.50, 0.58], [0.30, 0.72], [0.70, 0.72]])
+
+
+def outline_from_kps5(kps5: np.ndarray) -> np.ndarray:
+    """[5, 2] points (eyes, nose, mouth corners) -> [9, 2]: the 5 points plus an
+    estimated outline (brow top, chin, left cheek, right cheek), so that the
+    official crop geometry sizes the crop as it would from a full contour."""
+    kps5 = np.asarray(kps5, dtype=np.float64)
+    eye, lip = anchor_points(kps5)
+    down = lip - eye
+    m = float(np.linalg.norm(down))
+    down = down / m if m > 1e-3 else np.array([0.0, 1.0])
+    right = np.array([down[1], -down[0]])
+    e = float(np.linalg.norm(kps5[1] - kps5[0]))
+    outline = np.stack([eye + down * OUTLINE_BROW * m, eye + down * OUTLINE_CHIN * m,
+                        eye - right * OUTLINE_CHEEK * e, eye + right * OUTLINE_CHEEK * e])
+    return np.concatenate([kps5, outline])
+
+
+def kps5_from_box(box: np.ndarray) -> np.ndarray:
+    """Face box [4] (x1, y1, x2, y2) -> estimated [5, 2] points (upright face)."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    return np.array([x1, y1]) + BOX_KPS5 * np.array([x2 - x1, y2 - y1])
 
 
 def anchor_points(pts: np.ndarray, dtype=np.float64) -> np.ndarray:
