@@ -33,12 +33,14 @@ def stored_stitching_key(key: str) -> str:
     return "module." + key
 
 
-def filled_motion_extractor(config: dict, device: torch.device) -> MotionExtractor:
-    return fill_module_(MotionExtractor(**config)).eval().to(device)
+def filled_motion_extractor(sizes: dict, device: torch.device) -> MotionExtractor:
+    """M built from ``sizes`` (models.yaml params), jvfill weights, eval mode."""
+    return fill_module_(MotionExtractor(**sizes)).eval().to(device)
 
 
-def filled_stitching(config: dict, device: torch.device) -> torch.nn.ModuleDict:
-    parts = build_stitching_retargeting(config)
+def filled_stitching(sizes: dict, device: torch.device) -> torch.nn.ModuleDict:
+    """The three S/R parts, each filled with its ``module.``-prefixed stored keys."""
+    parts = build_stitching_retargeting(sizes)
     for part in parts.values():
         fill_module_(part, stored_key=stored_stitching_key)
     return parts.eval().to(device)
