@@ -1,0 +1,177 @@
+"""Audio input: PCM conversion, mixdown, resampling accuracy, file decoding, the window plan."""
+from __future__ import annotations
+
+import json
+import math
+import wave
+
+import numpy as np
+import pytest
+import torch
+
+from joyvasa_core.audio import (AudioError, load_audio_file, plan_windows, prepare_waveform,
+                                resample, split_windows, to_float_tensor)
+from conftest import PARITY
+
+
+def sine(freq: float, rate: int, seconds: float, amp: float = 1.0, phase: float = 0.0) -> torch.Tensor:
+    t = torch.arange(round(rate * seconds), dtype=torch.float64) / rate
+    return amp * torch.sin(2 * math.pi * freq * t + phase)
+
+
+# ---------------------------------------------------------------- resampling
+
+@pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000, 44101])
+def test_resample_sine_in_sine_out(rate):
+    x = sine(440.0, rate, 1.0).float()
+    y = resample(x, rate, 16000)
+    assert y.shape == (math.ceil(x.shape[0] * 16000 / rate),)
+    ref = sine(440.0, 16000, y.shape[0] / 16000)
+    # away from the zero-padded ends the band-limited interpolation is essentially exact
+    assert (y.double() - ref)[400:-400].abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("rate", [22050, 44100, 48000])
+def test_resample_suppresses_aliases(rate):
+    tone = 8000 + 0.6 * (rate / 2 - 8000)          # above the new Nyquist (8 kHz)
+    y = resample(sine(tone, rate, 0.5).float(), rate, 16000)
+    assert y[400:-400].abs().max() < 1e-3
+
+
+def test_resample_keeps_leading_dims_device_and_dtype():
+    x = torch.randn(2, 3, 4410, dtype=torch.float64)
+    y = resample(x, 44100, 16000)
+    assert y.shape == (2, 3, 1600) and y.dtype == torch.float64
+    assert torch.allclose(y[1, 2], resample(x[1, 2], 44100, 16000))
+    assert resample(x, 16000, 16000) is x
+
+
+# ---------------------------------------------------------------- conversion
+
+def test_stereo_44k_int16_to_mono_16k():
+    left, right = sine(440.0, 44100, 1.0, 0.5), sine(440.0, 44100, 1.0, 0.25)
+    pcm = (torch.stack([left, right]) * 32767).round().to(torch.int16)          # [C, N]
+    ref = sine(440.0, 16000, 1.0, 0.375 * 32767 / 32768)
+    for layout in (pcm, pcm.T.contiguous(), pcm[None], pcm.numpy()):          # [C,N] [N,C] [1,C,N] ndarray
+        mono = prepare_waveform(layout, 44100)
+        assert mono.dtype == torch.float32 and mono.shape == (16000,)
+        assert (mono.double() - ref)[400:-400].abs().max() < 1e-4
+
+
+def test_pcm_scaling():
+    assert to_float_tensor(np.array([-32768, 0, 16384], np.int16)).tolist() == [-1.0, 0.0, 0.5]
+    assert to_float_tensor(np.array([0, 128, 192], np.uint8)).tolist() == [-1.0, 0.0, 0.5]
+    assert to_float_tensor(torch.tensor([-2 ** 31, 2 ** 30], dtype=torch.int32)).tolist() == [-1.0, 0.5]
+    assert to_float_tensor(np.array([0.25], np.float64)).dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros(0, np.float32), "no samples"),
+    (np.zeros(16000, np.float32), "silent"),
+    (np.full(16000, np.nan, np.float32), "NaN"),
+    (np.zeros((2, 2, 1000), np.float32), "batch"),
+    (np.zeros(16000, np.int64), "int64"),
+])
+def test_prepare_waveform_errors(bad, match):
+    with pytest.raises(AudioError, match=match):
+        prepare_waveform(bad, 16000)
+
+
+def test_silence_allowed_on_request():
+    assert prepare_waveform(np.zeros(32000, np.int16), 32000, allow_silence=True).abs().max() == 0
+
+
+# ---------------------------------------------------------------- files
+
+def test_load_wav_and_flac(tmp_path):
+    import av
+
+    rate = 22050
+    pcm = (torch.stack([sine(300, rate, 0.5, 0.5), sine(500, rate, 0.5, 0.3)]) * 32767).round().short()
+    wav_path = tmp_path / "speech.wav"
+    with wave.open(str(wav_path), "wb") as f:
+        f.setnchannels(2)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes(pcm.T.contiguous().numpy().tobytes())
+    data, sr = load_audio_file(wav_path)
+    assert sr == rate and data.shape == pcm.shape and data.dtype == torch.float32
+    assert torch.equal(data, pcm.float() / 32768)
+
+    flac_path = tmp_path / "speech.flac"
+    with av.open(str(flac_path), "w") as out:
+        stream = out.add_stream("flac", rate=rate, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(pcm.T.contiguous().reshape(1, -1).numpy(), format="s16",
+                                           layout="stereo")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    data, sr = load_audio_file(flac_path)
+    assert sr == rate and torch.equal(data, pcm.float() / 32768)   # lossless
+
+
+def test_load_audio_file_errors(tmp_path):
+    with pytest.raises(AudioError, match="not found"):
+        load_audio_file(tmp_path / "missing.wav")
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"not audio at all" * 10)
+    with pytest.raises(AudioError):
+        load_audio_file(junk)
+
+
+# ---------------------------------------------------------------- window plan
+
+@pytest.mark.parametrize("seconds", [0.1, 0.5, 1.0, 3.9, 4.0, 4.08, 6.25, 7.9, 60.0, 600.0])
+@pytest.mark.parametrize("fps,n_motions", [(25, 100), (25, 37), (30, 100)])
+def test_window_plan_frame_count(seconds, fps, n_motions):
+    n = round(seconds * 16000)
+    plan = plan_windows(n, fps=fps, n_motions=n_motions)
+    padded = n + 1280 + 640
+    # official: clip_len = int(len(padded) / 16000 * fps), and exactly that many frames survive
+    assert plan.clip_len == int(padded / 16000 * fps)
+    assert plan.n_frames == plan.clip_len
+    assert plan.n_windows == max(1, math.ceil(plan.clip_len / n_motions))
+    assert sum(plan.frames_per_window) == plan.n_frames
+    assert all(k == n_motions for k in plan.frames_per_window[:-1]) and plan.frames_per_window[-1] > 0
+    assert plan.samples_per_window == round(16000 / fps * n_motions)
+
+
+def test_window_plan_matches_fixture_sidecars():
+    e2e = json.loads((PARITY / "gen_motion_sequence_e2e.json").read_text())
+    plan = plan_windows(e2e["tensors"]["audio"]["shape"][0], fps=e2e["config"]["fps"],
+                        n_motions=e2e["config"]["n_motions"])
+    assert plan.n_frames == e2e["n_frames"] == e2e["tensors"]["motion.exp"]["shape"][0]
+    assert plan.n_windows == len(e2e["windows"])
+    assert plan.n_padding_frames == e2e["windows"][-1]["indicator_zeros"]
+    assert all(w["audio_in_len"] == plan.samples_per_window for w in e2e["windows"])
+    pipe = json.loads((PARITY / "pipeline_motion.json").read_text())
+    plan = plan_windows(pipe["audio_len_samples"], fps=pipe["config"]["fps"],
+                        n_motions=pipe["config"]["n_motions"])
+    assert plan.n_frames == pipe["tensors"]["decoded.exp"]["shape"][0]
+    assert plan.n_padding_frames == pipe["sample_calls"][0]["indicator_zeros"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 639])
+def test_window_plan_rejects_empty_and_sub_frame(n):
+    with pytest.raises(AudioError):
+        plan_windows(n, fps=25, n_motions=100)
+
+
+def test_split_windows_layout():
+    audio = torch.arange(1, 9001, dtype=torch.float32)
+    plan = plan_windows(audio.shape[0], fps=25, n_motions=5)            # 3200-sample windows
+    windows = split_windows(audio, plan, "zero")
+    assert windows.shape == (plan.n_windows, 3200)
+    flat = windows.reshape(-1)
+    assert torch.equal(flat[:1280], torch.zeros(1280))
+    assert torch.equal(flat[1280:1280 + 9000], audio)
+    assert torch.equal(flat[1280 + 9000:], torch.zeros(flat.shape[0] - 10280))
+    # 'replicate' repeats the last sample of the padded clip (a zero unless pad_after is 0)
+    assert torch.equal(split_windows(audio, plan, "replicate"), windows)
+    tight = plan_windows(audio.shape[0], fps=25, n_motions=5, pad_after=0)
+    tail = split_windows(audio, tight, "replicate").reshape(-1)[1280 + 9000:]
+    assert tail.numel() > 0 and torch.equal(tail, torch.full_like(tail, 9000.0))
+    with pytest.raises(ValueError, match="pad_mode"):
+        split_windows(audio, plan, "mirror")
