@@ -140,9 +140,12 @@ def run_pipeline_motion(fx: Fixture, device: torch.device) -> dict[str, torch.Te
     cfg = fx.config
     fps = float(cfg.get("fps", config.DEFAULT_FPS))
     plan = plan_windows(int(fx.meta["audio_len_samples"]), fps=fps, n_motions=int(cfg["n_motions"]))
-    # The stubbed sampler returns motion_coef for every window; the last loses its padded frames.
+    # The stubbed sampler returns motion_coef ([1, n_motions, 70]) for every window, or one
+    # slice of it per window if it holds them all; the last loses its padded frames.
     coef = fx.tensor("motion_coef").to(device)
-    coef = torch.cat([coef[:, :kept] for kept in plan.frames_per_window], dim=1)
+    windows = coef.split(plan.n_motions, dim=1) if coef.shape[1] == plan.n_motions * plan.n_windows \
+        else [coef] * plan.n_windows
+    coef = torch.cat([w[:, :kept] for w, kept in zip(windows, plan.frames_per_window)], dim=1)
     template = MotionTemplate.from_dict({name.removeprefix("template."): fx.tensor(name)
                                          for name in fx.names("input") if name.startswith("template.")})
     decoded = decode_motion(coef, template, fps=fps)
