@@ -32,6 +32,9 @@ TOLERANCES: list[tuple[str, str, float, float]] = [
     ("spade_generator", "*", 1e-3, 1e-4),
     ("pipeline_motion", "render.*", 1e-3, 1e-4),
     ("dit_sample_full", "*", 1e-3, 1e-3),
+    # Noise-target steps divide by sqrt(alpha_t) (31.6 at t = T): the reference's own
+    # float32 output differs from a float64 recomputation by 2.4e-4 at t = 500.
+    ("dit_sample_step", "noise.*", 1e-3, 1e-4),
     ("gen_motion_sequence_e2e", "*", 1e-3, 1e-3),
     ("crop", "*img_crop*", 1.0, 0.0),      # uint8 images: +-1 level
     ("crop", "paste_back", 1.0, 0.0),
