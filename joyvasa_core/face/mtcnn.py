@@ -123,6 +123,11 @@ class MtcnnNet(nn.Module):
             raise ValueError("MTCNN weight file has more arrays than the network")
 
 
+def available() -> bool:
+    """True when the ``mtcnn`` wheel (the weights) and ``joblib`` are installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("mtcnn", "joblib", "lz4"))
+
+
 def weights_dir() -> Path:
     """Folder of the ``mtcnn`` wheel's weights, without importing the package."""
     spec = importlib.util.find_spec("mtcnn")

@@ -48,7 +48,7 @@ def distance2bbox(centres: np.ndarray, dist: np.ndarray) -> np.ndarray:
 
 def distance2kps(centres: np.ndarray, dist: np.ndarray) -> np.ndarray:
     """centres [A, 2], dist [A, 2K] (dx, dy per point) pixels -> points [A, K, 2]."""
-    return centres[:, None, :] + dist.reshape(dist.shape[0], -1, 2)
+    return centres[:, None, :] + dist.reshape(dist.shape[0], dist.shape[1] // 2, 2)
 
 
 def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
