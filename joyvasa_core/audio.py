@@ -122,7 +122,7 @@ def resample(waveform: torch.Tensor, orig_sr: int, new_sr: int) -> torch.Tensor:
     g = math.gcd(orig_sr, new_sr)
     orig, new = orig_sr // g, new_sr // g
     kernels, base, w = _sinc_kernels(orig, new)
-    kernels = kernels.to(device=waveform.device, dtype=waveform.dtype)
+    kernels = kernels.to(waveform.dtype).to(waveform.device)  # cast first: MPS has no float64
     n = waveform.shape[-1]
     n_out = -(-n * new // orig)
     lead = waveform.shape[:-1]

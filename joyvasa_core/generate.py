@@ -55,7 +55,7 @@ def _injected_noise(noise: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch
     return noise[0], draw
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def generate_motion(model: MotionGenerator, template: MotionTemplate,
                     waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
                     seed: int = 0, cfg_scale: float = DEFAULT_CFG_SCALE, cfg_mode: str | None = None,

@@ -84,8 +84,6 @@ def test_silence_allowed_on_request():
 # ---------------------------------------------------------------- files
 
 def test_load_wav_and_flac(tmp_path):
-    import av
-
     rate = 22050
     pcm = (torch.stack([sine(300, rate, 0.5, 0.5), sine(500, rate, 0.5, 0.3)]) * 32767).round().short()
     wav_path = tmp_path / "speech.wav"
@@ -99,17 +97,46 @@ def test_load_wav_and_flac(tmp_path):
     assert torch.equal(data, pcm.float() / 32768)
 
     flac_path = tmp_path / "speech.flac"
-    with av.open(str(flac_path), "w") as out:
-        stream = out.add_stream("flac", rate=rate, layout="stereo")
-        frame = av.AudioFrame.from_ndarray(pcm.T.contiguous().reshape(1, -1).numpy(), format="s16",
-                                           layout="stereo")
-        frame.sample_rate = rate
-        for packet in stream.encode(frame):
-            out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    encode_file(flac_path, "flac", rate, pcm)
     data, sr = load_audio_file(flac_path)
     assert sr == rate and torch.equal(data, pcm.float() / 32768)   # lossless
+
+
+def encode_file(path, codec: str, rate: int, pcm: torch.Tensor) -> None:
+    """Write int16 ``pcm`` [2, N] with PyAV's encoder ``codec`` (frames of the codec's size)."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        size = stream.codec_context.frame_size or 1024
+        interleaved = pcm.T.contiguous().numpy()
+        for start in range(0, interleaved.shape[0], size):
+            frame = av.AudioFrame.from_ndarray(interleaved[start:start + size].reshape(1, -1),
+                                               format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = rate, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+@pytest.mark.parametrize("suffix,codec,rate", [(".mp3", "libmp3lame", 44100), (".m4a", "aac", 44100),
+                                               (".ogg", "libopus", 48000)])
+def test_load_lossy_formats(tmp_path, suffix, codec, rate):
+    import av
+
+    try:
+        av.codec.Codec(codec, "w")
+    except av.codec.codec.UnknownCodecError:
+        pytest.skip(f"this PyAV build has no {codec} encoder")
+    pcm = (torch.stack([sine(300, rate, 1.0, 0.5), sine(500, rate, 1.0, 0.3)]) * 32767).round().short()
+    path = tmp_path / f"speech{suffix}"
+    encode_file(path, codec, rate, pcm)
+    data, sr = load_audio_file(path)
+    assert sr == rate and data.shape[0] == 2 and data.dtype == torch.float32
+    assert abs(data.shape[1] - rate) < 0.1 * rate                       # codec delay / padding only
+    ref_rms = (pcm.float() / 32768).pow(2).mean(dim=1).sqrt()
+    assert torch.allclose(data.pow(2).mean(dim=1).sqrt(), ref_rms, rtol=0.15)
 
 
 def test_load_audio_file_errors(tmp_path):
