@@ -358,6 +358,9 @@ def read_motion_generator_file(path: str | Path, fix: str | None = None
     if kind == "safetensors":
         raise _error(path, "is a safetensors file; the motion generator must be the official "
                      "torch .pt file with 'args', 'model' and 'iter'.", slot, fix)
+    if torch.__version__ < "2.6":  # safe_globals with (class, "pickled.name") pairs
+        raise _error(path, f"reading it safely needs torch >= 2.6 (found {torch.__version__}).",
+                     slot, "Upgrade torch (pip install -U torch) and try again.")
     with torch.serialization.safe_globals([argparse.Namespace, *_path_globals()]):
         obj = _torch_load(path, slot, fix)
     if not (isinstance(obj, Mapping) and "model" in obj and "args" in obj):

@@ -2,18 +2,21 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 
 import pytest
 import torch
 
-from conftest import SCHEMA
+from conftest import PARITY, SCHEMA
 from helpers_checkpoints import (TINY_LIVEPORTRAIT, filled_liveportrait, tiny_backbone,
                                  write_official_tree, write_state_dict)
 from joyvasa_core import config
 from joyvasa_core.checkpoints import CheckpointError, layout_of
+from joyvasa_core.fill import fill_layout
 from joyvasa_core.loaders import (BASE_NETWORKS, LivePortraitModels, build_liveportrait,
                                   load_liveportrait)
 from joyvasa_core.model_files import ModelFilesError
+from joyvasa_core.parity.fixture import Fixture
 
 
 @pytest.fixture()
@@ -156,3 +159,33 @@ def test_loaded_models_compute_like_the_reference(tmp_path, tiny):
         mlp_in = torch.rand(2, 126)
         assert torch.equal(models.stitching(mlp_in), reference.stitching(mlp_in))
     assert torch.equal(got, expected)
+
+
+def test_official_files_written_from_the_schema_reproduce_parity(tmp_path, tiny):
+    """F and the stitching file written key-by-key from the schema (not from our modules),
+    full size, in the official containers: they load and reproduce the official outputs."""
+    def filled(entries, key="key"):
+        values = fill_layout([(e["key"], e["shape"], e["dtype"]) for e in entries])
+        return OrderedDict((e[key], torch.from_numpy(values[e["key"]])) for e in entries)
+
+    small = filled_liveportrait(tiny)  # M, W, G stay tiny
+    paths = write_official_tree(tmp_path, small)
+    f_entries = json.loads((SCHEMA / "appearance_feature_extractor.json").read_text())["entries"]
+    torch.save(filled(f_entries), paths["appearance_feature_extractor"])
+    parts = json.loads((SCHEMA / "stitching_retargeting_module.json").read_text())["parts"]
+    torch.save({part: filled(spec["entries"]) for part, spec in parts.items()},
+               paths["stitching_retargeting_module"])
+
+    full = {k: v for k, v in tiny.items()
+            if k in ("motion_extractor", "warping_module", "spade_generator")}
+    models = load_liveportrait(tmp_path, config_overrides=full)
+
+    fx = Fixture.open(PARITY, "stitching_retargeting")
+    with torch.no_grad():
+        for name in ("stitching", "lip", "eye"):
+            out = getattr(models, name)(fx.tensor(f"mlp_{name}.in"))
+            torch.testing.assert_close(out, fx.tensor(f"mlp_{name}.out"), atol=1e-5, rtol=1e-5)
+        fx = Fixture.open(PARITY, "appearance_feature_extractor")
+        feature = models.appearance_feature_extractor(fx.tensor("image"))
+    reference, subset = fx.reference("feature_3d")
+    torch.testing.assert_close(feature[subset], reference, atol=1e-4, rtol=1e-4)

@@ -113,7 +113,7 @@ def test_missing_files_error_lists_every_expected_path(tmp_path):
         assert str(tmp_path / f"liveportrait/base_models/{slot}.pth") in msg
     assert str(tmp_path / "liveportrait/retargeting_models/stitching_retargeting_module.pth") in msg
     assert "motion_extractor.pth" not in msg
-    assert f"huggingface-cli download KwaiVGI/LivePortrait" in msg and str(tmp_path / "kijai") in msg
+    assert "huggingface-cli download KwaiVGI/LivePortrait" in msg and str(tmp_path / "kijai") in msg
 
 
 def test_motion_generator_any_pt_and_named(tmp_path):
