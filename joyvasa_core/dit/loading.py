@@ -41,7 +41,8 @@ class LoadReport:
 
 def _check_missing(missing: list[str], path: Path, encoder_from_folder: bool) -> None:
     encoder = [k for k in missing if k.startswith(ENCODER_PREFIX)]
-    network = [k for k in missing if not k.startswith(ENCODER_PREFIX) and k not in CONSTRUCTED_BUFFERS]
+    network = [k for k in missing if not k.startswith(ENCODER_PREFIX)
+               and k not in CONSTRUCTED_BUFFERS + POPPED_KEYS]
     if network:
         raise KeyError(
             f"{path} lacks {len(network)} motion-generator weights (e.g. {network[:3]}); it is not a "
