@@ -127,6 +127,9 @@ def _torch_load(path: Path, slot: str | None, fix: str | None) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "weights only" not in str(exc).lower():  # e.g. "pickle data was truncated"
+            raise _error(path, f"cannot be read, the file is corrupt or truncated ({exc}).",
+                         slot, fix) from exc
         reason = str(exc).strip().splitlines()
         detail = next((line for line in reason if "GLOBAL" in line or "Unsupported" in line),
                       reason[0] if reason else "")
