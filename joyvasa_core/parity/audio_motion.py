@@ -2,7 +2,8 @@
 
 The motion generator is built from the sidecar ``config`` with its audio encoder
 and filled with the fill rule (``filled_generator``); every input (audio,
-injected noise, template, cfg settings) is read from the fixture.
+injected noise, template — stored ``template.*`` tensors, else the sidecar's
+``template`` — and the cfg settings) is read from the fixture.
 """
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def dit_audio_feature(fx: Fixture, device: torch.device) -> dict[str, Tensor]:
 @handler("gen_motion_sequence_e2e")
 def gen_motion_sequence_e2e(fx: Fixture, device: torch.device) -> dict[str, Tensor]:
     model = filled_generator(fx, device, with_audio_encoder=True)
-    template = MotionTemplate.from_dict(fx.meta["template"])
+    stored = {k.split(".", 1)[1]: fx.tensor(k).numpy() for k in fx.specs if k.startswith("template.")}
+    template = MotionTemplate.from_dict(stored or fx.meta["template"])
     seq = generate_motion(model, template, fx.tensor("audio").to(device), AUDIO_SAMPLE_RATE,
-                          cfg_scale=float(fx.meta["cfg_scale"]), cfg_mode=fx.meta["cfg_mode"],
+                          cfg_scale=float(fx.meta["cfg_scale"]), cfg_mode=fx.meta.get("cfg_mode"),
                           noise=fx.tensor("noise").to(device), smoothing=1.0)
     return {"motion.exp": seq.exp, "motion.scale": seq.scale, "motion.t": seq.t,
             "motion.pitch": seq.pitch[:, None], "motion.yaw": seq.yaw[:, None],
