@@ -48,6 +48,10 @@ def test_batched_equals_per_frame():
         assert torch.allclose(batched[i:i + 1], paster(frames[i:i + 1]), atol=1e-6)
     # different frames give different outputs in the ROI only
     assert not torch.equal(batched[0], batched[1])
+    # the uint8 output is the rounded float output
+    as_u8 = paster(frames, as_uint8=True)
+    assert as_u8.dtype == torch.uint8
+    assert (as_u8.int() - to_uint8(batched).int()).abs().max() <= 1
 
 
 def test_matches_cv2_blend_of_the_official_paste_back():
