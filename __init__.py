@@ -30,6 +30,9 @@ def _make_core_importable() -> None:
 
 _make_core_importable()
 
-from .nodes import comfy_entrypoint  # noqa: E402
+# Outside ComfyUI (pytest collecting this folder as a package, a plain
+# `import joyvasa_core` user) there is no comfy_api: then the pack registers nothing.
+if importlib.util.find_spec("comfy_api") is not None:
+    from .nodes import comfy_entrypoint  # noqa: E402
 
-__all__ = ["comfy_entrypoint"]
+    __all__ = ["comfy_entrypoint"]
