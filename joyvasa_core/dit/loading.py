@@ -81,7 +81,8 @@ def load_motion_generator(pt_path: str | Path, audio_encoder_dir: str | Path | N
             f"{path} does not match the architecture its own args describe "
             f"({', '.join(f'{k}={getattr(args, k)}' for k in ('n_prev_motions', 'n_motions', 'feature_dim', 'n_diff_steps'))}): "
             f"{exc}") from exc
-    report = LoadReport(path, iteration, list(result.missing_keys), list(result.unexpected_keys))
+    missing = [k for k in result.missing_keys if k not in POPPED_KEYS]
+    report = LoadReport(path, iteration, missing, list(result.unexpected_keys))
     _check_missing(report.missing, path, audio_encoder_dir is not None)
     if report.missing:
         log.warning("%s: %d entries kept from construction: %s", path, len(report.missing), report.missing[:5])
