@@ -76,10 +76,9 @@ class DrivingSettings:
     lip_normalize_threshold: lip-open ratio below which the source counts as
         closed (official 0.03).
     driving_multiplier: final ``x_s + m·(x_d − x_s)``; app 1.0, CLI 1.10.
-    pose_scale: user control, scales head rotation angles and translation
-        relative to frame 0 (1.0 = official, 0 = still head).
-    expression_scale: user control, scales the expression change away from
-        the source's (1.0 = official, 0 = source expression).
+
+    Head-pose and expression strength are properties of the motion itself:
+    see :meth:`joyvasa_core.motion.MotionSequence.rescaled`.
     """
 
     driving_option: DrivingOption = "expression-friendly"
@@ -89,8 +88,6 @@ class DrivingSettings:
     flag_normalize_lip: bool = True
     lip_normalize_threshold: float = 0.03
     driving_multiplier: float = 1.0
-    pose_scale: float = 1.0
-    expression_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.driving_option not in _DRIVING_OPTIONS:
@@ -125,7 +122,7 @@ def _index_mask(indices: tuple[int, ...], num_kp: int, device: torch.device) -> 
 
 def driving_expression(source_exp: torch.Tensor, driving_exp: torch.Tensor,
                        region: AnimationRegion) -> torch.Tensor:
-    """Per-frame expression deformation ``[T, K, 3]`` before user scaling.
+    """Per-frame expression deformation ``[T, K, 3]``.
 
     source_exp ``[1, K, 3]``, driving_exp ``[T, K, 3]``; relative to frame 0.
     """
@@ -161,7 +158,6 @@ def compose_driving_keypoints(
     cfg = settings
     frames = motion.exp.shape[0]
     angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
-    angles = angles[:1] + cfg.pose_scale * (angles - angles[:1])
     rot_source = source.rotation()
     if cfg.animation_region in ("all", "pose"):
         rot_d = kpm.rotation_matrix(*angles.unbind(-1))
@@ -169,10 +165,9 @@ def compose_driving_keypoints(
     else:
         rotation = rot_source
 
-    target_exp = driving_expression(source.exp, motion.exp, cfg.animation_region)
-    exp = source.exp + cfg.expression_scale * (target_exp - source.exp)
+    exp = driving_expression(source.exp, motion.exp, cfg.animation_region)
     scale = source.scale * (motion.scale / motion.scale[:1])
-    t = source.t + cfg.pose_scale * (motion.t - motion.t[:1])
+    t = source.t + (motion.t - motion.t[:1])
     x_d = kpm.transform_keypoints(source.kp, rotation, exp, scale, t)
 
     if cfg.flag_relative_motion and cfg.driving_option == "expression-friendly":

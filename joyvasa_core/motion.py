@@ -122,6 +122,20 @@ class MotionSequence:
         scale, t, pitch, yaw, roll = pose.split(_POSE_SIZES, dim=1)
         return replace(self, scale=scale, t=t, pitch=pitch[:, 0], yaw=yaw[:, 0], roll=roll[:, 0])
 
+    def rescaled(self, pose: float = 1.0, expression: float = 1.0) -> "MotionSequence":
+        """Scale each channel's change from frame 0 (user strength controls).
+
+        ``pose`` scales pitch/yaw/roll (degrees) and t; ``expression`` scales
+        exp. 1.0 returns the motion unchanged (official), 0 freezes the channel
+        at frame 0, values above 1 exaggerate. Scale (zoom) is left alone.
+        """
+        def scaled(x: torch.Tensor, k: float) -> torch.Tensor:
+            return x if k == 1.0 else x[:1] + k * (x - x[:1])
+
+        return replace(self, exp=scaled(self.exp, expression), t=scaled(self.t, pose),
+                       pitch=scaled(self.pitch, pose), yaw=scaled(self.yaw, pose),
+                       roll=scaled(self.roll, pose))
+
     def rotation(self) -> torch.Tensor:
         """Head rotation ``[T, 3, 3]`` (LivePortrait's transposed Rz·Ry·Rx, for row-vector keypoints)."""
         return rotation_matrix(self.pitch, self.yaw, self.roll)

@@ -113,3 +113,22 @@ def test_save_load_round_trip(tmp_path):
     save_file({"x": torch.zeros(1)}, str(other))
     with pytest.raises(ValueError, match="not a JoyVASA motion"):
         MotionSequence.load(other)
+
+
+def test_rescaled_scales_changes_from_frame0():
+    g = torch.Generator().manual_seed(3)
+    T = 6
+    seq = MotionSequence(exp=torch.randn(T, 21, 3, generator=g), scale=1.5 + torch.rand(T, 1, generator=g),
+                         t=torch.randn(T, 3, generator=g), pitch=torch.randn(T, generator=g),
+                         yaw=torch.randn(T, generator=g), roll=torch.randn(T, generator=g))
+    same = seq.rescaled()
+    for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
+        torch.testing.assert_close(getattr(same, name), getattr(seq, name))
+    half = seq.rescaled(pose=0.5, expression=2.0)
+    torch.testing.assert_close(half.yaw - seq.yaw[:1], 0.5 * (seq.yaw - seq.yaw[:1]))
+    torch.testing.assert_close(half.t - seq.t[:1], 0.5 * (seq.t - seq.t[:1]))
+    torch.testing.assert_close(half.exp - seq.exp[:1], 2.0 * (seq.exp - seq.exp[:1]))
+    torch.testing.assert_close(half.scale, seq.scale)
+    still = seq.rescaled(pose=0.0, expression=0.0)
+    torch.testing.assert_close(still.pitch, seq.pitch[:1].expand(T))
+    torch.testing.assert_close(still.exp, seq.exp[:1].expand(T, 21, 3))
