@@ -1,0 +1,81 @@
+"""Motion sampling speed: seconds of compute per second of audio.
+
+Compares the official DDPM sampler (every step of the checkpoint's schedule,
+500 for the released model) with the fast DDIM sampler at a few step counts,
+on the full-size denoiser (synthetic weights; speed does not depend on the
+values). The audio encoder runs once per window whatever the sampler; it is
+timed on its own and included in the totals.
+
+    python benchmarks/sampler.py [--device auto] [--ddim-steps 10 25 50] [--windows 1]
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from common import best_time, describe_device, print_table, timed
+
+from joyvasa_core.devices import resolve_device
+from joyvasa_core.dit.args import MotionGeneratorArgs
+from joyvasa_core.dit.audio_encoder import build_audio_encoder, encode_audio
+from joyvasa_core.dit.model import build_motion_generator
+from joyvasa_core.dit.samplers import sample_window
+from joyvasa_core.fill import fill_module_
+
+
+def full_size_generator(device: torch.device) -> torch.nn.Module:
+    """The released architecture (hubert-base encoder, 8-layer denoiser, 500 steps), filled."""
+    args = MotionGeneratorArgs()
+    model = build_motion_generator(args, build_audio_encoder(args.audio_model))
+    fill_module_(model)
+    return model.to(device).eval()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50])
+    parser.add_argument("--windows", type=int, default=1, help="windows timed per sampler")
+    parser.add_argument("--skip-ddpm", action="store_true", help="skip the slow official sampler")
+    args = parser.parse_args()
+
+    device = resolve_device(args.device)
+    torch.manual_seed(0)
+    model = full_size_generator(device)
+    margs = model.args
+    window_seconds = margs.n_motions / margs.fps
+    audio = 0.1 * torch.randn(1, margs.audio_samples, device=device)
+
+    with torch.inference_mode():
+        encode_s = best_time(lambda: encode_audio(model, audio), device, repeats=2)
+        audio_feat = encode_audio(model, audio).audio_feat
+        generator = torch.Generator(device=device).manual_seed(0)
+
+        def run(sampler: str, steps: int | None) -> float:
+            with timed(device) as t:
+                for _ in range(args.windows):
+                    sample_window(model, audio_feat, None, None, None, cfg_scale=2.8,
+                                  sampler=sampler, steps=steps, generator=generator)
+            return t["s"] / args.windows
+
+        run("ddim", 2)  # warm-up
+        rows = []
+        configs = [] if args.skip_ddpm else [("ddpm (official)", "ddpm", None)]
+        configs += [(f"ddim {n}", "ddim", n) for n in args.ddim_steps]
+        ddpm_total = None
+        for label, sampler, steps in configs:
+            per_window = run(sampler, steps)
+            total = (per_window + encode_s) / window_seconds
+            ddpm_total = total if sampler == "ddpm" else ddpm_total
+            rows.append([label, steps or margs.n_diff_steps, per_window, total,
+                         None if ddpm_total is None else ddpm_total / total])
+
+    print(f"device: {describe_device(device)}; window = {margs.n_motions} frames = "
+          f"{window_seconds:g} s of audio; audio encoder {encode_s:.3f} s per window")
+    print_table(["sampler", "steps", "s/window (sampling)", "s per s of audio", "speed-up vs ddpm"],
+                rows)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""Host memory of the streaming path does not grow with the length of the speech.
+
+Runs ``audio_to_motion`` + ``render_to_file`` (the code path of the CLI and the
+streaming node) on the CPU with a tiny configuration of the real networks
+(``tests/helpers_pipeline.py``, with G rendering 64x64 crops so ten minutes of
+video fit in a few minutes on 2 cores), once for 1 minute and once for 10
+minutes of audio, each in a fresh subprocess, and prints the peak resident set
+(``VmHWM``) of each run. The last line is ``peak RSS 10 min / 1 min = <ratio>``
+(target <= 1.5: frames are rendered, pasted and encoded chunk by chunk; only the
+audio and the motion, 70 floats per frame, scale with the length). The speech is
+16 kHz mono, 1.9 MiB per minute in float32; a 44.1 kHz stereo waveform held in
+memory adds 10 MiB per minute on top.
+
+    python benchmarks/streaming_memory.py [--minutes 1 10] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import ROOT, peak_rss_mib
+
+PHOTO_SIZE = (200, 150)       # (height, width) of the synthetic photo, pixels
+SAMPLE_RATE = 16000           # Hz, mono: the rate the motion generator consumes
+#: Official window layout (100 frames + 10 of context) with a 2-layer, 16-wide denoiser.
+GENERATOR_ARGS = dict(n_motions=100, n_prev_motions=10, n_layers=2)
+
+
+def child(minutes: float, threads: int, batch_size: int) -> dict:
+    """One run in this process; returns timings and the peak RSS."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import helpers_pipeline as hp
+    from joyvasa_core import pipeline
+    from joyvasa_core.driving import DrivingSettings
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    micro = {**hp.FAST_LIVEPORTRAIT, "appearance_feature_extractor": {
+        **hp.FAST_LIVEPORTRAIT["appearance_feature_extractor"], "num_down_blocks": 5}}
+    models = hp.fast_models(liveportrait_config=micro, generator_args=GENERATOR_ARGS)
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (*PHOTO_SIZE, 3), dtype=np.uint8)
+    face = pipeline.extract_face(models, photo, face_backend="none")
+    waveform = hp.speech_like(minutes * 60, SAMPLE_RATE)     # [N] float32
+    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE, sampler="ddim", steps=2)
+    motion_s = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pipeline.render_to_file(models, face, motion, waveform, SAMPLE_RATE,
+                                      Path(tmp) / "long.mp4", DrivingSettings(),
+                                      batch_size=batch_size)
+        size_mb = out.stat().st_size / 2**20
+    return {"minutes": minutes, "frames": len(motion), "motion_s": motion_s,
+            "total_s": time.perf_counter() - start, "mp4_mib": size_mb,
+            "peak_rss_mib": peak_rss_mib()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, nargs=2, default=[1.0, 10.0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child is not None:
+        print(json.dumps(child(args.child, args.threads, args.batch_size)))
+        return
+
+    results = []
+    for minutes in args.minutes:
+        cmd = [sys.executable, __file__, "--child", str(minutes), "--threads", str(args.threads),
+               "--batch-size", str(args.batch_size)]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"run for {minutes} min failed:\n{proc.stderr}")
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(result)
+        print(f"{minutes:g} min of audio: {result['frames']} frames, motion {result['motion_s']:.1f} s, "
+              f"total {result['total_s']:.1f} s, mp4 {result['mp4_mib']:.1f} MiB, "
+              f"peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+    ratio = results[1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
+    print(f"peak RSS {args.minutes[1]:g} min / {args.minutes[0]:g} min = {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()

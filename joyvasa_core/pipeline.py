@@ -1,0 +1,359 @@
+"""The JoyVASA pipeline: photo + speech -> talking-head frames, streamed.
+
+Four steps, each usable on its own (the ComfyUI nodes map one to one onto them):
+
+1. :func:`load_models` -> :class:`JoyVASAModels` (LivePortrait F/M/W/G/S, the
+   motion generator and its motion template, on one device and dtype);
+2. :func:`extract_face` -> :class:`FaceRepresentation` (crop, F's feature
+   volume, M's keypoints of the source, the photo for paste-back);
+3. :func:`audio_to_motion` -> :class:`~joyvasa_core.motion.MotionSequence`
+   (70 floats per frame, generated window by window);
+4. :func:`iter_frames` / :func:`render_to_file`: driving keypoints, W + G and
+   paste-back on the device, chunk by chunk; the file writer encodes each chunk
+   at once, so host memory does not grow with the length of the speech.
+
+``progress(done, total)`` callables are called at least once per window or
+chunk; raising from one cancels the work (ComfyUI's interrupt does that).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import config
+from .devices import resolve_device, resolve_dtype
+from .driving import DrivingSettings, compose_driving_keypoints
+from .face.backends import FaceCrop, detect_and_crop
+from .face.image_io import load_image
+from .face.paste import FEATHER_PX, PasteBack, feathered_mask
+from .keypoints import KeypointInfo
+from .loaders import LivePortraitModels
+from .motion import MotionSequence, MotionTemplate
+from .render import iter_render
+from .video import VideoWriter
+
+__all__ = [
+    "JoyVASAModels", "FaceRepresentation", "resolve_device", "resolve_dtype", "load_models",
+    "extract_face", "audio_to_motion", "rescale_motion", "iter_frames", "render_to_file",
+    "motion_from_video",
+]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class JoyVASAModels:
+    """Everything the pipeline runs, on one device.
+
+    ``liveportrait`` runs in ``dtype``; its stitching/retargeting MLPs and all
+    keypoint math stay float32. ``motion_generator`` and ``template`` are None
+    when only video-driven animation is wanted. Build one with
+    :func:`load_models`, or directly from already-built modules (tests and
+    benchmarks do that with small configurations).
+    """
+
+    liveportrait: LivePortraitModels
+    motion_generator: torch.nn.Module | None
+    template: MotionTemplate | None
+    device: torch.device
+    dtype: torch.dtype
+    variant: str = "human"          # "human" | "animal"
+    models_dir: Path | None = None
+
+
+@dataclass
+class FaceRepresentation:
+    """The source photo as the renderer needs it.
+
+    feature_3d: [1, 32, 16, 64, 64] F's appearance volume (models' dtype, device);
+    source: M's keypoint info of the crop (angles in degrees, float32);
+    x_s: [1, 21, 3] posed source keypoints (float32);
+    crop: the face crop (``M_c2o`` crop -> original pixels, landmarks, ...);
+    image: [H, W, 3] float 0..1 on the CPU, the original photo for paste-back.
+    """
+
+    feature_3d: torch.Tensor
+    source: KeypointInfo
+    x_s: torch.Tensor
+    crop: FaceCrop
+    image: torch.Tensor
+
+
+# ----------------------------------------------------------------------------- loading
+
+def load_models(models_dir: str | Path | None = None, *, variant: str = "human",
+                audio_encoder: str = "chinese-hubert-base", motion_generator: str | None = None,
+                motion_template: str | None = None, device: str | torch.device = "auto",
+                precision: str | torch.dtype = "auto", download: bool = True,
+                extra_liveportrait_dirs: Sequence[str | Path] = (),
+                progress: Progress | None = None) -> JoyVASAModels:
+    """Load LivePortrait and JoyVASA from the official ``pretrained_weights`` tree.
+
+    models_dir: the folder holding ``liveportrait/``, ``JoyVASA/``,
+        ``chinese-hubert-base/`` (as downloaded); None = the default location
+        (:func:`joyvasa_core.model_files.default_models_dir`).
+    variant: ``"human"`` or ``"animal"`` (``liveportrait_animals/``).
+    motion_generator / motion_template: file names in ``JoyVASA/motion_generator/``
+        and ``JoyVASA/motion_template/`` (default: the official names, else the
+        one ``.pt`` there).
+    device / precision: see :func:`resolve_device` / :func:`resolve_dtype`; the
+        motion generator always runs in float32 (its sampler amplifies rounding
+        ~30x at the first steps) and so do the stitching MLPs and keypoint math.
+    download: first fetch missing files from Hugging Face; offline (or when
+        False) a :class:`~joyvasa_core.model_files.ModelFilesError` names
+        every missing file and where to put it.
+    extra_liveportrait_dirs: more folders with LivePortrait weights (e.g.
+        ComfyUI's ``models/liveportrait`` holding Kijai's safetensors).
+    """
+    from . import model_files
+    from .dit.loading import load_motion_generator
+    from .loaders import load_liveportrait
+
+    if variant not in model_files.VARIANTS:
+        raise ValueError(f"variant must be one of {model_files.VARIANTS}, got {variant!r}")
+    root = Path(models_dir).expanduser() if models_dir is not None \
+        else model_files.default_models_dir()
+    extra = [Path(d) for d in extra_liveportrait_dirs]
+    dev = resolve_device(device)
+    dtype = resolve_dtype(precision, dev)
+    model_files.ensure_files(root, variant, audio_encoder, motion_generator, download=download,
+                             extra_liveportrait_dirs=extra)
+    _tick(progress, 0, 3)
+    liveportrait = load_liveportrait(root, variant, dev, dtype, extra_dirs=extra)
+    _tick(progress, 1, 3)
+    generator = load_motion_generator(
+        model_files.resolve_motion_generator(root, motion_generator),
+        audio_encoder_dir=model_files.resolve_audio_encoder(root, audio_encoder),
+        device=dev, dtype=torch.float32)
+    _tick(progress, 2, 3)
+    template_path = model_files.resolve_motion_template(root) if motion_template is None \
+        else _named_file(root / model_files.MOTION_TEMPLATE_DIR, motion_template)
+    template = MotionTemplate.from_file(template_path)
+    _tick(progress, 3, 3)
+    return JoyVASAModels(liveportrait, generator, template, dev, dtype, variant, root)
+
+
+def _named_file(folder: Path, name: str) -> Path:
+    path = folder / name
+    if not path.is_file():
+        present = sorted(p.name for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+        raise FileNotFoundError(f"{path} not found (the folder holds {present}); "
+                                "pick one of those files or put the file there")
+    return path
+
+
+# -------------------------------------------------------------------------------- face
+
+@torch.inference_mode()
+def _keypoint_info(models: JoyVASAModels, crops_256: torch.Tensor) -> KeypointInfo:
+    """M on crops [B, 3, 256, 256] (0..1) -> float32 KeypointInfo."""
+    raw = models.liveportrait.motion_extractor(crops_256.to(models.device, models.dtype))
+    return KeypointInfo.from_raw({k: v.float() for k, v in raw.items()})
+
+
+def extract_face(models: JoyVASAModels, image: np.ndarray | torch.Tensor, *,
+                 face_backend: str = "auto", face_index: int = 0,
+                 crop_scale: float = config.CROP_SCALE, vx_ratio: float = config.CROP_VX_RATIO,
+                 vy_ratio: float = config.CROP_VY_RATIO, box=None) -> FaceRepresentation:
+    """Detect and crop the face of ``image`` and encode it.
+
+    image: anything :func:`joyvasa_core.face.image_io.load_image` reads ([H, W, 3]
+    uint8 or float 0..1 array/tensor, a Pillow image, a path).
+
+    face_backend: see :func:`joyvasa_core.face.detect_and_crop` (``"none"``
+    uses the centred square, ``box`` an explicit (x0, y0, x1, y1) pixel box).
+    Raises :class:`joyvasa_core.face.NoFaceError` when no face is found.
+    """
+    rgb = load_image(image)
+    crop = detect_and_crop(rgb, backend=face_backend, models_dir=models.models_dir,
+                           face_index=face_index, crop_scale=crop_scale, vx=vx_ratio,
+                           vy=vy_ratio, box=box)
+    crop_256 = crop.crop_256.to(models.device, models.dtype)
+    with torch.inference_mode():
+        feature_3d = models.liveportrait.appearance_feature_extractor(crop_256)
+    source = _keypoint_info(models, crop_256)
+    return FaceRepresentation(feature_3d=feature_3d, source=source, x_s=source.transform(),
+                              crop=crop, image=torch.from_numpy(rgb).float() / 255.0)
+
+
+# ------------------------------------------------------------------------------ motion
+
+def audio_to_motion(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, sample_rate: int,
+                    *, seed: int = 0, cfg_scale: float = config.DEFAULT_CFG_SCALE,
+                    sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
+                    pose_scale: float = 1.0, expression_scale: float = 1.0,
+                    pe_variant: str = "head", progress: Progress | None = None) -> MotionSequence:
+    """Speech -> motion sequence (``int(len_padded / 16000 * fps)`` frames, official rule).
+
+    waveform: [N] or [C, N] at ``sample_rate`` Hz (any rate, resampled to 16 kHz).
+    sampler: ``"ddpm"`` (official, every step of the checkpoint's schedule) or
+    ``"ddim"`` with ``steps`` steps. smoothing: 1.0 = the official EMA of the
+    head pose, 0 = none. pose_scale / expression_scale scale each channel's
+    deviation from frame 0 (1.0 = as generated). pe_variant: ``"head"`` (fixed
+    positional encoding) or ``"legacy"`` (the one the released weights were
+    trained with).
+    """
+    from .generate import generate_motion
+
+    if models.motion_generator is None or models.template is None:
+        raise ValueError("these models have no motion generator: load them with load_models() "
+                         "from a folder holding JoyVASA/motion_generator and motion_template")
+    motion = generate_motion(models.motion_generator, models.template, waveform, sample_rate,
+                             seed=seed, cfg_scale=cfg_scale, sampler=sampler, steps=steps,
+                             smoothing=smoothing, pe_variant=pe_variant, progress=progress)
+    if pose_scale != 1.0 or expression_scale != 1.0:
+        motion = rescale_motion(motion, pose_scale, expression_scale)
+    return motion
+
+
+def rescale_motion(seq: MotionSequence, pose_scale: float = 1.0,
+                   expression_scale: float = 1.0) -> MotionSequence:
+    """Scale each channel's deviation from frame 0: angles and t by ``pose_scale``,
+    exp by ``expression_scale`` (scale is left alone). 1.0 keeps ``seq``; 0 freezes
+    the channel at frame 0."""
+    def scaled(x: torch.Tensor, k: float) -> torch.Tensor:
+        return x[:1] + k * (x - x[:1])
+
+    return replace(seq, exp=scaled(seq.exp, expression_scale), t=scaled(seq.t, pose_scale),
+                   pitch=scaled(seq.pitch, pose_scale), yaw=scaled(seq.yaw, pose_scale),
+                   roll=scaled(seq.roll, pose_scale))
+
+
+@torch.inference_mode()
+def motion_from_video(models: JoyVASAModels, frames: np.ndarray | torch.Tensor, *,
+                      face_backend: str = "auto", face_index: int = 0,
+                      crop_scale: float = config.CROP_SCALE, fps: float = config.DEFAULT_FPS,
+                      batch_size: int = 16, progress: Progress | None = None) -> MotionSequence:
+    """Motion of a driving video (LivePortrait's video-driven mode).
+
+    frames: [B, H, W, 3] uint8 or float 0..1. Each frame is cropped around its
+    face and M's pose, translation, scale and expression become one row of the
+    returned sequence (B frames at ``fps``), usable wherever generated motion is.
+    """
+    total = int(frames.shape[0])
+    if total == 0:
+        raise ValueError("the driving video has no frames")
+    parts: list[KeypointInfo] = []
+    for start in range(0, total, batch_size):
+        crops = [detect_and_crop(load_image(frames[i]), backend=face_backend,
+                                 models_dir=models.models_dir, face_index=face_index,
+                                 crop_scale=crop_scale).crop_256
+                 for i in range(start, min(start + batch_size, total))]
+        parts.append(_keypoint_info(models, torch.cat(crops)))
+        _tick(progress, min(start + batch_size, total), total)
+    cat = {name: torch.cat([getattr(p, name) for p in parts]) for name in
+           ("exp", "scale", "t", "pitch", "yaw", "roll")}
+    return MotionSequence(fps=fps, **{k: v.cpu() for k, v in cat.items()})
+
+
+# ----------------------------------------------------------------------------- frames
+
+def _motion_rows(motion: MotionSequence, start: int, stop: int, device: torch.device) -> MotionSequence:
+    """Frame 0 (the reference of relative motion) followed by frames start:stop, on device."""
+    index = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
+    return motion[index].to(device, torch.float32)
+
+
+class _Float32(torch.nn.Module):
+    """Runs a (possibly half-precision) MLP on float32 keypoints and returns float32."""
+
+    def __init__(self, mlp: torch.nn.Module) -> None:
+        super().__init__()
+        self.mlp = mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(x.to(next(self.mlp.parameters()).dtype)).float()
+
+
+def _paste_dtype(models: JoyVASAModels) -> torch.dtype:
+    """float16 on GPUs running in half precision (exact for 8-bit levels), else float32.
+
+    (bfloat16 is too coarse near 1.0 to keep untouched pixels bit-exact.)
+    """
+    if models.device.type in ("cuda", "mps") and models.dtype != torch.float32:
+        return torch.float16
+    return torch.float32
+
+
+def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+                driving: DrivingSettings = DrivingSettings(), *, batch_size: int = 8,
+                paste: bool = True, progress: Progress | None = None) -> Iterator[torch.Tensor]:
+    """Render ``len(motion)`` frames, ``batch_size`` at a time, on the models' device.
+
+    Yields [b, H, W, 3] float 0..1: the photo with the animated face pasted
+    back (H, W = the photo's size rounded up to even), or with ``paste=False``
+    the [b, 512, 512, 3] crops. Only one chunk of frames exists at a time.
+    Driving keypoints are composed per chunk (frame 0 of ``motion`` rides along
+    as the reference of the relative motion), so nothing grows with ``len(motion)``.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    lp = models.liveportrait
+    total = len(motion)
+    retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
+    lip_ratio = None if face.crop.lip_open is None else \
+        torch.tensor([[face.crop.lip_open]], dtype=torch.float32, device=models.device)
+    paster = None
+    _tick(progress, 0, total)
+    for start in range(0, total, batch_size):
+        stop = min(start + batch_size, total)
+        with torch.inference_mode():
+            x_d = compose_driving_keypoints(face.source, face.x_s,
+                                            _motion_rows(motion, start, stop, models.device),
+                                            driving, retargeting, lip_ratio)[1:]
+            (crops,) = iter_render(lp.warping_module, lp.spade_generator, face.feature_3d,
+                                   face.x_s, x_d, batch_size=stop - start)
+            if paste:
+                if paster is None:   # mask, sampling grid and photo: once per source
+                    paster = _paste_back_for(face, crops.shape[-1], models.device,
+                                             _paste_dtype(models))
+                frames = paster(crops.to(paster.background.dtype))
+            else:
+                frames = crops.float().permute(0, 2, 3, 1)
+        _tick(progress, stop, total)
+        yield frames
+
+
+def _paste_back_for(face: FaceRepresentation, size: int, device: torch.device,
+                    dtype: torch.dtype) -> PasteBack:
+    """Paste-back of rendered ``size`` x ``size`` crops covering the official 512 crop.
+
+    G renders 512 px with the official networks; a smaller configuration renders
+    the same crop area at a lower resolution, mapped through the same M_c2o
+    (pixel centres: ``x_512 = (x + 0.5) * k - 0.5``, k = 512 / size).
+    """
+    k = config.CROP_DSIZE / size
+    to_512 = np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2], [0.0, 0.0, 1.0]])
+    mask = feathered_mask(size, max(1, round(FEATHER_PX / k)))
+    return PasteBack(np.asarray(face.crop.M_c2o) @ to_512, face.image, mask=mask,
+                     device=device, dtype=dtype)
+
+
+def render_to_file(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+                   waveform: torch.Tensor | np.ndarray | None, sample_rate: int | None,
+                   output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
+                   batch_size: int = 8, paste: bool = True, crf: int = 18,
+                   progress: Progress | None = None) -> Path:
+    """Render and encode an MP4 (H.264 at ``motion.fps``, the speech muxed as AAC).
+
+    waveform [N] or [C, N] at ``sample_rate`` Hz (its original rate and channels
+    are kept; None = silent video). Each chunk of frames is encoded as soon as it
+    is rendered, so host memory stays flat however long the speech is.
+    Returns the output path.
+    """
+    audio = None if waveform is None else (waveform, int(sample_rate))
+    output_path = Path(output_path)
+    with VideoWriter(output_path, motion.fps, audio=audio, crf=crf) as writer:
+        for frames in iter_frames(models, face, motion, driving, batch_size=batch_size,
+                                  paste=paste, progress=progress):
+            writer.write(frames)
+    return output_path
+
+
+def _tick(progress: Progress | None, done: int, total: int) -> None:
+    if progress is not None:
+        progress(done, total)

@@ -1,0 +1,86 @@
+"""Small, fast pipeline models for tests and benchmarks (real architectures, tiny sizes).
+
+:data:`FAST_LIVEPORTRAIT` is ``helpers_checkpoints.TINY_LIVEPORTRAIT`` with F
+downsampling 16x instead of 4x: the feature grid is 16x16 instead of 64x64, so W
+and G run at 1/16 of the area and G renders 128x128 crops of the official 512
+crop. Everything else (keypoints, driving, paste-back, encoding) is the code
+path of the full-size models.
+"""
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import helpers_checkpoints as hcp
+import helpers_tiny_models as htm
+from joyvasa_core import loaders
+from joyvasa_core.dit.args import MotionGeneratorArgs
+from joyvasa_core.dit.model import build_motion_generator
+from joyvasa_core.fill import fill_module_
+from joyvasa_core.motion import MotionTemplate
+from joyvasa_core.pipeline import JoyVASAModels
+
+FAST_LIVEPORTRAIT = {**hcp.TINY_LIVEPORTRAIT,
+                     "appearance_feature_extractor": {
+                         **hcp.TINY_LIVEPORTRAIT["appearance_feature_extractor"],
+                         "num_down_blocks": 4}}
+FAST_RENDER_SIZE = 128   # G output of FAST_LIVEPORTRAIT (pixels)
+
+
+@contextlib.contextmanager
+def fast_liveportrait_build() -> Iterator[None]:
+    """Make ``load_liveportrait`` build :data:`FAST_LIVEPORTRAIT` (for files written with it)."""
+    original = loaders.build_liveportrait
+
+    def build(config_overrides=None):
+        return original(config_overrides or FAST_LIVEPORTRAIT)
+
+    with hcp.tiny_backbone():
+        loaders.build_liveportrait = build
+        try:
+            yield
+        finally:
+            loaders.build_liveportrait = original
+
+
+def write_fast_pretrained_weights(root: Path) -> Path:
+    """A complete official-format ``pretrained_weights`` tree with the fast tiny networks."""
+    htm.write_tiny_pretrained_weights(root)
+    with hcp.tiny_backbone():
+        hcp.write_official_tree(root, hcp.filled_liveportrait(FAST_LIVEPORTRAIT))
+    return root
+
+
+def fast_models(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                models_dir: Path | None = None,
+                liveportrait_config: dict | None = None,
+                generator_args: dict | None = None) -> JoyVASAModels:
+    """:class:`JoyVASAModels` built directly from filled tiny modules (no files).
+
+    ``liveportrait_config``: ``build_liveportrait`` overrides (default :data:`FAST_LIVEPORTRAIT`);
+    ``generator_args``: :class:`MotionGeneratorArgs` fields replacing the tiny ones.
+    """
+    from transformers import HubertConfig, HubertModel
+
+    with hcp.tiny_backbone():
+        liveportrait = hcp.filled_liveportrait(liveportrait_config or FAST_LIVEPORTRAIT)
+    encoder = HubertModel(HubertConfig(**htm.TINY_HUBERT)).eval()
+    generator = fill_module_(build_motion_generator(MotionGeneratorArgs(**{**htm.TINY_GENERATOR_ARGS, **(generator_args or {})}),
+                                                    encoder))
+    template = MotionTemplate.from_dict(hcp.make_motion_template())
+    return JoyVASAModels(liveportrait.to(device, dtype).requires_grad_(False),
+                         generator.to(device).requires_grad_(False), template,
+                         torch.device(device), dtype, "human", models_dir)
+
+
+def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Deterministic voiced-speech-like float32 waveform [N] (harmonics, syllable envelope)."""
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = 0.5 - 0.5 * np.cos(2 * np.pi * 3 * t)
+    voice = sum((0.3 / k) * np.sin(2 * np.pi * k * 140 * t + k) for k in range(1, 6))
+    noise = np.random.default_rng(seed).standard_normal(t.size) * 0.01
+    return (envelope * voice + noise).astype(np.float32)
