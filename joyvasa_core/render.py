@@ -1,30 +1,297 @@
 """Batched rendering: warp the source feature volume to each driving keypoint set, decode with G.
 
-Precision follows the modules: convert W and G with ``.to(dtype)`` (fp32, fp16
-or bf16) and the feature volume is cast to W's dtype here. Keypoints stay
-float32; W computes its sampling grids, heatmaps, ``grid_sample`` and softmax
-in float32 internally, and G its instance norms. Frames come out in G's dtype.
-Memory is bounded by ``batch_size`` frames in flight.
+Cost per 512² frame: W ≈ 342 GFLOP, G ≈ 892 GFLOP. :class:`RenderOptions`
+collects the switches that make that fast on a given machine; every default
+is safe on CPU, CUDA and MPS and leaves float32 results unchanged (up to
+float32 reordering).
+
+Precision follows the modules (``RenderOptions.dtype`` converts them):
+keypoints stay float32; W computes its sampling grids, heatmaps,
+``grid_sample`` and softmax in float32 internally, and G its instance norms.
+Frames come out in G's dtype. fp16 has no overflow with the synthetic
+weights (largest activation ≈ 55, G's residual stream; float16 holds 65504;
+``benchmarks/precision.py`` prints it); a non-finite first chunk raises
+instead of silently rendering black frames (``check_finite``). On CUDA
+float32 convolutions use TF32 unless ``torch.backends.cudnn.allow_tf32`` is
+turned off.
+
+Preparation happens in place, once per (modules, options): W and G are cast
+to ``dtype``, G's spectral-norm weights are folded (exact; see
+:meth:`SPADEDecoder.fold_spectral_norm_`), and conv weights take the
+requested memory format. It is redone automatically when the parameters are
+replaced (``.to()``, ``load_state_dict`` dropping the fold); after editing
+weights in place by other means call ``spade.fold_spectral_norm_()``.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from itertools import chain
 
 import torch
+from torch import nn
 
 from .models.spade import SPADEDecoder
 from .models.warping import WarpingNetwork
 
+#: Frames per chunk when the device's free memory can't be read (CPU, MPS).
+DEFAULT_BATCH_SIZE = 4
+#: Upper bound of the automatic chunk: larger batches don't raise GPU throughput further.
+MAX_AUTO_BATCH_SIZE = 16
+#: Share of the free GPU memory the automatic chunk may fill (allocator slack, cuDNN workspaces).
+AUTO_MEMORY_FRACTION = 0.5
+#: Peak activation memory of one 512² frame through W then G (MiB), by element size of the
+#: compute dtype. Measured (peak RSS growth, CPU, batch 1 and 2, official sizes): fp32 W ≈ 175,
+#: G ≈ 420; bf16 W ≈ 115, G ≈ 265 (half precision is not half: grids, softmax and instance
+#: norms stay float32). W and G don't overlap; the larger one plus margin is used.
+_FRAME_MIB = {4: 480, 2: 300}
 
-def _param_dtype(module: torch.nn.Module) -> torch.dtype:
-    return next(module.parameters()).dtype
+Chunk = Callable[[WarpingNetwork, SPADEDecoder, torch.Tensor, torch.Tensor, torch.Tensor],
+                 torch.Tensor]
 
 
-@torch.inference_mode()
+@dataclass(frozen=True)
+class RenderOptions:
+    """Speed switches of :func:`iter_render`; the defaults are safe everywhere.
+
+    batch_size: frames per chunk (memory is bounded by one chunk in flight);
+        None = :func:`auto_batch_size` (from free VRAM on CUDA, else
+        ``DEFAULT_BATCH_SIZE``). A ``batch_size`` argument of iter_render wins.
+    dtype: compute dtype of W and G (float32, float16, bfloat16); None = keep
+        the modules' dtype. Otherwise W and G are converted **in place**.
+    channels_last: NHWC weights for G's and W's 2-D convs and NDHWC
+        (``channels_last_3d``) for W's 3-D convs, which is what tensor-core
+        convolutions want; None = on for CUDA, off elsewhere (CPU gains
+        little, MPS support is partial).
+    compile: wrap the W+G chunk in ``torch.compile`` (first chunks compile,
+        one graph per chunk size). If compiling fails (no C++ compiler,
+        Windows, MPS, old Python) a warning is issued once and rendering
+        continues eagerly.
+    cuda_graphs: replay a captured CUDA graph for every chunk size seen twice
+        (input copies into static buffers, one ``clone`` of the frames out).
+        Ignored with a warning off CUDA or if capture fails.
+    output_device: where frames are yielded; None = the modules' device. To
+        the CPU from CUDA, copies go into pinned memory without blocking and
+        each chunk is handed out when the next one is queued, so the GPU
+        renders while the caller encodes.
+    check_finite: raise ``FloatingPointError`` on a non-finite frame; None =
+        check the first chunk after preparation, in float16 only (one host
+        sync). True checks every chunk (a host sync each).
+    """
+
+    batch_size: int | None = None
+    dtype: torch.dtype | None = None
+    channels_last: bool | None = None
+    compile: bool = False
+    cuda_graphs: bool = False
+    output_device: torch.device | str | None = None
+    check_finite: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.dtype not in (None, torch.float32, torch.float16, torch.bfloat16):
+            raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {self.dtype}")
+
+
+def estimate_frame_bytes(dtype: torch.dtype) -> int:
+    """Peak activation memory of one 512² frame rendered in ``dtype`` (bytes, an upper estimate)."""
+    size = torch.empty((), dtype=dtype).element_size()
+    return _FRAME_MIB[4 if size >= 4 else 2] * 2**20
+
+
+def auto_batch_size(device: torch.device | str, dtype: torch.dtype,
+                    free_bytes: int | None = None) -> int:
+    """Frames per chunk that fit ``AUTO_MEMORY_FRACTION`` of the free memory.
+
+    ``free_bytes``: memory available for activations; None = read it on CUDA
+    (driver-free memory plus what PyTorch's cache holds unused). Without it
+    (CPU, MPS) ``DEFAULT_BATCH_SIZE``. Result in [1, MAX_AUTO_BATCH_SIZE].
+    """
+    device = torch.device(device)
+    if free_bytes is None:
+        if device.type != "cuda":
+            return DEFAULT_BATCH_SIZE
+        free_bytes, _ = torch.cuda.mem_get_info(device)
+        free_bytes += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    fit = int(free_bytes * AUTO_MEMORY_FRACTION) // estimate_frame_bytes(dtype)
+    return max(1, min(MAX_AUTO_BATCH_SIZE, fit))
+
+
+# --------------------------------------------------------------------------- one chunk
+
 def _render_chunk(warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.Tensor,
                   kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+    """W then G on one chunk: feature [1 or b, C, D, H, W], kp [1 or b, K, 3], [b, K, 3] -> [b, 3, 512, 512]."""
     warped = warping(feature_3d, kp_driving=kp_driving, kp_source=kp_source)["out"]
-    return spade(warped.to(_param_dtype(spade)))
+    return spade(warped.to(spade.fc.weight.dtype))
+
+
+class _GraphedChunk:
+    """A captured CUDA graph of ``fn`` for fixed input shapes; calls copy inputs in and replay."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], modules: tuple[nn.Module, ...],
+                 inputs: tuple[torch.Tensor, ...], pool: tuple) -> None:
+        self.static_in = tuple(t.clone() for t in inputs)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):     # warm-up: cuDNN algorithm choice, compilation, allocator
+                fn(*modules, *self.static_in)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.static_out = fn(*modules, *self.static_in)
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        for static, t in zip(self.static_in, inputs):
+            static.copy_(t, non_blocking=True)
+        self.graph.replay()
+        return self.static_out.clone()   # the next replay overwrites static_out
+
+
+def _modules_signature(*modules: nn.Module) -> tuple:
+    """Storage, dtype and layout of every parameter and buffer: changes when they are replaced."""
+    return tuple((t.data_ptr(), t.dtype, t.stride())
+                 for m in modules for t in chain(m.parameters(), m.buffers()))
+
+
+def _set_memory_format_(module: nn.Module, channels_last: bool) -> None:
+    """4-D tensors (2-D conv weights) to channels_last, 5-D (3-D conv weights) to
+    channels_last_3d, or both back to contiguous; in place, values unchanged."""
+    formats = {4: torch.channels_last, 5: torch.channels_last_3d} if channels_last else {}
+    for sub in module.modules():
+        for table in (sub._parameters, sub._buffers):
+            for name, t in table.items():
+                if t is None or t.dim() not in (4, 5):
+                    continue
+                fmt = formats.get(t.dim(), torch.contiguous_format)
+                if t.is_contiguous(memory_format=fmt):
+                    continue
+                if isinstance(t, nn.Parameter):
+                    t.data = t.data.contiguous(memory_format=fmt)
+                else:
+                    table[name] = t.contiguous(memory_format=fmt)
+
+
+class _Renderer:
+    """Prepared state for one (W, G, options): compiled chunk, CUDA graphs, checks.
+
+    Holds no reference to the modules (they are passed to every call), so it
+    can be cached per G without keeping G alive.
+    """
+
+    def __init__(self, warping: WarpingNetwork, spade: SPADEDecoder, options: RenderOptions):
+        device = spade.fc.weight.device
+        # outside inference mode, or the converted weights would become inference tensors
+        with torch.inference_mode(False), torch.no_grad():
+            if options.dtype is not None:
+                warping.to(options.dtype)
+                spade.to(options.dtype)
+            spade.fold_spectral_norm_()
+            channels_last = options.channels_last
+            if channels_last is None:
+                channels_last = device.type == "cuda"
+            for module in (warping, spade):
+                _set_memory_format_(module, channels_last)
+        self.options = options
+        self.signature = _modules_signature(warping, spade)
+        self.dtype = spade.fc.weight.dtype
+        self.device = device
+        self.chunk: Chunk = _render_chunk
+        self.fallback_reason: str | None = None
+        if options.compile:
+            try:
+                self.chunk = torch.compile(_render_chunk, dynamic=False)
+            except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
+                self._fall_back("torch.compile", exc)
+        self.use_graphs = options.cuda_graphs
+        if self.use_graphs and device.type != "cuda":
+            warnings.warn(f"RenderOptions(cuda_graphs=True) needs a CUDA device, not {device}; "
+                          "rendering without graphs", RuntimeWarning, stacklevel=4)
+            self.use_graphs = False
+        self.graphs: dict[tuple, _GraphedChunk] = {}
+        self.seen: dict[tuple, int] = {}
+        self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
+        check = options.check_finite
+        self.checks_left = (1 if self.dtype == torch.float16 else 0) if check is None \
+            else (-1 if check else 0)   # -1: every chunk
+
+    def _fall_back(self, what: str, exc: Exception) -> None:
+        warnings.warn(f"{what} failed ({type(exc).__name__}: {exc}); rendering eagerly. "
+                      f"Turn the option off in RenderOptions to silence this.",
+                      RuntimeWarning, stacklevel=5)
+        self.fallback_reason = f"{what}: {exc}"
+
+    def __call__(self, warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.Tensor,
+                 kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
+        inputs = (feature_3d, kp_source, kp_driving)
+        frames = self._graphed(warping, spade, inputs) if self.use_graphs else None
+        if frames is None:
+            frames = self._run(warping, spade, inputs)
+        if self.checks_left:
+            self.checks_left -= self.checks_left > 0
+            if not bool(torch.isfinite(frames).all()):
+                raise FloatingPointError(
+                    f"non-finite frames rendered in {self.dtype} (activation overflow in W/G); "
+                    "render in bfloat16 or float32: RenderOptions(dtype=torch.bfloat16) or "
+                    "precision 'bf16'/'fp32'")
+        return frames
+
+    def _run(self, warping, spade, inputs) -> torch.Tensor:
+        if self.chunk is _render_chunk:
+            return _render_chunk(warping, spade, *inputs)
+        try:
+            return self.chunk(warping, spade, *inputs)
+        except Exception as exc:  # noqa: BLE001 - compile errors surface on the first calls
+            self._fall_back("torch.compile", exc)
+            self.chunk = _render_chunk
+            return _render_chunk(warping, spade, *inputs)
+
+    def _graphed(self, warping, spade, inputs) -> torch.Tensor | None:
+        """Replay the graph for these shapes; capture on the second sighting; None = run eagerly."""
+        key = tuple(t.shape for t in inputs)
+        graph = self.graphs.get(key)
+        if graph is None:
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] < 2:    # one-off shapes (a last partial chunk) aren't worth a capture
+                return None
+            try:
+                graph = self.graphs[key] = _GraphedChunk(self.chunk, (warping, spade), inputs,
+                                                         self.pool)
+            except Exception as exc:  # noqa: BLE001 - an uncapturable op: stay eager
+                self._fall_back("CUDA graph capture", exc)
+                self.use_graphs = False
+                return None
+        return graph(*inputs)
+
+
+_RENDERERS: weakref.WeakKeyDictionary[SPADEDecoder, _Renderer] = weakref.WeakKeyDictionary()
+
+
+def _renderer_for(warping: WarpingNetwork, spade: SPADEDecoder,
+                  options: RenderOptions) -> _Renderer:
+    """The cached renderer of ``spade`` if it was made for these options and these tensors."""
+    renderer = _RENDERERS.get(spade)
+    if (renderer is None or renderer.options != options
+            or renderer.signature != _modules_signature(warping, spade)):
+        renderer = _RENDERERS[spade] = _Renderer(warping, spade, options)
+    return renderer
+
+
+# --------------------------------------------------------------------------- frames out
+
+def _host_copy(frames: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """Start copying ``frames`` to ``device``: (destination, event to wait on or None)."""
+    if frames.device.type == "cuda" and device.type == "cpu":
+        host = torch.empty(frames.shape, dtype=frames.dtype, pin_memory=True)
+        host.copy_(frames, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return host, event
+    return frames.to(device), None
 
 
 def _rows(t: torch.Tensor, start: int, stop: int) -> torch.Tensor:
@@ -34,32 +301,61 @@ def _rows(t: torch.Tensor, start: int, stop: int) -> torch.Tensor:
 
 def iter_render(warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.Tensor,
                 kp_source: torch.Tensor, kp_driving: torch.Tensor,
-                batch_size: int) -> Iterator[torch.Tensor]:
+                batch_size: int | None = None, *,
+                options: RenderOptions | None = None) -> Iterator[torch.Tensor]:
     """Render frames chunk by chunk.
 
     feature_3d: [1 or B, 32, 16, 64, 64] source appearance volume (F output);
     kp_source: [1 or B, 21, 3] source keypoints x_s; kp_driving: [B, 21, 3]
     driving keypoints x_d (normalised units). Yields images [b, 3, 512, 512]
-    in (0, 1), b <= batch_size, in frame order, on the modules' device.
+    in (0, 1), b <= batch_size, in frame order, on the modules' device (or
+    ``options.output_device``). ``batch_size`` overrides ``options.batch_size``;
+    both None = :func:`auto_batch_size`. W and G are prepared in place on the
+    first call (see the module docstring).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    options = options or RenderOptions()
+    if batch_size is not None:
+        options = replace(options, batch_size=batch_size)
     frames = kp_driving.shape[0]
     for name, t in (("feature_3d", feature_3d), ("kp_source", kp_source)):
         if t.shape[0] not in (1, frames):
             raise ValueError(f"{name} batch {t.shape[0]} must be 1 or match kp_driving's {frames}")
+    renderer = _renderer_for(warping, spade,
+                             replace(options, batch_size=None, output_device=None))
+    size = options.batch_size or auto_batch_size(renderer.device, renderer.dtype)
     param = next(warping.parameters())
     feature_3d = feature_3d.to(param.device, param.dtype)
     kp_source = kp_source.to(param.device, torch.float32)
     kp_driving = kp_driving.to(param.device, torch.float32)
-    for start in range(0, frames, batch_size):
-        stop = min(start + batch_size, frames)
-        yield _render_chunk(warping, spade, _rows(feature_3d, start, stop),
-                            _rows(kp_source, start, stop), kp_driving[start:stop])
+    out_device = None if options.output_device is None else torch.device(options.output_device)
+
+    pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+    for start in range(0, frames, size):
+        stop = min(start + size, frames)
+        with torch.inference_mode():
+            chunk = renderer(warping, spade, _rows(feature_3d, start, stop),
+                             _rows(kp_source, start, stop), kp_driving[start:stop])
+        if out_device is None or out_device == chunk.device:
+            yield chunk
+            continue
+        copy = _host_copy(chunk, out_device)
+        if pending is not None:      # hand out the previous chunk once this one is queued
+            yield _finish(pending)
+        pending = copy
+    if pending is not None:
+        yield _finish(pending)
+
+
+def _finish(pending: tuple[torch.Tensor, torch.cuda.Event | None]) -> torch.Tensor:
+    frames, event = pending
+    if event is not None:
+        event.synchronize()
+    return frames
 
 
 def render(warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.Tensor,
-           kp_source: torch.Tensor, kp_driving: torch.Tensor, batch_size: int) -> torch.Tensor:
+           kp_source: torch.Tensor, kp_driving: torch.Tensor, batch_size: int | None = None, *,
+           options: RenderOptions | None = None) -> torch.Tensor:
     """All frames at once: [B, 3, 512, 512] in (0, 1); see :func:`iter_render`."""
     return torch.cat(list(iter_render(warping, spade, feature_3d, kp_source, kp_driving,
-                                      batch_size)), dim=0)
+                                      batch_size, options=options)), dim=0)

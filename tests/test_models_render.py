@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import warnings
+from itertools import chain
 
 import pytest
 import torch
@@ -10,12 +12,13 @@ from conftest import PARITY, SCHEMA
 from joyvasa_core import config
 from joyvasa_core.fill import fill_module_
 from joyvasa_core.models.appearance import AppearanceFeatureExtractor
-from joyvasa_core.models.blocks import SpectralNormConv2d
 from joyvasa_core.models.spade import SPADEDecoder
 from joyvasa_core.models.warping import WarpingNetwork, coordinate_grid
 from joyvasa_core.parity.fixture import Fixture
 from joyvasa_core.parity.runner import run_fixture
-from joyvasa_core.render import iter_render, render
+from joyvasa_core.models.blocks import SpectralNormConv2d, avg_pool_hw
+from joyvasa_core.render import (DEFAULT_BATCH_SIZE, MAX_AUTO_BATCH_SIZE, RenderOptions,
+                                 auto_batch_size, estimate_frame_bytes, iter_render, render)
 
 FULL = {
     "appearance_feature_extractor": (AppearanceFeatureExtractor, config.APPEARANCE_FEATURE_EXTRACTOR),
@@ -126,15 +129,16 @@ def test_warping_argument_order_is_driving_first(tiny):
     assert (positional - swapped).abs().max() > 1e-3
 
 
-def _bf16_copy(module: torch.nn.Module, cls, cfg) -> torch.nn.Module:
+def _copy(module: torch.nn.Module, cls, cfg, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """A fresh copy (render options convert and prepare modules in place)."""
     copy = cls(**cfg).eval()
     copy.load_state_dict(module.state_dict())
-    return copy.to(torch.bfloat16)
+    return copy.to(dtype)
 
 
 def test_bf16_warping_keeps_coordinates_in_float32(tiny):
     _, w, _, feature, kp_s, kp_d = tiny
-    w16 = _bf16_copy(w, WarpingNetwork, TINY_W)
+    w16 = _copy(w, WarpingNetwork, TINY_W, torch.bfloat16)
     with torch.inference_mode():
         ref = w(feature, kp_d, kp_s)
         low = w16(feature.bfloat16(), kp_d, kp_s)
@@ -145,16 +149,24 @@ def test_bf16_warping_keeps_coordinates_in_float32(tiny):
     assert (low["out"].float() - ref["out"]).abs().max() < 0.05 * ref["out"].abs().max()
 
 
-def test_bf16_render_close_to_fp32(tiny):
+# (mean, max) error bounds on the tiny renderer's frames; fp16 has 3 more mantissa bits.
+HALF_BOUNDS = {torch.bfloat16: (0.03, 0.5), torch.float16: (0.005, 0.1)}
+
+
+@pytest.mark.parametrize("dtype", sorted(HALF_BOUNDS, key=str), ids=str)
+def test_half_precision_render_close_to_fp32(tiny, dtype):
     # The random-weight G is ill-conditioned (a 0.4 % input perturbation moves pixels by
     # ~4 %), so the bound is on the typical error; the worst pixel is only sanity-checked.
     _, w, g, feature, kp_s, kp_d = tiny
     ref = render(w, g, feature, kp_s, kp_d, batch_size=5)
-    low = render(_bf16_copy(w, WarpingNetwork, TINY_W), _bf16_copy(g, SPADEDecoder, TINY_G),
-                 feature, kp_s, kp_d, batch_size=5)
-    assert low.dtype == torch.bfloat16 and low.shape == ref.shape
+    w_low, g_low = _copy(w, WarpingNetwork, TINY_W), _copy(g, SPADEDecoder, TINY_G)
+    low = render(w_low, g_low, feature, kp_s, kp_d, options=RenderOptions(batch_size=5, dtype=dtype))
+    assert g_low.fc.weight.dtype == dtype and w_low.third.conv.weight.dtype == dtype  # in place
+    assert low.dtype == dtype and low.shape == ref.shape
+    assert torch.isfinite(low).all()
     err = (low.float() - ref).abs()
-    assert err.mean() < 0.03 and err.max() < 0.5, (float(err.mean()), float(err.max()))
+    mean_bound, max_bound = HALF_BOUNDS[dtype]
+    assert err.mean() < mean_bound and err.max() < max_bound, (float(err.mean()), float(err.max()))
     assert torch.corrcoef(torch.stack([low.float().flatten(), ref.flatten()]))[0, 1] > 0.98
 
 
@@ -187,3 +199,152 @@ def test_fold_spectral_norm_is_exact_and_dropped_on_load(tiny):
     assert "up_0.conv_s.weight_folded" not in folded.state_dict()
     folded.load_state_dict(g.state_dict())
     assert folded.up_0.conv_s.weight_folded is None
+
+
+# --------------------------------------------------------------------------- render options
+
+def _spectral_convs(g: SPADEDecoder) -> list[SpectralNormConv2d]:
+    return [m for m in g.modules() if isinstance(m, SpectralNormConv2d)]
+
+
+def test_avg_pool_hw_matches_avg_pool3d_in_both_layouts():
+    x = torch.randn(2, 3, 4, 6, 8)
+    ref = torch.nn.functional.avg_pool3d(x, (1, 2, 2))
+    cl = x.contiguous(memory_format=torch.channels_last_3d)
+    out = avg_pool_hw(cl)
+    torch.testing.assert_close(avg_pool_hw(x), ref, atol=1e-7, rtol=0)
+    torch.testing.assert_close(out, ref, atol=1e-7, rtol=0)
+    assert out.is_contiguous(memory_format=torch.channels_last_3d)
+
+
+def test_channels_last_does_not_change_fp32_results(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    w, g = _copy(w, WarpingNetwork, TINY_W), _copy(g, SPADEDecoder, TINY_G)
+    conv3d = w.dense_motion_network.hourglass.encoder.down_blocks[0].conv.weight
+    frames, warped, decoded = {}, {}, {}
+    for channels_last in (False, True):
+        frames[channels_last] = render(w, g, feature, kp_s, kp_d, options=RenderOptions(
+            batch_size=5, channels_last=channels_last))
+        with torch.inference_mode():
+            warped[channels_last] = w(feature, kp_d, kp_s)
+            decoded[channels_last] = g(warped[False]["out"])       # G on the same input
+    # the weights really changed layout (3-D convs NDHWC, 2-D and folded spectral ones NHWC)
+    assert w.dense_motion_network.hourglass.encoder.down_blocks[0].conv.weight \
+        .is_contiguous(memory_format=torch.channels_last_3d) and not conv3d.is_contiguous()
+    assert g.fc.weight.is_contiguous(memory_format=torch.channels_last)
+    assert g.G_middle_0.conv_0.weight_folded.is_contiguous(memory_format=torch.channels_last)
+    for key in ("deformation", "occlusion_map", "out"):
+        torch.testing.assert_close(warped[True][key], warped[False][key], atol=1e-5, rtol=0)
+    torch.testing.assert_close(decoded[True], decoded[False], atol=1e-5, rtol=0)
+    # through the whole renderer G amplifies W's float32 reordering (~4e-8) ~500x
+    torch.testing.assert_close(frames[True], frames[False], atol=1e-4, rtol=0)
+    render(w, g, feature, kp_s, kp_d, options=RenderOptions(batch_size=5, channels_last=False))
+    assert g.fc.weight.is_contiguous() and w.third.conv.weight.is_contiguous()
+
+
+def test_render_folds_spectral_norm_and_refolds_after_loading(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    fresh = _copy(g, SPADEDecoder, TINY_G)
+    assert all(m.weight_folded is None for m in _spectral_convs(fresh))
+    with torch.inference_mode():
+        unfolded = fresh(w(feature, kp_d, kp_s)["out"])
+    frames = render(w, fresh, feature, kp_s, kp_d, options=RenderOptions(batch_size=5,
+                                                                         channels_last=False))
+    assert all(m.weight_folded is not None for m in _spectral_convs(fresh))
+    torch.testing.assert_close(frames, unfolded, atol=1e-6, rtol=0)
+    fresh.load_state_dict(g.state_dict())                  # drops the folded weights
+    assert all(m.weight_folded is None for m in _spectral_convs(fresh))
+    render(w, fresh, feature, kp_s, kp_d, batch_size=5)
+    assert all(m.weight_folded is not None for m in _spectral_convs(fresh))
+
+
+def test_chunks_are_bounded_by_batch_size(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    sizes = lambda **kw: [c.shape[0] for c in iter_render(w, g, feature, kp_s, kp_d, **kw)]
+    assert sizes(batch_size=2) == [2, 2, 1]
+    assert sizes(options=RenderOptions(batch_size=2)) == [2, 2, 1]
+    assert sizes(batch_size=3, options=RenderOptions(batch_size=2)) == [3, 2]   # argument wins
+    auto = sizes()                                                 # CPU: DEFAULT_BATCH_SIZE
+    assert auto == [DEFAULT_BATCH_SIZE, 5 - DEFAULT_BATCH_SIZE]
+    with pytest.raises(ValueError, match="batch_size"):
+        sizes(batch_size=0)
+
+
+def test_auto_batch_size_follows_free_memory():
+    gib = 2**30
+    assert auto_batch_size("cpu", torch.float32) == DEFAULT_BATCH_SIZE
+    assert auto_batch_size("cuda", torch.float16, free_bytes=0) == 1
+    assert auto_batch_size("cuda", torch.float16, free_bytes=80 * gib) == MAX_AUTO_BATCH_SIZE
+    laptop_half = auto_batch_size("cuda", torch.float16, free_bytes=6 * gib)
+    laptop_full = auto_batch_size("cuda", torch.float32, free_bytes=6 * gib)
+    assert 1 < laptop_full < laptop_half < MAX_AUTO_BATCH_SIZE
+    # the chunk's activations stay within the memory share it was sized for
+    assert laptop_half * estimate_frame_bytes(torch.float16) <= 0.5 * 6 * gib
+    assert estimate_frame_bytes(torch.bfloat16) == estimate_frame_bytes(torch.float16) \
+        < estimate_frame_bytes(torch.float32)
+
+
+def _failing_compile(*args, **kwargs):
+    def compiled(*a, **k):
+        raise RuntimeError("simulated: no C++ compiler")
+    return compiled
+
+
+@pytest.mark.parametrize("where", ["first call", "creation"])
+def test_compile_failure_warns_once_and_renders_eagerly(tiny, monkeypatch, where):
+    _, w, g, feature, kp_s, kp_d = tiny
+    w, g = _copy(w, WarpingNetwork, TINY_W), _copy(g, SPADEDecoder, TINY_G)
+    eager = render(w, g, feature, kp_s, kp_d, batch_size=2)
+    calls = []
+
+    def fake_compile(fn, **kwargs):
+        calls.append(kwargs)
+        if where == "creation":
+            raise RuntimeError("simulated: torch.compile unavailable")
+        return _failing_compile()
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    options = RenderOptions(batch_size=2, compile=True)
+    with pytest.warns(RuntimeWarning, match="torch.compile failed.*simulated") as record:
+        frames = render(w, g, feature, kp_s, kp_d, options=options)
+    assert len([r for r in record if "torch.compile" in str(r.message)]) == 1
+    assert len(calls) == 1
+    torch.testing.assert_close(frames, eager, atol=0, rtol=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                   # the fallback is remembered: no new warning
+        again = render(w, g, feature, kp_s, kp_d, options=options)
+    torch.testing.assert_close(again, eager, atol=0, rtol=0)
+    assert len(calls) == 1
+
+
+def test_cuda_graphs_off_cuda_warn_and_render(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    ref = render(w, g, feature, kp_s, kp_d, batch_size=2)
+    with pytest.warns(RuntimeWarning, match="cuda_graphs=True.*needs a CUDA device"):
+        frames = render(w, g, feature, kp_s, kp_d, options=RenderOptions(batch_size=2,
+                                                                          cuda_graphs=True))
+    torch.testing.assert_close(frames, ref, atol=0, rtol=0)
+
+
+def test_fp16_overflow_raises_with_the_fix(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    hot = _copy(g, SPADEDecoder, TINY_G)
+    with torch.no_grad():
+        hot.fc.bias.fill_(1e5)                              # beyond float16's 65504
+    with pytest.raises(FloatingPointError, match="bfloat16 or float32"):
+        render(_copy(w, WarpingNetwork, TINY_W), hot, feature, kp_s, kp_d,
+               options=RenderOptions(dtype=torch.float16))
+    unchecked = render(_copy(w, WarpingNetwork, TINY_W), hot, feature, kp_s, kp_d,
+                       options=RenderOptions(dtype=torch.float16, check_finite=False))
+    assert not torch.isfinite(unchecked).all()
+
+
+def test_preparing_inside_inference_mode_keeps_normal_weights(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    w, g = _copy(w, WarpingNetwork, TINY_W), _copy(g, SPADEDecoder, TINY_G)
+    with torch.inference_mode():                          # how the pipeline calls it
+        frames = render(w, g, feature, kp_s, kp_d, options=RenderOptions(
+            dtype=torch.bfloat16, channels_last=True, output_device="cpu"))
+    assert frames.device.type == "cpu" and frames.dtype == torch.bfloat16
+    assert not any(p.is_inference() for p in chain(w.parameters(), g.parameters()))
+    assert not any(m.weight_folded.is_inference() for m in _spectral_convs(g))

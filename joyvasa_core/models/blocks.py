@@ -67,6 +67,22 @@ class ResBlock3d(nn.Module):
         return self.conv2(F.relu(self.norm2(out))) + x
 
 
+def avg_pool_hw(x: torch.Tensor) -> torch.Tensor:
+    """2×2 average pooling of H, W only: [B, C, D, H, W] -> [B, C, D, H/2, W/2].
+
+    Done as a 2-D pool over planes (same values as ``avg_pool3d`` with kernel
+    (1, 2, 2); CPU avg_pool3d has no bfloat16 kernel). The planes are views in
+    either memory layout: C·D planes of a contiguous volume, or B·D
+    channels-last images of a ``channels_last_3d`` volume, which stays
+    channels_last_3d.
+    """
+    b, c, d, h, w = x.shape
+    if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        planes = x.transpose(1, 2).reshape(b * d, c, h, w)            # channels_last view
+        return F.avg_pool2d(planes, 2).view(b, d, c, h // 2, w // 2).transpose(1, 2)
+    return F.avg_pool2d(x.reshape(b, c * d, h, w), 2).view(b, c, d, h // 2, w // 2)
+
+
 class DownBlock3d(nn.Module):
     """conv 3³ → BatchNorm3d → ReLU → average pool over (1, 2, 2).
 
@@ -79,11 +95,7 @@ class DownBlock3d(nn.Module):
         self.norm = nn.BatchNorm3d(out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(self.norm(self.conv(x)))
-        b, c, d, h, w = x.shape
-        # (1, 2, 2) pooling as a 2-D pool over C·D planes: same values, and CPU
-        # avg_pool3d has no bfloat16 kernel.
-        return F.avg_pool2d(x.reshape(b, c * d, h, w), 2).view(b, c, d, h // 2, w // 2)
+        return avg_pool_hw(F.relu(self.norm(self.conv(x))))
 
 
 class UpBlock3d(nn.Module):

@@ -47,11 +47,11 @@ def sample_volume(volume: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     if volume.shape[0] == 1:
         out = F.grid_sample(vol32, grid32.reshape(1, b * n * do, ho, wo, 3),
                             mode="bilinear", padding_mode="zeros", align_corners=False)
-        out = out.view(c, b, n, do, ho, wo).permute(1, 2, 0, 3, 4, 5)
+        out = out.reshape(c, b, n, do, ho, wo).permute(1, 2, 0, 3, 4, 5)
     elif volume.shape[0] == b:
         out = F.grid_sample(vol32, grid32.reshape(b, n * do, ho, wo, 3),
                             mode="bilinear", padding_mode="zeros", align_corners=False)
-        out = out.view(b, c, n, do, ho, wo).transpose(1, 2)
+        out = out.reshape(b, c, n, do, ho, wo).transpose(1, 2)
     else:
         raise ValueError(f"volume batch {volume.shape[0]} must be 1 or the keypoint batch {b}")
     return out.to(volume.dtype)
@@ -110,7 +110,7 @@ class DenseMotionNetwork(nn.Module):
         deformed = sample_volume(compressed, motions)                      # [B, K+1, c, D, H, W]
         heat = keypoint_gaussians(kp_driving, grid) - keypoint_gaussians(kp_source, grid)
         heat = F.pad(heat, (0, 0, 0, 0, 0, 0, 1, 0)).to(deformed.dtype)  # background: zeros
-        hourglass_in = torch.cat([heat.unsqueeze(2), deformed], dim=2).view(b, -1, d, h, w)
+        hourglass_in = torch.cat([heat.unsqueeze(2), deformed], dim=2).reshape(b, -1, d, h, w)
         prediction = self.hourglass(hourglass_in)
 
         mask = F.softmax(self.mask(prediction).float(), dim=1)            # [B, K+1, D, H, W]
