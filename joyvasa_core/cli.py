@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     drive.add_argument("--driving-multiplier", type=float, default=1.0)
 
     run = p.add_argument_group("run")
-    run.add_argument("--batch-size", type=int, default=8, help="frames rendered at once")
+    run.add_argument("--batch-size", type=int,
+                     help="frames rendered at once (default: from free GPU memory; 4 on CPU)")
     run.add_argument("--debug", action="store_true", help="print tracebacks")
     return p
 
@@ -124,7 +125,7 @@ def run(args: argparse.Namespace) -> Path:
         driving_option=args.driving_option, animation_region=args.animation_region,
         flag_stitching=not args.no_stitching, flag_relative_motion=not args.no_relative_motion,
         driving_multiplier=args.driving_multiplier)
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     image = load_image(args.image)
     waveform, sample_rate = load_audio_file(args.audio)

@@ -33,12 +33,12 @@ from .face.paste import FEATHER_PX, PasteBack, feathered_mask
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
 from .motion import MotionSequence, MotionTemplate
-from .render import iter_render
-from .video import VideoWriter
+from .render import RenderOptions, auto_batch_size, iter_render
+from .video import VideoWriter, frames_to_uint8_tensor
 
 __all__ = [
     "JoyVASAModels", "FaceRepresentation", "resolve_device", "resolve_dtype", "load_models",
-    "extract_face", "audio_to_motion", "rescale_motion", "iter_frames", "render_to_file",
+    "extract_face", "audio_to_motion", "iter_frames", "render_to_file",
     "motion_from_video",
 ]
 
@@ -193,7 +193,8 @@ def audio_to_motion(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, 
     sampler: ``"ddpm"`` (official, every step of the checkpoint's schedule) or
     ``"ddim"`` with ``steps`` steps. smoothing: 1.0 = the official EMA of the
     head pose, 0 = none. pose_scale / expression_scale scale each channel's
-    deviation from frame 0 (1.0 = as generated). pe_variant: ``"head"`` (fixed
+    deviation from frame 0 (1.0 = as generated; :meth:`MotionSequence.rescaled`).
+    pe_variant: ``"head"`` (fixed
     positional encoding) or ``"legacy"`` (the one the released weights were
     trained with).
     """
@@ -205,22 +206,7 @@ def audio_to_motion(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, 
     motion = generate_motion(models.motion_generator, models.template, waveform, sample_rate,
                              seed=seed, cfg_scale=cfg_scale, sampler=sampler, steps=steps,
                              smoothing=smoothing, pe_variant=pe_variant, progress=progress)
-    if pose_scale != 1.0 or expression_scale != 1.0:
-        motion = rescale_motion(motion, pose_scale, expression_scale)
-    return motion
-
-
-def rescale_motion(seq: MotionSequence, pose_scale: float = 1.0,
-                   expression_scale: float = 1.0) -> MotionSequence:
-    """Scale each channel's deviation from frame 0: angles and t by ``pose_scale``,
-    exp by ``expression_scale`` (scale is left alone). 1.0 keeps ``seq``; 0 freezes
-    the channel at frame 0."""
-    def scaled(x: torch.Tensor, k: float) -> torch.Tensor:
-        return x[:1] + k * (x - x[:1])
-
-    return replace(seq, exp=scaled(seq.exp, expression_scale), t=scaled(seq.t, pose_scale),
-                   pitch=scaled(seq.pitch, pose_scale), yaw=scaled(seq.yaw, pose_scale),
-                   roll=scaled(seq.roll, pose_scale))
+    return motion.rescaled(pose=pose_scale, expression=expression_scale)
 
 
 @torch.inference_mode()
@@ -280,9 +266,14 @@ def _paste_dtype(models: JoyVASAModels) -> torch.dtype:
 
 
 def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
-                driving: DrivingSettings = DrivingSettings(), *, batch_size: int = 8,
-                paste: bool = True, progress: Progress | None = None) -> Iterator[torch.Tensor]:
+                driving: DrivingSettings = DrivingSettings(), *, batch_size: int | None = None,
+                paste: bool = True, render_options: RenderOptions | None = None,
+                progress: Progress | None = None) -> Iterator[torch.Tensor]:
     """Render ``len(motion)`` frames, ``batch_size`` at a time, on the models' device.
+
+    batch_size: frames per chunk; None = :func:`joyvasa_core.render.auto_batch_size`
+    (from free VRAM on CUDA). render_options: W/G speed switches
+    (:class:`~joyvasa_core.render.RenderOptions`: compile, CUDA graphs, ...).
 
     Yields [b, H, W, 3] float 0..1: the photo with the animated face pasted
     back (H, W = the photo's size rounded up to even), or with ``paste=False``
@@ -290,9 +281,13 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     Driving keypoints are composed per chunk (frame 0 of ``motion`` rides along
     as the reference of the relative motion), so nothing grows with ``len(motion)``.
     """
+    lp = models.liveportrait
+    if batch_size is None:
+        batch_size = (render_options.batch_size if render_options else None) or \
+            auto_batch_size(models.device, models.dtype)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    lp = models.liveportrait
+    options = replace(render_options or RenderOptions(), output_device=None)
     total = len(motion)
     retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
     lip_ratio = None if face.crop.lip_open is None else \
@@ -306,7 +301,7 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
                                             _motion_rows(motion, start, stop, models.device),
                                             driving, retargeting, lip_ratio)[1:]
             (crops,) = iter_render(lp.warping_module, lp.spade_generator, face.feature_3d,
-                                   face.x_s, x_d, batch_size=stop - start)
+                                   face.x_s, x_d, batch_size=stop - start, options=options)
             if paste:
                 if paster is None:   # mask, sampling grid and photo: once per source
                     paster = _paste_back_for(face, crops.shape[-1], models.device,
@@ -336,22 +331,49 @@ def _paste_back_for(face: FaceRepresentation, size: int, device: torch.device,
 def render_to_file(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
                    waveform: torch.Tensor | np.ndarray | None, sample_rate: int | None,
                    output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
-                   batch_size: int = 8, paste: bool = True, crf: int = 18,
+                   batch_size: int | None = None, paste: bool = True, crf: int = 18,
+                   render_options: RenderOptions | None = None,
                    progress: Progress | None = None) -> Path:
     """Render and encode an MP4 (H.264 at ``motion.fps``, the speech muxed as AAC).
 
     waveform [N] or [C, N] at ``sample_rate`` Hz (its original rate and channels
-    are kept; None = silent video). Each chunk of frames is encoded as soon as it
-    is rendered, so host memory stays flat however long the speech is.
-    Returns the output path.
+    are kept; None = silent video). Each chunk of frames is converted to uint8 on
+    the device and encoded as soon as the next chunk is queued (on a GPU the
+    encoder works while the next chunk renders), so host memory stays flat
+    however long the speech is. Returns the output path.
     """
     audio = None if waveform is None else (waveform, int(sample_rate))
     output_path = Path(output_path)
     with VideoWriter(output_path, motion.fps, audio=audio, crf=crf) as writer:
+        pending = None
         for frames in iter_frames(models, face, motion, driving, batch_size=batch_size,
-                                  paste=paste, progress=progress):
-            writer.write(frames)
+                                  paste=paste, render_options=render_options, progress=progress):
+            staged = _stage_uint8(frames)
+            if pending is not None:
+                writer.write(_finish_stage(pending))
+            pending = staged
+        if pending is not None:
+            writer.write(_finish_stage(pending))
     return output_path
+
+
+def _stage_uint8(frames: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:
+    """Start moving frames [b, H, W, 3] float 0..1 to the host as uint8 (async from CUDA)."""
+    levels = frames_to_uint8_tensor(frames)
+    if levels.device.type != "cuda":
+        return levels.cpu(), None
+    host = torch.empty(levels.shape, dtype=torch.uint8, pin_memory=True)
+    host.copy_(levels, non_blocking=True)
+    event = torch.cuda.Event()
+    event.record()
+    return host, event
+
+
+def _finish_stage(staged: tuple[torch.Tensor, torch.cuda.Event | None]) -> torch.Tensor:
+    host, event = staged
+    if event is not None:
+        event.synchronize()
+    return host
 
 
 def _tick(progress: Progress | None, done: int, total: int) -> None:

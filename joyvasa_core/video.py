@@ -51,11 +51,11 @@ def even_size(height: int, width: int) -> tuple[int, int]:
     return height - height % 2, width - width % 2
 
 
-def frames_to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
-    """Frames [b, H, W, 3] (float 0..1 or uint8, any device) -> uint8 ndarray.
+def frames_to_uint8_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Frames [b, H, W, 3] (float 0..1 or uint8, any device) -> uint8 tensor, same device.
 
-    Floats are clamped and rounded to the nearest level on their own device,
-    so only uint8 crosses to the host.
+    Floats are clamped and rounded to the nearest level where they are, so only
+    uint8 needs to cross to the host.
     """
     if isinstance(frames, np.ndarray):
         frames = torch.from_numpy(frames)
@@ -65,7 +65,12 @@ def frames_to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
         raise VideoWriterError(f"frames must be [b, H, W, 3]; got {tuple(frames.shape)}")
     if frames.dtype != torch.uint8:
         frames = (frames.float().clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
-    return frames.cpu().numpy()
+    return frames
+
+
+def frames_to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Frames [b, H, W, 3] (float 0..1 or uint8, any device) -> uint8 ndarray on the host."""
+    return frames_to_uint8_tensor(frames).cpu().numpy()
 
 
 def _audio_layout(channels: int) -> str:

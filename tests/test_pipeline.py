@@ -1,0 +1,172 @@
+"""Pipeline composition on tiny real-architecture models: shapes, streaming, chunk invariance."""
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import helpers_pipeline as hp
+from joyvasa_core import pipeline
+from joyvasa_core.audio import prepare_waveform
+from joyvasa_core.config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
+from joyvasa_core.driving import DrivingSettings, compose_driving_keypoints
+from joyvasa_core.model_files import ModelFilesError
+from joyvasa_core.motion import MotionSequence
+
+FACE_BOX = (60, 30, 150, 130)      # x0, y0, x1, y1 in the photo below (pixels)
+
+
+@pytest.fixture(scope="module")
+def models() -> pipeline.JoyVASAModels:
+    return hp.fast_models()
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    """A real photo with odd height and width: [257, 199, 3] uint8."""
+    import skimage.data
+    from skimage.transform import resize
+
+    image = resize(skimage.data.astronaut()[:400, 40:350], (257, 199), anti_aliasing=True)
+    return (image * 255).round().astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def face(models, photo) -> pipeline.FaceRepresentation:
+    return pipeline.extract_face(models, photo, face_backend="none", box=FACE_BOX)
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    return hp.speech_like(1.3)
+
+
+@pytest.fixture(scope="module")
+def motion(models, speech) -> MotionSequence:
+    return pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3)
+
+
+def test_resolve_device_and_dtype():
+    assert pipeline.resolve_device("cpu") == torch.device("cpu")
+    assert pipeline.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert pipeline.resolve_dtype("fp16", "cpu") == torch.float16
+    assert pipeline.resolve_dtype("bf16", "cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="precision"):
+        pipeline.resolve_dtype("fp8", "cpu")
+    expected = "cuda" if torch.cuda.is_available() else \
+        "mps" if torch.backends.mps.is_available() else "cpu"
+    assert pipeline.resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA"):
+            pipeline.resolve_device("cuda")
+
+
+def test_extract_face(face, photo):
+    assert face.feature_3d.shape[:2] == (1, 4) and face.x_s.shape == (1, 21, 3)
+    assert face.x_s.dtype == torch.float32
+    assert torch.allclose(face.x_s, face.source.transform())
+    assert face.image.shape == photo.shape and face.image.dtype == torch.float32
+    assert torch.equal((face.image * 255).round().to(torch.uint8), torch.from_numpy(photo))
+    # The crop is placed around the box: the box centre maps into the crop's middle third.
+    centre = np.array([(FACE_BOX[0] + FACE_BOX[2]) / 2, (FACE_BOX[1] + FACE_BOX[3]) / 2, 1.0])
+    x, y, _ = face.crop.M_o2c @ centre
+    assert 512 / 3 < x < 2 * 512 / 3 and 512 / 3 < y < 2 * 512 / 3
+
+
+def test_audio_to_motion_length_and_seed(models, speech, motion):
+    n16 = prepare_waveform(speech, 16000).shape[-1]
+    assert len(motion) == int((n16 + AUDIO_PAD_BEFORE + AUDIO_PAD_AFTER) / AUDIO_SAMPLE_RATE * 25)
+    assert motion.fps == 25
+    again = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3)
+    other = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=4)
+    assert torch.equal(again.exp, motion.exp)
+    assert not torch.allclose(other.exp, motion.exp)
+
+
+def test_pose_and_expression_scale(models, speech, motion):
+    frozen = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3,
+                                      pose_scale=0.0, expression_scale=0.5)
+    for name in ("pitch", "yaw", "roll", "t"):
+        value = getattr(frozen, name)
+        assert torch.allclose(value, value[:1].expand_as(value))
+    half = motion.exp[:1] + 0.5 * (motion.exp - motion.exp[:1])
+    assert torch.allclose(frozen.exp, half, atol=1e-6)
+    assert torch.equal(frozen.scale, motion.scale)
+
+
+def test_iter_frames_chunks_are_independent_of_batch_size(models, face, motion):
+    driving = DrivingSettings()   # expression-friendly, relative, stitching: all frame-0 based
+    short = motion[:11]
+    one = torch.cat(list(pipeline.iter_frames(models, face, short, driving, batch_size=11,
+                                              paste=False)))
+    chunks = list(pipeline.iter_frames(models, face, short, driving, batch_size=4, paste=False))
+    assert [c.shape[0] for c in chunks] == [4, 4, 3]
+    assert one.shape == (11, hp.FAST_RENDER_SIZE, hp.FAST_RENDER_SIZE, 3)
+    torch.testing.assert_close(torch.cat(chunks), one, atol=1e-4, rtol=0)  # conv batch reordering
+    # ... and the keypoints are those of the whole sequence composed at once.
+    retarget = {"stitching": models.liveportrait.stitching, "lip": models.liveportrait.lip}
+    x_d = compose_driving_keypoints(face.source, face.x_s, short, driving, retarget)
+    from joyvasa_core.render import render
+    crops = render(models.liveportrait.warping_module, models.liveportrait.spade_generator,
+                   face.feature_3d, face.x_s, x_d, batch_size=11)
+    torch.testing.assert_close(crops.permute(0, 2, 3, 1), one, atol=1e-4, rtol=0)
+
+
+def test_iter_frames_paste_back_progress_and_cancel(models, face, motion, photo):
+    calls = []
+    frames = list(pipeline.iter_frames(models, face, motion[:9], batch_size=4,
+                                       progress=lambda d, t: calls.append((d, t))))
+    assert calls == [(0, 9), (4, 9), (8, 9), (9, 9)]
+    assert [f.shape for f in frames] == [(4, 258, 200, 3)] * 2 + [(1, 258, 200, 3)]
+    photo_t = torch.from_numpy(photo).float() / 255
+    for chunk in frames:
+        # Away from the crop's footprint the photo is untouched, bit for bit.
+        bottom = photo_t[None, 235:257].expand(chunk.shape[0], -1, -1, -1)
+        assert torch.equal(chunk[:, 235:257, :199], bottom)
+        assert (chunk[:, 40:120, 70:140] - photo_t[40:120, 70:140]).abs().mean() > 0.02
+
+    def cancel(done, total):
+        if done >= 4:
+            raise KeyboardInterrupt
+
+    rendered = 0
+    with pytest.raises(KeyboardInterrupt):
+        for chunk in pipeline.iter_frames(models, face, motion, batch_size=4, progress=cancel):
+            rendered += chunk.shape[0]
+    assert rendered == 0   # cancelled while finishing the first chunk
+
+
+def test_render_to_file_streams_video_and_audio(tmp_path, models, face, motion, speech):
+    out = pipeline.render_to_file(models, face, motion, speech, 16000, tmp_path / "o.mp4",
+                                  DrivingSettings.cli(), batch_size=8)
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert (video.height, video.width) == (258, 200)
+        assert sum(1 for _ in container.decode(video=0)) == len(motion)
+
+
+def test_motion_from_video_gives_a_usable_sequence(models, photo, face):
+    shifted = np.roll(photo, 3, axis=1)
+    frames = torch.from_numpy(np.stack([photo, photo, shifted])).float() / 255
+    seq = pipeline.motion_from_video(models, frames, face_backend="none", batch_size=2)
+    assert isinstance(seq, MotionSequence) and len(seq) == 3 and seq.fps == 25
+    whole = pipeline.extract_face(models, photo, face_backend="none")   # same crop as the video's
+    torch.testing.assert_close(seq.exp[:1], whole.source.exp)
+    torch.testing.assert_close(seq.yaw[:1], whole.source.yaw)
+    assert torch.equal(seq.exp[0], seq.exp[1]) and not torch.equal(seq.exp[0], seq.exp[2])
+    frames_out = list(pipeline.iter_frames(models, face, seq, batch_size=3, paste=False))
+    assert frames_out[0].shape[0] == 3
+
+
+def test_load_models_from_official_tree(tmp_path):
+    root = hp.write_fast_pretrained_weights(tmp_path / "pretrained_weights")
+    with hp.fast_liveportrait_build():
+        loaded = pipeline.load_models(root, download=False, device="cpu", precision="auto")
+    assert loaded.dtype == torch.float32 and loaded.variant == "human"
+    assert loaded.models_dir == root and loaded.template is not None
+    assert loaded.motion_generator.args.n_motions == 10
+    (root / "JoyVASA" / "motion_template" / "motion_template.pkl").unlink()
+    with pytest.raises(ModelFilesError, match="motion_template.pkl"):
+        pipeline.load_models(root, download=False, device="cpu")
