@@ -9,11 +9,11 @@ from __future__ import annotations
 from joyvasa_core import model_files, pipeline
 from joyvasa_core.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from joyvasa_core.driving import DrivingSettings
+from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from . import convert, models
 from .api import CATEGORY, Face, Models, Motion, io
 from .progress import progress_bar
 
-FACE_BACKENDS = ("auto", "insightface", "landmark", "none")
 SAMPLERS = ("ddpm", "ddim")
 REGIONS = ("all", "exp", "pose", "lip", "eyes")
 DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
