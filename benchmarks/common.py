@@ -15,8 +15,11 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # run as `python benchmarks/x.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+# Run as `python benchmarks/x.py` from anywhere: the package and the test helpers
+# (synthetic-weight and tiny models) are importable.
+for _path in (ROOT, ROOT / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 
 def peak_rss_mib() -> float:

@@ -37,7 +37,6 @@ def child(minutes: float, threads: int, batch_size: int) -> dict:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(ROOT / "tests"))
     import helpers_pipeline as hp
     from joyvasa_core import pipeline
     from joyvasa_core.driving import DrivingSettings
