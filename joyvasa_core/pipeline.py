@@ -164,9 +164,9 @@ def extract_face(models: JoyVASAModels, image: np.ndarray | torch.Tensor, *,
     image: anything :func:`joyvasa_core.face.image_io.load_image` reads ([H, W, 3]
     uint8 or float 0..1 array/tensor, a Pillow image, a path).
 
-    face_backend: see :func:`joyvasa_core.face.detect_and_crop` (``"none"``
-    uses the centred square, ``box`` an explicit (x0, y0, x1, y1) pixel box).
-    Raises :class:`joyvasa_core.face.NoFaceError` when no face is found.
+    face_backend: see :func:`joyvasa_core.face.backends.detect_and_crop` (``"none"``
+    takes the whole image as the crop; ``box`` an explicit (x0, y0, x1, y1) pixel box).
+    Raises :class:`joyvasa_core.face.errors.NoFaceError` when no face is found.
     """
     rgb = load_image(image)
     crop = detect_and_crop(rgb, backend=face_backend, models_dir=models.models_dir,
@@ -194,9 +194,8 @@ def audio_to_motion(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, 
     ``"ddim"`` with ``steps`` steps. smoothing: 1.0 = the official EMA of the
     head pose, 0 = none. pose_scale / expression_scale scale each channel's
     deviation from frame 0 (1.0 = as generated; :meth:`MotionSequence.rescaled`).
-    pe_variant: ``"head"`` (fixed
-    positional encoding) or ``"legacy"`` (the one the released weights were
-    trained with).
+    pe_variant: ``"head"`` (fixed positional encoding) or ``"legacy"`` (the one
+    the released weights were trained with).
     """
     from .generate import generate_motion
 
