@@ -61,10 +61,13 @@ class RenderOptions:
         ``DEFAULT_BATCH_SIZE``). A ``batch_size`` argument of iter_render wins.
     dtype: compute dtype of W and G (float32, float16, bfloat16); None = keep
         the modules' dtype. Otherwise W and G are converted **in place**.
-    channels_last: NHWC weights for G's and W's 2-D convs and NDHWC
-        (``channels_last_3d``) for W's 3-D convs, which is what tensor-core
-        convolutions want; None = on for CUDA, off elsewhere (CPU gains
-        little, MPS support is partial).
+    channels_last: NHWC weights (so NHWC activations) for the 2-D convs: all
+        of G (892 GFLOP/frame) and W's last 2-D convs. Tensor-core
+        convolutions want this layout. None = on for CUDA in fp16/bf16, off
+        elsewhere (CPU gains little, MPS support is partial, fp32 CUDA gains
+        only through TF32).
+    channels_last_3d: NDHWC weights for W's 3-D convs (its hourglass, most of
+        W's 342 GFLOP/frame); None = same rule as ``channels_last``.
     compile: wrap the W+G chunk in ``torch.compile`` (first chunks compile,
         one graph per chunk size). If compiling fails (no C++ compiler,
         Windows, MPS, old Python) a warning is issued once and rendering
@@ -84,6 +87,7 @@ class RenderOptions:
     batch_size: int | None = None
     dtype: torch.dtype | None = None
     channels_last: bool | None = None
+    channels_last_3d: bool | None = None
     compile: bool = False
     cuda_graphs: bool = False
     output_device: torch.device | str | None = None
@@ -158,17 +162,16 @@ def _modules_signature(*modules: nn.Module) -> tuple:
                  for m in modules for t in chain(m.parameters(), m.buffers()))
 
 
-def _set_memory_format_(module: nn.Module, channels_last: bool) -> None:
-    """4-D tensors (2-D conv weights) to channels_last, 5-D (3-D conv weights) to
-    channels_last_3d, or both back to contiguous; in place, values unchanged."""
-    formats = {4: torch.channels_last, 5: torch.channels_last_3d} if channels_last else {}
+def _set_memory_format_(module: nn.Module, channels_last: bool, channels_last_3d: bool) -> None:
+    """4-D tensors (2-D conv weights) to channels_last or contiguous, 5-D (3-D conv
+    weights) to channels_last_3d or contiguous; in place, values unchanged."""
+    formats = {4: torch.channels_last if channels_last else torch.contiguous_format,
+               5: torch.channels_last_3d if channels_last_3d else torch.contiguous_format}
     for sub in module.modules():
         for table in (sub._parameters, sub._buffers):
             for name, t in table.items():
-                if t is None or t.dim() not in (4, 5):
-                    continue
-                fmt = formats.get(t.dim(), torch.contiguous_format)
-                if t.is_contiguous(memory_format=fmt):
+                fmt = formats.get(t.dim()) if t is not None else None
+                if fmt is None or t.is_contiguous(memory_format=fmt):
                     continue
                 if isinstance(t, nn.Parameter):
                     t.data = t.data.contiguous(memory_format=fmt)
@@ -191,17 +194,16 @@ class _Renderer:
                 warping.to(options.dtype)
                 spade.to(options.dtype)
             spade.fold_spectral_norm_()
-            channels_last = options.channels_last
-            if channels_last is None:
-                channels_last = device.type == "cuda"
+            tensor_cores = device.type == "cuda" and spade.fc.weight.dtype != torch.float32
+            layouts = [tensor_cores if flag is None else flag
+                       for flag in (options.channels_last, options.channels_last_3d)]
             for module in (warping, spade):
-                _set_memory_format_(module, channels_last)
+                _set_memory_format_(module, *layouts)
         self.options = options
         self.signature = _modules_signature(warping, spade)
         self.dtype = spade.fc.weight.dtype
         self.device = device
         self.chunk: Chunk = _render_chunk
-        self.fallback_reason: str | None = None
         if options.compile:
             try:
                 self.chunk = torch.compile(_render_chunk, dynamic=False)
@@ -223,7 +225,6 @@ class _Renderer:
         warnings.warn(f"{what} failed ({type(exc).__name__}: {exc}); rendering eagerly. "
                       f"Turn the option off in RenderOptions to silence this.",
                       RuntimeWarning, stacklevel=5)
-        self.fallback_reason = f"{what}: {exc}"
 
     def __call__(self, warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.Tensor,
                  kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:

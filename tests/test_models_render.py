@@ -224,7 +224,7 @@ def test_channels_last_does_not_change_fp32_results(tiny):
     frames, warped, decoded = {}, {}, {}
     for channels_last in (False, True):
         frames[channels_last] = render(w, g, feature, kp_s, kp_d, options=RenderOptions(
-            batch_size=5, channels_last=channels_last))
+            batch_size=5, channels_last=channels_last, channels_last_3d=channels_last))
         with torch.inference_mode():
             warped[channels_last] = w(feature, kp_d, kp_s)
             decoded[channels_last] = g(warped[False]["out"])       # G on the same input
@@ -238,8 +238,12 @@ def test_channels_last_does_not_change_fp32_results(tiny):
     torch.testing.assert_close(decoded[True], decoded[False], atol=1e-5, rtol=0)
     # through the whole renderer G amplifies W's float32 reordering (~4e-8) ~500x
     torch.testing.assert_close(frames[True], frames[False], atol=1e-4, rtol=0)
-    render(w, g, feature, kp_s, kp_d, options=RenderOptions(batch_size=5, channels_last=False))
+    render(w, g, feature, kp_s, kp_d, options=RenderOptions(batch_size=5, channels_last=False,
+                                                            channels_last_3d=True))
     assert g.fc.weight.is_contiguous() and w.third.conv.weight.is_contiguous()
+    assert not w.dense_motion_network.mask.weight.is_contiguous()        # still NDHWC
+    render(w, g, feature, kp_s, kp_d, batch_size=5)                      # CPU default: NCHW
+    assert w.dense_motion_network.mask.weight.is_contiguous()
 
 
 def test_render_folds_spectral_norm_and_refolds_after_loading(tiny):
