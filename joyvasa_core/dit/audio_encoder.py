@@ -25,6 +25,8 @@ same numbers to float rounding (about 1e-6).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,8 +77,24 @@ def build_audio_encoder(audio_model: str, pretrained_dir: str | Path | None = No
                 f"{folder / 'config.json'} not found: the audio encoder folder must be a transformers "
                 f"export (config.json plus model.safetensors or pytorch_model.bin), e.g. "
                 f"TencentGameMate/chinese-hubert-base for {audio_model!r}")
-        model = model_cls.from_pretrained(str(folder), local_files_only=True, attn_implementation="sdpa")
+        with _no_progress_bars():
+            model = model_cls.from_pretrained(str(folder), local_files_only=True,
+                                              attn_implementation="sdpa")
     return model.eval()
+
+
+@contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers >= 5 draws a "Loading weights" bar on stderr; a local load needs none."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def pad_audio(audio: torch.Tensor) -> torch.Tensor:
