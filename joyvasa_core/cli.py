@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("--animal", action="store_true", help="use the animal LivePortrait weights")
     models.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     models.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
-                        help="auto: bf16/fp16 on GPUs, fp32 on CPU")
+                        help="auto: fp16 on GPUs, fp32 on CPU")
 
     face = p.add_argument_group("face")
     face.add_argument("--face-backend", default="auto",

@@ -39,8 +39,12 @@ def resolve_dtype(precision: str | torch.dtype = "auto",
                   device: torch.device | str = "cpu") -> torch.dtype:
     """Compute dtype of the networks.
 
-    ``"auto"``: bf16 on a CUDA GPU that supports it, fp16 on other CUDA GPUs and
-    on MPS, fp32 on CPU (half precision is slow or unsupported there).
+    ``"auto"``: fp16 on CUDA and MPS, fp32 on CPU (half precision is slow or
+    unsupported there). fp16 rather than bf16 because the official LivePortrait
+    runs these networks in fp16 and, measured on the full-size renderer
+    (``benchmarks/precision.py``), fp16 frames are about 8x closer to fp32 than
+    bf16 frames with ample overflow headroom; the renderer checks its first fp16
+    chunk for inf/nan and names bf16/fp32 as the fix.
     """
     if isinstance(precision, torch.dtype):
         return precision
@@ -49,12 +53,4 @@ def resolve_dtype(precision: str | torch.dtype = "auto",
         return _PRECISIONS[precision]
     if precision != "auto":
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISION_CHOICES}")
-    device = torch.device(device)
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
-        major, _ = torch.cuda.get_device_capability(index)
-        return torch.bfloat16 if major >= 8 else torch.float16   # native bf16 from Ampere on
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
-
+    return torch.float16 if torch.device(device).type in ("cuda", "mps") else torch.float32

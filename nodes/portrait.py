@@ -44,8 +44,8 @@ class LoadJoyVASAModels(io.ComfyNode):
                                tooltip="de-normalisation statistics in "
                                        "models/joyvasa/JoyVASA/motion_template"),
                 io.Combo.Input("precision", options=list(PRECISION_CHOICES), default="auto",
-                               tooltip="auto: bf16 on GPUs that support it, fp16 on other "
-                                       "GPUs, fp32 on the CPU (the motion generator always "
+                               tooltip="auto: fp16 on GPUs (as the official LivePortrait), "
+                                       "fp32 on the CPU (the motion generator always "
                                        "runs in fp32)"),
                 io.Combo.Input("device", options=list(DEVICE_CHOICES), default="auto",
                                tooltip="auto: ComfyUI's device (honours --cpu)"),
