@@ -78,9 +78,15 @@ def fast_models(device: torch.device | str = "cpu", dtype: torch.dtype = torch.f
 
 
 def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
-    """Deterministic voiced-speech-like float32 waveform [N] (harmonics, syllable envelope)."""
-    t = np.arange(int(seconds * rate)) / rate
-    envelope = 0.5 - 0.5 * np.cos(2 * np.pi * 3 * t)
-    voice = sum((0.3 / k) * np.sin(2 * np.pi * k * 140 * t + k) for k in range(1, 6))
-    noise = np.random.default_rng(seed).standard_normal(t.size) * 0.01
-    return (envelope * voice + noise).astype(np.float32)
+    """Deterministic voiced-speech-like float32 waveform [N] (harmonics, syllable envelope).
+
+    Built one second at a time, so a long clip costs only its own float32 array.
+    """
+    out = np.empty(int(seconds * rate), np.float32)
+    rng = np.random.default_rng(seed)
+    for start in range(0, out.size, rate):
+        t = np.arange(start, min(start + rate, out.size)) / rate
+        envelope = 0.5 - 0.5 * np.cos(2 * np.pi * 3 * t)
+        voice = sum((0.3 / k) * np.sin(2 * np.pi * k * 140 * t + k) for k in range(1, 6))
+        out[start:start + t.size] = envelope * voice + 0.01 * rng.standard_normal(t.size)
+    return out
