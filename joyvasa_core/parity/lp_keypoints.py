@@ -8,7 +8,10 @@ fixture file.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, replace
 
+import cv2
+import numpy as np
 import torch
 
 from .. import config
@@ -22,8 +25,9 @@ from ..models.motion_extractor import MotionExtractor
 from ..models.spade import SPADEDecoder
 from ..models.stitching import build_stitching_retargeting
 from ..models.warping import WarpingNetwork
-from ..motion import MotionSequence, MotionTemplate, decode_motion, smooth_pose
+from ..motion import MotionSequence, decode_motion, smooth_pose
 from ..render import render
+from .audio_motion import fixture_template
 from .fixture import Fixture
 from .registry import handler
 
@@ -84,19 +88,51 @@ def run_stitching_retargeting(fx: Fixture, device: torch.device) -> dict[str, to
     return out
 
 
-#: Combination keys of the official pipeline that JoyVASA cannot use (its
-#: generated motion has no driving landmarks); they must be off.
-_UNSUPPORTED_OFF = ("flag_eye_retargeting", "flag_lip_retargeting")
+#: Combination flags of the official pipeline that need driving landmarks; JoyVASA's
+#: generated motion has none, so the official code adds no eye/lip deltas when they are on.
+_RETARGETING_FLAGS = ("flag_eye_retargeting", "flag_lip_retargeting")
+#: Flags with no effect on a still source (no source-video eye deltas exist).
+_NO_OP_FLAGS = ("flag_source_video_eye_retargeting",)
 
 
-def combination_settings(name: str, combo: dict) -> DrivingSettings:
-    """A sidecar ``combinations`` entry -> :class:`DrivingSettings`."""
-    combo = dict(combo)
-    for key in _UNSUPPORTED_OFF:
-        if combo.pop(key, False):
-            raise NotImplementedError(f"combination {name!r} sets {key}: eye/lip retargeting needs "
-                                      "driving landmarks, which generated motion does not have")
-    return DrivingSettings.from_mapping(combo)
+@dataclass(frozen=True)
+class Combination:
+    """One sidecar ``combinations`` entry: driving settings plus the official-only switches."""
+
+    settings: DrivingSettings
+    retargeting: bool = False      # flag_eye_retargeting or flag_lip_retargeting
+    smooth: bool | None = None     # per-combination is_smooth_motion (None: the fixture's)
+
+    @classmethod
+    def from_sidecar(cls, combo: dict) -> "Combination":
+        combo = dict(combo)
+        retargeting = any([bool(combo.pop(k, False)) for k in _RETARGETING_FLAGS])
+        for key in _NO_OP_FLAGS:
+            combo.pop(key, None)
+        smooth = combo.pop("is_smooth_motion", None)
+        return cls(DrivingSettings.from_mapping(combo), retargeting, None if smooth is None else bool(smooth))
+
+
+def combination_keypoints(combo: Combination, info: kpm.KeypointInfo, x_s: torch.Tensor,
+                          driving: MotionSequence, parts: torch.nn.ModuleDict) -> torch.Tensor:
+    """``x_d`` ``[T, 21, 3]`` of one combination, as the official ``execute`` passes it to warp_decode.
+
+    With eye or lip retargeting on, the official loop takes its "retargeting" branch with
+    no deltas (generated motion has no driving landmarks): ``x_s`` with relative motion,
+    else the composed ``x_d``; then optional stitching and the driving multiplier (no lip
+    normalisation).
+    """
+    cfg = combo.settings
+    if not combo.retargeting:
+        return compose_driving_keypoints(info, x_s, driving, cfg, parts)
+    if cfg.flag_relative_motion:
+        x_d = x_s.expand(len(driving), -1, -1)
+    else:
+        plain = replace(cfg, flag_stitching=False, flag_normalize_lip=False, driving_multiplier=1.0)
+        x_d = compose_driving_keypoints(info, x_s, driving, plain, parts)
+    if cfg.flag_stitching:
+        x_d = kpm.apply_stitching(parts["stitching"], x_s, x_d)
+    return x_s + (x_d - x_s) * cfg.driving_multiplier
 
 
 def motion_outputs(seq: MotionSequence, prefix: str) -> dict[str, torch.Tensor]:
@@ -107,23 +143,49 @@ def motion_outputs(seq: MotionSequence, prefix: str) -> dict[str, torch.Tensor]:
     return out
 
 
-def source_image(rgb: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[H, W, 3]`` (already 256x256) -> ``[1, 3, H, W]`` float in [0, 1] (official prepare_source)."""
-    return (rgb.permute(2, 0, 1)[None].to(torch.float32) / 255.0).clamp(0.0, 1.0)
+def source_image(rgb: torch.Tensor, max_dim: int = 1280, division: int = 2) -> torch.Tensor:
+    """uint8 ``[H, W, 3]`` -> ``[1, 3, 256, 256]`` float in [0, 1], as the official no-crop path.
+
+    ``resize_to_limit`` (longest side at most ``max_dim``, sides cut to multiples of
+    ``division``), then ``cv2.resize`` (bilinear) to 256x256 unless already that size.
+    """
+    image = rgb.numpy()
+    h, w = image.shape[:2]
+    if max_dim > 0 and max(h, w) > max_dim:
+        size = (max_dim, int(h * max_dim / w)) if w >= h else (int(w * max_dim / h), max_dim)
+        image = cv2.resize(image, size)
+    division = max(division, 1)
+    h2, w2 = image.shape[0] - image.shape[0] % division, image.shape[1] - image.shape[1] % division
+    if h2 and w2:
+        image = image[:h2, :w2]
+    if image.shape[:2] != (config.SOURCE_SIZE, config.SOURCE_SIZE):
+        image = cv2.resize(image, (config.SOURCE_SIZE, config.SOURCE_SIZE))
+    t = torch.from_numpy(np.ascontiguousarray(image))
+    return (t.permute(2, 0, 1)[None].to(torch.float32) / 255.0).clamp(0.0, 1.0)
+
+
+def rendered_combination(fx: Fixture, output: str, combinations: list[str]) -> str:
+    """Which combination ``render.frame<i>`` renders: the one its doc names as ``x_d.<name>``,
+    else the only combination the sidecar notes name."""
+    doc = fx.specs[output].get("doc", "")
+    named = [c for c in combinations if re.search(rf"x_d\.{re.escape(c)}\b", doc)]
+    if not named:
+        notes = " ".join(str(n) for n in fx.meta.get("notes", []))
+        named = [c for c in combinations if re.search(rf"\b{re.escape(c)}\b", notes)]
+    if len(named) != 1:
+        raise ValueError(f"{fx.name}: cannot tell which combination {output} renders (its doc must "
+                         f"name x_d.<combination>[i], or the notes exactly one of {combinations})")
+    return named[0]
 
 
 def _render_frames(fx: Fixture, image: torch.Tensor, x_s: torch.Tensor,
                    x_d: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """``render.frame<i>`` outputs: F/W/G on the source, keypoints of the combination the doc names."""
+    """``render.frame<i>`` outputs: F/W/G on the source, keypoints of the combination rendered."""
     wanted = {}
     for name in fx.names("output"):
         frame = re.fullmatch(r"render\.frame(\d+)", name)
         if frame:
-            combo = re.search(r"x_d\.(\w+)\[i\]", fx.specs[name].get("doc", ""))
-            if combo is None or combo.group(1) not in x_d:
-                raise ValueError(f"pipeline_motion: cannot tell which combination {name} renders "
-                                 "(its doc must name x_d.<combination>[i])")
-            wanted[name] = x_d[combo.group(1)][int(frame.group(1))]
+            wanted[name] = x_d[rendered_combination(fx, name, list(x_d))][int(frame.group(1))]
     if not wanted:
         return {}
     appearance = fill_module_(AppearanceFeatureExtractor(**config.APPEARANCE_FEATURE_EXTRACTOR))
@@ -135,32 +197,43 @@ def _render_frames(fx: Fixture, image: torch.Tensor, x_s: torch.Tensor,
     return {name: frames[i:i + 1] for i, name in enumerate(wanted)}
 
 
+def audio_length(fx: Fixture) -> int:
+    """Samples of the (16 kHz) audio the stubbed pipeline windowed."""
+    if "audio_len_samples" in fx.meta:
+        return int(fx.meta["audio_len_samples"])
+    if "audio" in fx.specs:
+        return int(fx.specs["audio"]["shape"][-1])
+    raise KeyError(f"fixture {fx.name}: the sidecar needs 'audio_len_samples' (or an 'audio' input)")
+
+
 @handler("pipeline_motion")
 def run_pipeline_motion(fx: Fixture, device: torch.device) -> dict[str, torch.Tensor]:
     cfg = fx.config
     fps = float(cfg.get("fps", config.DEFAULT_FPS))
-    plan = plan_windows(int(fx.meta["audio_len_samples"]), fps=fps, n_motions=int(cfg["n_motions"]))
+    plan = plan_windows(audio_length(fx), fps=fps, n_motions=int(cfg["n_motions"]))
     # The stubbed sampler returns motion_coef ([1, n_motions, 70]) for every window, or one
     # slice of it per window if it holds them all; the last loses its padded frames.
     coef = fx.tensor("motion_coef").to(device)
     windows = coef.split(plan.n_motions, dim=1) if coef.shape[1] == plan.n_motions * plan.n_windows \
         else [coef] * plan.n_windows
     coef = torch.cat([w[:, :kept] for w, kept in zip(windows, plan.frames_per_window)], dim=1)
-    template = MotionTemplate.from_dict({name.removeprefix("template."): fx.tensor(name)
-                                         for name in fx.names("input") if name.startswith("template.")})
-    decoded = decode_motion(coef, template, fps=fps)
+    decoded = decode_motion(coef, fixture_template(fx), fps=fps)
     smoothed = smooth_pose(decoded)
     out = {**motion_outputs(decoded, "decoded."), **motion_outputs(smoothed, "smoothed.")}
 
-    image = source_image(fx.tensor("source_rgb")).to(device)
+    image = source_image(fx.tensor("source_rgb"), int(fx.meta.get("source_max_dim", 1280)),
+                         int(fx.meta.get("source_division", 2))).to(device)
     info = kpm.KeypointInfo.from_raw(filled_motion_extractor(MOTION_EXTRACTOR, device)(image))
     x_s = info.transform()
     out["x_s"] = x_s
     parts = filled_stitching(STITCHING_RETARGETING, device)
     # The official CLI default is_smooth_motion=True drives with the smoothed sequence.
-    driving = smoothed if fx.meta.get("is_smooth_motion", True) else decoded
-    x_d = {name: compose_driving_keypoints(info, x_s, driving, combination_settings(name, combo), parts)
-           for name, combo in fx.meta["combinations"].items()}
+    smooth_default = bool(fx.meta.get("is_smooth_motion", True))
+    x_d = {}
+    for name, entry in fx.meta["combinations"].items():
+        combo = Combination.from_sidecar(entry)
+        smooth = smooth_default if combo.smooth is None else combo.smooth
+        x_d[name] = combination_keypoints(combo, info, x_s, smoothed if smooth else decoded, parts)
     out.update({f"x_d.{name}": v for name, v in x_d.items()})
     out.update(_render_frames(fx, image, x_s, x_d, device))
     return out
