@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Literal, Protocol
+from typing import Literal
 
 import torch
 from torch import nn
 
 from . import keypoints as kpm
 from .config import LIP_INDICES
+from .motion import MotionSequence
 
 DrivingOption = Literal["expression-friendly", "pose-friendly"]
 AnimationRegion = Literal["all", "exp", "pose", "lip", "eyes"]
@@ -37,20 +38,6 @@ AnimationRegion = Literal["all", "exp", "pose", "lip", "eyes"]
 EYE_INDICES = (11, 13, 15, 16, 18)
 _DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
 _REGIONS = ("all", "exp", "pose", "lip", "eyes")
-
-
-class DrivingMotion(Protocol):
-    """Per-frame motion (e.g. ``joyvasa_core.motion.MotionSequence``), T frames.
-
-    exp ``[T, K, 3]``; scale ``[T, 1]``; t ``[T, 3]``; pitch, yaw, roll ``[T]`` degrees.
-    """
-
-    exp: torch.Tensor
-    scale: torch.Tensor
-    t: torch.Tensor
-    pitch: torch.Tensor
-    yaw: torch.Tensor
-    roll: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -141,7 +128,7 @@ def driving_expression(source_exp: torch.Tensor, driving_exp: torch.Tensor,
 def compose_driving_keypoints(
     source: kpm.KeypointInfo,
     x_s: torch.Tensor,
-    motion: DrivingMotion,
+    motion: MotionSequence,
     settings: DrivingSettings = DrivingSettings(),
     retargeting: Mapping[str, nn.Module] | None = None,
     source_lip_ratio: torch.Tensor | None = None,
@@ -150,7 +137,7 @@ def compose_driving_keypoints(
 
     source: the source image's KeypointInfo (batch 1); x_s ``[1, K, 3]`` its
     posed keypoints (``source.transform()``); motion: T frames (see
-    :class:`DrivingMotion`); retargeting: the S/R parts by name (``stitching``,
+    :class:`~joyvasa_core.motion.MotionSequence`); retargeting: the S/R parts by name (``stitching``,
     ``lip``), needed when stitching or lip normalisation is on;
     source_lip_ratio ``[1, 1]``: :func:`~joyvasa_core.keypoints.lip_open_ratio`
     of the source's 203-point landmarks (for ``flag_normalize_lip``).

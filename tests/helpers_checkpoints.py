@@ -59,6 +59,24 @@ def tiny_backbone() -> Iterator[str]:
         del convnextv2.BACKBONES[TINY_BACKBONE]
 
 
+@contextlib.contextmanager
+def liveportrait_build(config_overrides: Mapping[str, Any]) -> Iterator[None]:
+    """Make ``loaders.load_liveportrait`` build ``config_overrides`` (for files written with it)."""
+    from joyvasa_core import loaders
+
+    original = loaders.build_liveportrait
+
+    def build(overrides=None):
+        return original(overrides or config_overrides)
+
+    with tiny_backbone():
+        loaders.build_liveportrait = build
+        try:
+            yield
+        finally:
+            loaders.build_liveportrait = original
+
+
 def filled_liveportrait(config_overrides: Mapping[str, Any] | None = None,
                         offset: float = 0.0) -> LivePortraitModels:
     """Built models filled with the reference fill rule (keys as stored in the files).

@@ -8,8 +8,6 @@ path of the full-size models.
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +15,6 @@ import torch
 
 import helpers_checkpoints as hcp
 import helpers_tiny_models as htm
-from joyvasa_core import loaders
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.model import build_motion_generator
 from joyvasa_core.fill import fill_module_
@@ -31,20 +28,9 @@ FAST_LIVEPORTRAIT = {**hcp.TINY_LIVEPORTRAIT,
 FAST_RENDER_SIZE = 128   # G output of FAST_LIVEPORTRAIT (pixels)
 
 
-@contextlib.contextmanager
-def fast_liveportrait_build() -> Iterator[None]:
+def fast_liveportrait_build():
     """Make ``load_liveportrait`` build :data:`FAST_LIVEPORTRAIT` (for files written with it)."""
-    original = loaders.build_liveportrait
-
-    def build(config_overrides=None):
-        return original(config_overrides or FAST_LIVEPORTRAIT)
-
-    with hcp.tiny_backbone():
-        loaders.build_liveportrait = build
-        try:
-            yield
-        finally:
-            loaders.build_liveportrait = original
+    return hcp.liveportrait_build(FAST_LIVEPORTRAIT)
 
 
 def write_fast_pretrained_weights(root: Path) -> Path:

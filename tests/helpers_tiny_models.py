@@ -9,15 +9,13 @@ reference fill rule. Writing and loading take well under a second.
 """
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
 import helpers_checkpoints as hcp
-from joyvasa_core import loaders, model_files
+from joyvasa_core import model_files
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.audio_encoder import build_audio_encoder
 from joyvasa_core.dit.model import build_motion_generator
@@ -57,17 +55,6 @@ def write_tiny_pretrained_weights(root: Path, variant: str = "human") -> Path:
     return root
 
 
-@contextlib.contextmanager
-def tiny_liveportrait_build() -> Iterator[None]:
+def tiny_liveportrait_build():
     """Make ``load_liveportrait`` build the tiny configuration (the files above)."""
-    original = loaders.build_liveportrait
-
-    def build(config_overrides=None):
-        return original(config_overrides or hcp.TINY_LIVEPORTRAIT)
-
-    with hcp.tiny_backbone():
-        loaders.build_liveportrait = build
-        try:
-            yield
-        finally:
-            loaders.build_liveportrait = original
+    return hcp.liveportrait_build(hcp.TINY_LIVEPORTRAIT)

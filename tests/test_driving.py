@@ -1,7 +1,7 @@
 """Composition of driving keypoints (joyvasa_core.driving)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,19 +10,10 @@ from joyvasa_core import keypoints as kpm
 from joyvasa_core.config import LIP_INDICES
 from joyvasa_core.driving import EYE_INDICES, DrivingSettings, compose_driving_keypoints
 from joyvasa_core.models.stitching import build_stitching_retargeting
+from joyvasa_core.motion import MotionSequence as Motion
 
 T, K = 6, 21
 PLAIN = DrivingSettings(driving_option="pose-friendly", flag_stitching=False, flag_normalize_lip=False)
-
-
-@dataclass
-class Motion:
-    exp: torch.Tensor
-    scale: torch.Tensor
-    t: torch.Tensor
-    pitch: torch.Tensor
-    yaw: torch.Tensor
-    roll: torch.Tensor
 
 
 def make_source(seed: int = 0) -> kpm.KeypointInfo:

@@ -3,7 +3,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 
 from joyvasa_core.face import crop as g
 from joyvasa_core.face import mtcnn
