@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import config
 from .devices import DEVICE_CHOICES, PRECISION_CHOICES
+from .dit.denoiser import PE_VARIANTS
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -60,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     motion.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"),
                         help="ddpm: official, every step; ddim: fast, --steps steps")
     motion.add_argument("--steps", type=int, help="sampling steps for ddim (default: its own)")
+    motion.add_argument("--pose-scale", type=float, default=1.0,
+                        help="head movement amplitude (1 = as generated, 0 = still head)")
+    motion.add_argument("--expression-scale", type=float, default=1.0,
+                        help="expression amplitude (1 = as generated)")
+    motion.add_argument("--smoothing", type=float, default=1.0,
+                        help="head-pose smoothing: 1 = official EMA, 0 = none")
+    motion.add_argument("--pe-variant", default="head", choices=PE_VARIANTS,
+                        help="positional encoding: head = the official fix of 2025-12-09 "
+                             "(default), legacy = the code the released weights were trained with")
 
     drive = p.add_argument_group("animation")
     drive.add_argument("--animation-region", default="all",
@@ -141,7 +151,10 @@ def run(args: argparse.Namespace) -> Path:
     log.stage("generating motion")
     motion = pipeline.audio_to_motion(models, waveform, sample_rate, seed=args.seed,
                                       cfg_scale=args.cfg_scale, sampler=args.sampler,
-                                      steps=args.steps, progress=log.progress("motion"))
+                                      steps=args.steps, smoothing=args.smoothing,
+                                      pose_scale=args.pose_scale,
+                                      expression_scale=args.expression_scale,
+                                      pe_variant=args.pe_variant, progress=log.progress("motion"))
     if args.save_motion is not None:
         motion.save(args.save_motion)
     log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from joyvasa_core import model_files, pipeline
 from joyvasa_core.devices import DEVICE_CHOICES, PRECISION_CHOICES
+from joyvasa_core.dit.denoiser import PE_VARIANTS
 from joyvasa_core.driving import DrivingSettings
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from . import convert, models
@@ -128,19 +129,24 @@ class JoyVASAAudioToMotion(io.ComfyNode):
                                tooltip="head movement amplitude (1 = as generated)"),
                 io.Float.Input("expression_scale", default=1.0, min=0.0, max=3.0, step=0.05,
                                tooltip="expression amplitude (1 = as generated)"),
+                io.Combo.Input("pe_variant", options=list(PE_VARIANTS), default="head",
+                               optional=True,
+                               tooltip="positional encoding: head = the official fix of "
+                                       "2025-12-09; legacy = the code the released weights "
+                                       "were trained with"),
             ],
             outputs=[Motion.Output(display_name="motion")],
         )
 
     @classmethod
     def execute(cls, models, audio, seed, cfg_scale, sampler, steps, smoothing, pose_scale,
-                expression_scale) -> io.NodeOutput:
+                expression_scale, pe_variant="head") -> io.NodeOutput:
         waveform, sample_rate = convert.audio_clip(audio)
         core = models.ready("motion_generator")
         motion = pipeline.audio_to_motion(
             core, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, sampler=sampler,
             steps=steps or None, smoothing=smoothing, pose_scale=pose_scale,
-            expression_scale=expression_scale, progress=progress_bar())
+            expression_scale=expression_scale, pe_variant=pe_variant, progress=progress_bar())
         return io.NodeOutput(motion)
 
 

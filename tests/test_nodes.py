@@ -69,8 +69,9 @@ def test_pack_registers_v3_nodes_with_fixed_ids_and_names(pack):
 def test_main_node_inputs_and_defaults(pack):
     ins = hc.node_inputs(pack["JoyVASAAudioToMotion"])
     assert list(ins) == ["models", "audio", "seed", "cfg_scale", "sampler", "steps", "smoothing",
-                         "pose_scale", "expression_scale"]
+                         "pose_scale", "expression_scale", "pe_variant"]
     assert ins["cfg_scale"][1]["default"] == pytest.approx(2.8)
+    assert ins["pe_variant"][1]["options"] == ["head", "legacy"] and ins["pe_variant"][2] is True
     assert ins["seed"][1]["control_after_generate"] is True
     load = hc.node_inputs(pack["LoadJoyVASAModels"])
     assert load["precision"][1]["options"] == ["auto", "fp32", "fp16", "bf16"]
