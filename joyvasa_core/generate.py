@@ -4,7 +4,8 @@ For a clip of any length (see :func:`joyvasa_core.audio.plan_windows`):
 
 1. the waveform becomes mono 16 kHz, is padded (1280 before, 640 after) and cut
    into non-overlapping windows of ``n_motions`` frames, the last one padded;
-2. every window's audio features are computed (in batches of windows);
+2. audio features are computed in batches of windows, each batch just before
+   its windows are sampled (memory stays bounded for hour-long speech);
 3. windows are sampled in order: window 0 starts from the model's start
    context, window w > 0 from the last ``n_prev_motions`` frames of window
    w - 1's motion and audio features; **every window starts from window 0's
@@ -31,11 +32,15 @@ ENCODE_BATCH = 8
 Progress = Callable[[int, int], None]
 
 
-def encode_windows(model: MotionGenerator, windows: torch.Tensor, batch: int = ENCODE_BATCH) -> torch.Tensor:
-    """Audio windows ``[W, S]`` (16 kHz) -> features ``[W, n_motions, feature_dim]``."""
-    feats = [encode_audio(model, chunk, frame_num=model.n_motions).audio_feat
-             for chunk in windows.split(batch)]
-    return torch.cat(feats)
+def iter_window_features(model: MotionGenerator, windows: torch.Tensor,
+                         batch: int = ENCODE_BATCH) -> Iterator[torch.Tensor]:
+    """Audio windows ``[W, S]`` (16 kHz) -> features ``[1, n_motions, feature_dim]`` per window.
+
+    ``batch`` windows go through the audio encoder at once, lazily, so only one
+    batch of features (and of encoder activations) is alive at a time.
+    """
+    for chunk in windows.split(batch):
+        yield from encode_audio(model, chunk, frame_num=model.n_motions).audio_feat.split(1)
 
 
 def _injected_noise(noise: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch.Tensor, Callable]:
@@ -86,7 +91,6 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
     audio = prepare_waveform(waveform, sample_rate, allow_silence=allow_silence).to(device)
     plan: WindowPlan = plan_windows(audio.shape[0], fps=args.fps, n_motions=args.n_motions)
     windows = split_windows(audio, plan, args.pad_mode)
-    audio_feat = encode_windows(model, windows)                       # [W, n, F]
 
     shape = (1, args.n_motions, args.motion_feat_dim)
     generator = None
@@ -106,8 +110,8 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         progress(done, total)
 
     coefs, prev_motion, prev_audio = [], None, None
-    for w, keep in enumerate(plan.frames_per_window):
-        feat = audio_feat[w:w + 1]
+    features = iter_window_features(model, windows)
+    for keep, feat in zip(plan.frames_per_window, features):
         motion = sample_window(model, feat, prev_motion, prev_audio, x_T, cfg_scale=cfg_scale,
                                cfg_mode=cfg_mode or args.cfg_mode, sampler=sampler, steps=steps,
                                noise=draw, generator=generator, pe_variant=pe_variant,
