@@ -28,7 +28,7 @@ from . import config
 from .devices import resolve_device, resolve_dtype
 from .driving import DrivingSettings, compose_driving_keypoints
 from .face.backends import FaceCrop, detect_and_crop
-from .face.image_io import load_image
+from .face.image_io import load_image, to_float01
 from .face.paste import FEATHER_PX, PasteBack, feathered_mask
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
@@ -177,7 +177,7 @@ def extract_face(models: JoyVASAModels, image: np.ndarray | torch.Tensor, *,
         feature_3d = models.liveportrait.appearance_feature_extractor(crop_256)
     source = _keypoint_info(models, crop_256)
     return FaceRepresentation(feature_3d=feature_3d, source=source, x_s=source.transform(),
-                              crop=crop, image=torch.from_numpy(rgb).float() / 255.0)
+                              crop=crop, image=to_float01(torch.from_numpy(rgb)))
 
 
 # ------------------------------------------------------------------------------ motion

@@ -22,6 +22,8 @@ import av
 import numpy as np
 import torch
 
+from .face.image_io import to_uint8
+
 #: H.264 encoders tried in order; the first one PyAV's FFmpeg has wins.
 H264_ENCODERS = ("libx264", "h264", "libopenh264", "h264_videotoolbox", "h264_nvenc")
 #: Rate used when the speech's own rate is not one AAC supports (Hz).
@@ -63,9 +65,7 @@ def frames_to_uint8_tensor(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         frames = frames.unsqueeze(0)
     if frames.ndim != 4 or frames.shape[-1] != 3:
         raise VideoWriterError(f"frames must be [b, H, W, 3]; got {tuple(frames.shape)}")
-    if frames.dtype != torch.uint8:
-        frames = (frames.float().clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
-    return frames
+    return to_uint8(frames)
 
 
 def frames_to_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -10,6 +10,10 @@ from collections.abc import Iterable
 
 import torch
 
+from joyvasa_core.audio import to_mono
+from joyvasa_core.face.image_io import to_float01
+from joyvasa_core.video import even_size
+
 
 def first_image(image: torch.Tensor, *, what: str = "image") -> torch.Tensor:
     """IMAGE ``[B, H, W, C]`` -> the first picture as RGB ``[H, W, 3]`` float 0..1 on the CPU."""
@@ -55,7 +59,7 @@ def audio_for_frames(waveform: torch.Tensor, sample_rate: int, n_frames: int,
     (video containers carry mono or stereo).
     """
     if waveform.shape[0] > 2:
-        waveform = waveform.mean(dim=0, keepdim=True)
+        waveform = to_mono(waveform).unsqueeze(0)
     n_samples = int(math.floor(n_frames * sample_rate / fps))
     if waveform.shape[-1] >= n_samples:
         waveform = waveform[:, :n_samples]
@@ -65,11 +69,6 @@ def audio_for_frames(waveform: torch.Tensor, sample_rate: int, n_frames: int,
             "sample_rate": int(sample_rate)}
 
 
-def even_crop(height: int, width: int) -> tuple[int, int]:
-    """Largest even (height, width) within the given size (H.264 yuv420p needs even sizes)."""
-    return height - height % 2, width - width % 2
-
-
 def collect_frames(chunks: Iterable[torch.Tensor], n_frames: int) -> torch.Tensor:
     """Frame chunks ``[b, H, W, 3]`` (any device) -> one IMAGE ``[n_frames, H', W', 3]``
     float32 on the CPU, cropped to even H', W'. Filled in place: no second copy."""
@@ -77,7 +76,7 @@ def collect_frames(chunks: Iterable[torch.Tensor], n_frames: int) -> torch.Tenso
     done = 0
     for chunk in chunks:
         if out is None:
-            h, w = even_crop(chunk.shape[1], chunk.shape[2])
+            h, w = even_size(chunk.shape[1], chunk.shape[2])
             out = torch.empty((n_frames, h, w, 3), dtype=torch.float32)
         b = chunk.shape[0]
         out[done:done + b] = chunk[:, :out.shape[1], :out.shape[2], :3].to("cpu", torch.float32)
@@ -89,5 +88,4 @@ def collect_frames(chunks: Iterable[torch.Tensor], n_frames: int) -> torch.Tenso
 
 def uint8_to_image(picture) -> torch.Tensor:
     """``[H, W, 3]`` uint8 (numpy or torch) -> IMAGE ``[1, H, W, 3]`` float32 0..1."""
-    tensor = torch.as_tensor(picture)
-    return (tensor.to(torch.float32) / 255.0).unsqueeze(0).contiguous()
+    return to_float01(torch.as_tensor(picture)).unsqueeze(0).contiguous()

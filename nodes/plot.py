@@ -12,6 +12,8 @@ import torch
 
 from joyvasa_core.config import LIP_INDICES
 
+from .convert import uint8_to_image
+
 _BG = (255, 255, 255)
 _AXIS = (90, 90, 90)
 _GRID = (225, 225, 225)
@@ -83,4 +85,4 @@ def plot_motion(motion, width: int = 1024, height: int = 512) -> torch.Tensor:
     _panel(canvas, 2 * gap + panel_h, panel_h, left, width - left - right,
            {"mouth": (mouth_open(motion.exp), _MOUTH_COLOUR)}, duration,
            "mouth opening (lip exp spread)")
-    return torch.from_numpy(canvas).to(torch.float32).div_(255.0).unsqueeze(0)
+    return uint8_to_image(canvas)

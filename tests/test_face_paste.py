@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from joyvasa_core.face import crop as g
-from joyvasa_core.face.paste import PasteBack, feathered_mask, mask_to_original, paste_back, to_uint8
+from joyvasa_core.face.image_io import to_uint8
+from joyvasa_core.face.paste import PasteBack, feathered_mask, mask_to_original, paste_back
 
 
 def _photo(h=300, w=401, seed=0):

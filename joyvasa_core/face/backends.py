@@ -32,7 +32,7 @@ import torch
 from .. import config
 from . import crop as geometry
 from .errors import DetectorFileMissing, FaceIndexError, FaceTooSmallError, NoFaceError
-from .image_io import detection_view
+from .image_io import detection_view, to_float01
 
 BUFFALO = Path("insightface") / "models" / "buffalo_l"
 LANDMARK203 = (Path("liveportrait") / "landmark.onnx", Path("landmark.onnx"))
@@ -241,7 +241,7 @@ def detect_and_crop(image: np.ndarray, backend: str = "auto", models_dir: str | 
     lmk203 = None if face is None else face.lmk203
     return FaceCrop(
         crop_512=crop,
-        crop_256=torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255.0,
+        crop_256=to_float01(torch.from_numpy(small)).permute(2, 0, 1)[None],
         M_o2c=m_o2c, M_c2o=m_c2o,
         landmarks=None if face is None else face.points,
         lmk203=lmk203,

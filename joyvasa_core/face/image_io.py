@@ -1,4 +1,5 @@
-"""Load any still image as RGB uint8, and shrink huge ones for detection only.
+"""Load any still image as RGB uint8, shrink huge ones for detection only, and convert
+pixel levels between uint8 (0..255) and float (0..1) tensors.
 
 What comes in, and what it becomes ([H, W, 3] uint8 RGB, always):
 
@@ -27,6 +28,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from .errors import ImageLoadError
 
@@ -117,6 +119,22 @@ def load_image(source, alpha: str = "composite") -> np.ndarray:
     if hasattr(source, "detach"):                                # a torch tensor
         source = source.detach().cpu().numpy()
     return _from_array(np.asarray(source), alpha, "image")
+
+
+def to_float01(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Pixels of any shape: uint8 (0..255) -> ``dtype`` in 0..1 (divided in ``dtype``);
+    float (taken as 0..1 already) -> ``dtype``. Same shape and device."""
+    if image.dtype == torch.uint8:
+        return image.to(dtype) / 255.0
+    return image.to(dtype)
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """Pixels of any shape: float 0..1 -> uint8 (clipped, rounded to the nearest level in
+    float32); uint8 is returned as is. Same shape and device."""
+    if image.dtype == torch.uint8:
+        return image
+    return (image.float().clamp(0.0, 1.0) * 255.0).round_().to(torch.uint8)
 
 
 def detection_view(image: np.ndarray, max_side: int = MAX_DETECT_SIDE) -> tuple[np.ndarray, float]:

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import config
+from .image_io import to_float01, to_uint8
 
 FEATHER_PX = 32  # width of the soft border of the default mask, in crop pixels (of 512)
 
@@ -55,14 +56,6 @@ def mask_to_original(mask_crop: np.ndarray, M_c2o: np.ndarray, size: tuple[int, 
     return warped.astype(np.float32) / 255.0
 
 
-def _as_float_image(image, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """[H, W, 3] uint8 (0..255) or float (0..1) array/tensor -> float tensor 0..1 on device."""
-    t = torch.as_tensor(image).to(device)
-    if t.dtype == torch.uint8:
-        return t.to(dtype) / 255.0
-    return t.to(dtype)
-
-
 def _pad_even(image: torch.Tensor) -> torch.Tensor:
     """[H, W, C] -> [H', W', C] with H', W' even, repeating the last row / column."""
     if image.shape[0] % 2:
@@ -70,11 +63,6 @@ def _pad_even(image: torch.Tensor) -> torch.Tensor:
     if image.shape[1] % 2:
         image = torch.cat([image, image[:, -1:]], dim=1)
     return image.contiguous()
-
-
-def to_uint8(frames: torch.Tensor) -> torch.Tensor:
-    """Float frames in 0..1 -> uint8 (rounded, clipped), same shape and device."""
-    return (frames.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 class PasteBack:
@@ -106,7 +94,7 @@ class PasteBack:
         mask_ori = mask_to_original(mask, self.M_c2o, (width, height))
         if mask_ori.ndim == 2:
             mask_ori = mask_ori[..., None]
-        self.background = _pad_even(_as_float_image(bg, device, dtype))
+        self.background = _pad_even(to_float01(bg.to(device), dtype))
         self.background_u8 = to_uint8(self.background)
         self.height, self.width = int(self.background.shape[0]), int(self.background.shape[1])
         mask_t = torch.from_numpy(mask_ori).to(device=device, dtype=dtype)

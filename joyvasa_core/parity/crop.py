@@ -17,7 +17,8 @@ import torch
 
 from .. import config
 from ..face import crop as geometry
-from ..face.paste import PasteBack, mask_to_original, to_uint8
+from ..face.image_io import to_float01, to_uint8
+from ..face.paste import PasteBack, mask_to_original
 from .fixture import Fixture
 from .registry import handler
 
@@ -74,7 +75,7 @@ def run_crop(fx: Fixture, device: torch.device) -> dict[str, torch.Tensor]:
         paste_m_c2o = candidates[0]
         mask = fx.tensor("mask_template").numpy()
         out["mask_ori"] = torch.from_numpy(mask_to_original(mask, paste_m_c2o, (width, height)))
-        frames = rendered.to(device).permute(2, 0, 1)[None].float() / 255.0
+        frames = to_float01(rendered.to(device)).permute(2, 0, 1)[None]
         paster = PasteBack(paste_m_c2o, torch.from_numpy(image), mask=mask, device=device)
         out["paste_back"] = to_uint8(paster(frames))[0, :height, :width].cpu()
     return out
