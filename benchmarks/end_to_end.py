@@ -20,7 +20,8 @@ from common import describe_device, peak_rss_mib, peak_vram_mib, print_table, sy
 
 import helpers_checkpoints as hcp   # noqa: E402  (tests/ is on sys.path via common)
 import helpers_pipeline as hp       # noqa: E402
-from joyvasa_core import pipeline
+from joyvasa_core import config, pipeline
+from joyvasa_core.dit.samplers import SAMPLERS
 from joyvasa_core.driving import DrivingSettings
 from joyvasa_core.motion import MotionTemplate
 from sampler import full_size_generator
@@ -31,7 +32,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--seconds", type=float, default=8.0, help="length of the speech")
-    parser.add_argument("--sampler", default="ddim", choices=("ddpm", "ddim"))
+    parser.add_argument("--sampler", default="ddim", choices=SAMPLERS)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch-size", type=int)
     args = parser.parse_args()
@@ -59,10 +60,10 @@ def main() -> None:
 
     face = stage("face (crop, F, M)", lambda: pipeline.extract_face(models, photo))
     motion = stage("motion", lambda: pipeline.audio_to_motion(
-        models, speech, 16000, sampler=args.sampler, steps=steps))
+        models, speech, config.AUDIO_SAMPLE_RATE, sampler=args.sampler, steps=steps))
     with tempfile.TemporaryDirectory() as tmp:
         stage("render + encode", lambda: pipeline.render_to_file(
-            models, face, motion, speech, 16000, Path(tmp) / "out.mp4", DrivingSettings(),
+            models, face, motion, speech, config.AUDIO_SAMPLE_RATE, Path(tmp) / "out.mp4", DrivingSettings(),
             batch_size=args.batch_size))
     total = sum(timings.values())
     print(f"device: {describe_device(device)}, {str(dtype).removeprefix('torch.')}; "

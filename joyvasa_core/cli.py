@@ -20,6 +20,8 @@ from pathlib import Path
 from . import config
 from .devices import DEVICE_CHOICES, PRECISION_CHOICES
 from .dit.denoiser import PE_VARIANTS
+from .dit.samplers import SAMPLERS
+from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -58,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     motion = p.add_argument_group("motion generation")
     motion.add_argument("--seed", type=int, default=0)
     motion.add_argument("--cfg-scale", type=float, default=config.DEFAULT_CFG_SCALE)
-    motion.add_argument("--sampler", default="ddpm", choices=("ddpm", "ddim"),
+    motion.add_argument("--sampler", default="ddpm", choices=SAMPLERS,
                         help="ddpm: official, every step; ddim: fast, --steps steps")
     motion.add_argument("--steps", type=int, help="sampling steps for ddim (default: its own)")
     motion.add_argument("--pose-scale", type=float, default=1.0,
@@ -73,9 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     drive = p.add_argument_group("animation")
     drive.add_argument("--animation-region", default="all",
-                       choices=("all", "exp", "pose", "lip", "eyes"))
+                       choices=REGIONS)
     drive.add_argument("--driving-option", default="expression-friendly",
-                       choices=("expression-friendly", "pose-friendly"))
+                       choices=DRIVING_OPTIONS)
     drive.add_argument("--no-stitching", action="store_true")
     drive.add_argument("--no-relative-motion", action="store_true")
     drive.add_argument("--driving-multiplier", type=float, default=1.0)
@@ -127,7 +129,6 @@ def run(args: argparse.Namespace) -> Path:
     """Do the job described by parsed arguments; returns the written MP4's path."""
     from . import pipeline
     from .audio import load_audio_file
-    from .driving import DrivingSettings
     from .face.image_io import load_image
 
     log = _StageLog()

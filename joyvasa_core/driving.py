@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import nn
@@ -34,10 +34,11 @@ from .motion import MotionSequence
 DrivingOption = Literal["expression-friendly", "pose-friendly"]
 AnimationRegion = Literal["all", "exp", "pose", "lip", "eyes"]
 
+DRIVING_OPTIONS: tuple[str, ...] = get_args(DrivingOption)
+REGIONS: tuple[str, ...] = get_args(AnimationRegion)
+
 #: Eye keypoints of LivePortrait's ``animation_region='eyes'``.
 EYE_INDICES = (11, 13, 15, 16, 18)
-_DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
-_REGIONS = ("all", "exp", "pose", "lip", "eyes")
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,11 @@ class DrivingSettings:
     driving_multiplier: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.driving_option not in _DRIVING_OPTIONS:
-            raise ValueError(f"driving_option must be one of {_DRIVING_OPTIONS}, "
+        if self.driving_option not in DRIVING_OPTIONS:
+            raise ValueError(f"driving_option must be one of {DRIVING_OPTIONS}, "
                              f"got {self.driving_option!r}")
-        if self.animation_region not in _REGIONS:
-            raise ValueError(f"animation_region must be one of {_REGIONS}, "
+        if self.animation_region not in REGIONS:
+            raise ValueError(f"animation_region must be one of {REGIONS}, "
                              f"got {self.animation_region!r}")
 
     @classmethod

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import folder_paths
 
-from joyvasa_core import pipeline
+from joyvasa_core import config, pipeline
 from joyvasa_core.motion import MotionSequence
 from . import convert
 from .api import CATEGORY, Face, Models, Motion, VideoFromFile, io
@@ -112,11 +112,11 @@ class JoyVASAMotionFromVideo(io.ComfyNode):
             inputs=[
                 Models.Input("models"),
                 io.Image.Input("images", tooltip="the driving video's frames"),
-                io.Float.Input("fps", default=25.0, min=1.0, max=120.0, step=0.01,
+                io.Float.Input("fps", default=float(config.DEFAULT_FPS), min=1.0, max=120.0, step=0.01,
                                tooltip="frame rate of the driving video"),
                 io.Combo.Input("face_backend", options=list(FACE_BACKENDS), default="auto"),
                 io.Int.Input("face_index", default=0, min=0, max=63),
-                io.Float.Input("crop_scale", default=2.3, min=1.0, max=4.0, step=0.05),
+                io.Float.Input("crop_scale", default=config.CROP_SCALE, min=1.0, max=4.0, step=0.05),
             ],
             outputs=[Motion.Output(display_name="motion")],
         )

@@ -6,18 +6,15 @@ them; add new inputs at the end, as optional inputs.
 """
 from __future__ import annotations
 
-from joyvasa_core import model_files, pipeline
+from joyvasa_core import config, model_files, pipeline
 from joyvasa_core.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from joyvasa_core.dit.denoiser import PE_VARIANTS
-from joyvasa_core.driving import DrivingSettings
+from joyvasa_core.dit.samplers import SAMPLERS
+from joyvasa_core.driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from . import convert, models
 from .api import CATEGORY, Face, Models, Motion, io
 from .progress import progress_bar
-
-SAMPLERS = ("ddpm", "ddim")
-REGIONS = ("all", "exp", "pose", "lip", "eyes")
-DRIVING_OPTIONS = ("expression-friendly", "pose-friendly")
 
 
 class LoadJoyVASAModels(io.ComfyNode):
@@ -80,13 +77,13 @@ class JoyVASAExtractFaceRepresentation(io.ComfyNode):
                                        "none: a centred square crop"),
                 io.Int.Input("face_index", default=0, min=0, max=63,
                              tooltip="which face, largest first"),
-                io.Float.Input("crop_scale", default=2.3, min=1.0, max=4.0, step=0.05,
-                               tooltip="crop side / face size (official 2.3)"),
-                io.Float.Input("vx_ratio", default=0.0, min=-1.0, max=1.0, step=0.005,
+                io.Float.Input("crop_scale", default=config.CROP_SCALE, min=1.0, max=4.0, step=0.05,
+                               tooltip=f"crop side / face size (official {config.CROP_SCALE})"),
+                io.Float.Input("vx_ratio", default=config.CROP_VX_RATIO, min=-1.0, max=1.0, step=0.005,
                                tooltip="horizontal shift of the crop, in face sizes"),
-                io.Float.Input("vy_ratio", default=-0.125, min=-1.0, max=1.0, step=0.005,
+                io.Float.Input("vy_ratio", default=config.CROP_VY_RATIO, min=-1.0, max=1.0, step=0.005,
                                tooltip="vertical shift of the crop, in face sizes "
-                                       "(official -0.125)"),
+                                       f"(official {config.CROP_VY_RATIO})"),
             ],
             outputs=[Face.Output(display_name="face"),
                      io.Image.Output(display_name="crop")],
@@ -110,14 +107,14 @@ class JoyVASAAudioToMotion(io.ComfyNode):
             display_name="AudioToMotion",
             category=CATEGORY,
             description="Generates head and face motion from speech with JoyVASA's diffusion "
-                        "transformer (25 frames per second).",
+                        f"transformer ({config.DEFAULT_FPS} frames per second).",
             inputs=[
                 Models.Input("models"),
                 io.Audio.Input("audio", tooltip="one speech clip; any sample rate"),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF,
                              control_after_generate=True),
-                io.Float.Input("cfg_scale", default=2.8, min=0.0, max=10.0, step=0.05,
-                               tooltip="audio guidance (official 2.8)"),
+                io.Float.Input("cfg_scale", default=config.DEFAULT_CFG_SCALE, min=0.0, max=10.0, step=0.05,
+                               tooltip=f"audio guidance (official {config.DEFAULT_CFG_SCALE})"),
                 io.Combo.Input("sampler", options=list(SAMPLERS), default="ddpm",
                                tooltip="ddpm: the official sampler, every step of the "
                                        "checkpoint's schedule; ddim: 'steps' steps"),
@@ -211,7 +208,7 @@ class JoyVASARenderPortrait(io.ComfyNode):
                                  paste=paste_back, progress=progress_bar(n)), n)
         fps = float(motion.fps)
         if audio is None:  # silence of the same length keeps the AUDIO socket valid
-            waveform, sample_rate = frames.new_zeros((1, 0)), 16000
+            waveform, sample_rate = frames.new_zeros((1, 0)), config.AUDIO_SAMPLE_RATE
         else:
             waveform, sample_rate = convert.audio_clip(audio)
         return io.NodeOutput(frames, fps, convert.audio_for_frames(waveform, sample_rate, n, fps))

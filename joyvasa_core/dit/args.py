@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .. import config
+
 #: Fields the official ``load_model`` passes to ``DitTalkingHead``; they fix the layout.
 ARCHITECTURE_KEYS = ("motion_feat_dim", "n_motions", "n_prev_motions", "feature_dim",
                      "audio_model", "n_diff_steps")
@@ -68,7 +70,7 @@ class MotionGeneratorArgs:
     feature_dim: int = 512
     audio_model: str = "hubert_zh"
     n_diff_steps: int = 500
-    fps: int | None = 25                 # video frames per second of the motion
+    fps: int | None = config.DEFAULT_FPS  # video frames per second of the motion
     pad_mode: str | None = "zero"        # how the last audio window is padded
     use_indicator: bool | None = True    # passed by the official wrapper, ignored by the network
     # Official constructor defaults (never read from args):
@@ -97,10 +99,11 @@ class MotionGeneratorArgs:
 
     @property
     def audio_samples(self) -> int:
-        """16 kHz samples per window: ``16000 * n_motions / fps`` (64000 for 100 frames at 25 fps)."""
+        """Audio samples per window: ``AUDIO_SAMPLE_RATE * n_motions / fps`` (64000 for 100
+        frames at 25 fps and 16 kHz)."""
         if not self.fps:
             raise ValueError("motion-generator args lack 'fps' (the official wrapper divides by it)")
-        return round(16000 * self.n_motions / self.fps)
+        return round(config.AUDIO_SAMPLE_RATE * self.n_motions / self.fps)
 
     @classmethod
     def from_checkpoint_args(cls, args: Mapping[str, Any] | argparse.Namespace | Any,

@@ -9,13 +9,13 @@ every token. Attribute names reproduce the official ``denoising_net.*`` keys.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 PeVariant = Literal["head", "legacy"]
-PE_VARIANTS = ("head", "legacy")
+PE_VARIANTS: tuple[str, ...] = get_args(PeVariant)
 PE_MAX_LEN = 600  # rows of the official token positional table
 
 

@@ -16,7 +16,7 @@ classifier-free guidance (batch order ``[uncond (null_audio_feat), cond]``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
@@ -28,6 +28,8 @@ from .schedule import DiffusionSchedule
 Denoiser = Callable[[Tensor, int], Tensor]
 Target = Literal["sample", "noise"]
 CfgMode = Literal["incremental", "independent"]
+Sampler = Literal["ddpm", "ddim"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
 NoiseSource = Callable[[int, tuple[int, ...]], Tensor] | Sequence[Tensor] | Tensor | None
 Callback = Callable[[int, int, Tensor], None]
 
@@ -149,7 +151,7 @@ def _noise_getter(noise: NoiseSource, generator: torch.Generator | None,
 
 def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tensor | None,
                   prev_audio: Tensor | None, x_T: Tensor | None, *, cfg_scale: float,
-                  cfg_mode: CfgMode = "incremental", sampler: Literal["ddpm", "ddim"] = "ddpm",
+                  cfg_mode: CfgMode = "incremental", sampler: Sampler = "ddpm",
                   steps: int | None = None, noise: NoiseSource = None,
                   generator: torch.Generator | None = None, pe_variant: PeVariant = "head",
                   flexibility: float = 0.0, eta: float = 0.0, callback: Callback | None = None,
