@@ -31,6 +31,14 @@ def motion_files() -> list[str]:
     return found
 
 
+def output_file(filename_prefix: str, suffix: str) -> tuple[str, str, str]:
+    """(full path, file name, subfolder) of the next numbered file in ComfyUI's output folder."""
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+        filename_prefix, folder_paths.get_output_directory())
+    file = f"{name}_{counter:05}_{suffix}"
+    return os.path.join(folder, file), file, subfolder
+
+
 class JoyVASASaveMotion(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -48,10 +56,8 @@ class JoyVASASaveMotion(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion, filename_prefix) -> io.NodeOutput:
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, folder_paths.get_output_directory())
-        file = f"{name}_{counter:05}_{MOTION_SUFFIX}"
-        motion.save(os.path.join(folder, file))
+        path, file, subfolder = output_file(filename_prefix, MOTION_SUFFIX)
+        motion.save(path)
         return io.NodeOutput(ui={"motion_files": [{"filename": file, "subfolder": subfolder,
                                                    "type": "output"}]})
 
@@ -164,11 +170,9 @@ class JoyVASARenderToFile(io.ComfyNode):
                 audio=None) -> io.NodeOutput:
         core = models.ready("liveportrait")
         waveform, sample_rate = convert.audio_clip(audio) if audio is not None else (None, None)
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, folder_paths.get_output_directory())
-        file = f"{name}_{counter:05}_.mp4"
+        target, file, subfolder = output_file(filename_prefix, ".mp4")
         path = pipeline.render_to_file(
-            core, face, motion, waveform, sample_rate, os.path.join(folder, file),
+            core, face, motion, waveform, sample_rate, target,
             driving_settings(animation_region, driving_option, relative_motion, stitching,
                              driving_multiplier),
             batch_size=batch_size, paste=paste_back, crf=crf, progress=progress_bar(len(motion)))
