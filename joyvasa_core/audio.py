@@ -274,15 +274,15 @@ def split_windows(audio: torch.Tensor, plan: WindowPlan, pad_mode: str | None = 
     """
     if audio.ndim != 1 or audio.shape[0] != plan.n_samples:
         raise ValueError(f"audio must be [{plan.n_samples}] (the plan's length), got {tuple(audio.shape)}")
-    x = F.pad(audio, (plan.pad_before, plan.pad_after))
     size = plan.samples_per_window
-    need = plan.starts[-1] + size - x.shape[0]
-    if need > 0:
-        if pad_mode in (None, "zero"):
-            value = 0.0
-        elif pad_mode == "replicate":
-            value = float(x[-1])
-        else:
-            raise ValueError(f"unknown pad_mode {pad_mode!r}: use 'zero' or 'replicate'")
-        x = F.pad(x, (0, need), value=value)
+    need = max(0, plan.starts[-1] + size - (plan.pad_before + plan.n_samples + plan.pad_after))
+    if pad_mode in (None, "zero"):
+        x = F.pad(audio, (plan.pad_before, plan.pad_after + need))   # one copy of the audio
+    elif pad_mode == "replicate":
+        x = F.pad(audio, (plan.pad_before, plan.pad_after))
+        x = F.pad(x, (0, need), value=float(x[-1])) if need else x
+    else:
+        raise ValueError(f"unknown pad_mode {pad_mode!r}: use 'zero' or 'replicate'")
+    if list(plan.starts) == [k * size for k in range(len(plan.starts))]:
+        return x[: len(plan.starts) * size].view(-1, size)   # non-overlapping windows: a view
     return torch.stack([x[s:s + size] for s in plan.starts])
