@@ -133,6 +133,7 @@ def compose_driving_keypoints(
     settings: DrivingSettings = DrivingSettings(),
     retargeting: Mapping[str, nn.Module] | None = None,
     source_lip_ratio: torch.Tensor | None = None,
+    multiplier: float | None = None,
 ) -> torch.Tensor:
     """Driving keypoints ``[T, K, 3]`` for all T frames at once.
 
@@ -141,25 +142,15 @@ def compose_driving_keypoints(
     :class:`~joyvasa_core.motion.MotionSequence`); retargeting: the S/R parts by name (``stitching``,
     ``lip``), needed when stitching or lip normalisation is on;
     source_lip_ratio ``[1, 1]``: :func:`~joyvasa_core.keypoints.lip_open_ratio`
-    of the source's 203-point landmarks (for ``flag_normalize_lip``).
+    of the source's 203-point landmarks (for ``flag_normalize_lip``);
+    multiplier: :func:`expression_multiplier` of the whole sequence, when it is
+    composed chunk by chunk (None: computed from ``motion``'s frame 0, one host sync).
     """
     cfg = settings
-    frames = motion.exp.shape[0]
-    angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
-    rot_source = source.rotation()
-    if cfg.animation_region in ("all", "pose"):
-        rot_d = kpm.rotation_matrix(*angles.unbind(-1))
-        rotation = rot_d @ rot_d[:1].transpose(-1, -2) @ rot_source
-    else:
-        rotation = rot_source
-
-    exp = driving_expression(source.exp, motion.exp, cfg.animation_region)
-    scale = source.scale * (motion.scale / motion.scale[:1])
-    t = source.t + (motion.t - motion.t[:1])
-    x_d = kpm.transform_keypoints(source.kp, rotation, exp, scale, t)
-
-    if cfg.flag_relative_motion and cfg.driving_option == "expression-friendly":
-        multiplier = kpm.expression_friendly_multiplier(x_s, x_d[:1])
+    x_d = _posed_driving(source, motion, cfg.animation_region)
+    if _uses_multiplier(cfg):
+        if multiplier is None:
+            multiplier = kpm.expression_friendly_multiplier(x_s, x_d[:1])
         x_d = x_s + (x_d - x_d[:1]) * multiplier
     if cfg.flag_stitching:
         x_d = kpm.apply_stitching(_part(retargeting, "stitching"), x_s, x_d)
@@ -167,6 +158,38 @@ def compose_driving_keypoints(
         x_d = x_d + kpm.normalize_lip_delta(_part(retargeting, "lip"), x_s, source_lip_ratio,
                                             cfg.lip_normalize_threshold)
     return x_s + (x_d - x_s) * cfg.driving_multiplier
+
+
+def expression_multiplier(source: kpm.KeypointInfo, x_s: torch.Tensor, motion: MotionSequence,
+                          settings: DrivingSettings) -> float | None:
+    """The expression-friendly rescale of a whole sequence (it depends on frame 0 only).
+
+    None when ``settings`` do not use it. Compute it once and pass it to
+    :func:`compose_driving_keypoints` for every chunk of a long sequence.
+    """
+    if not _uses_multiplier(settings):
+        return None
+    x_d0 = _posed_driving(source, motion[:1], settings.animation_region)
+    return kpm.expression_friendly_multiplier(x_s, x_d0)
+
+
+def _uses_multiplier(settings: DrivingSettings) -> bool:
+    return settings.flag_relative_motion and settings.driving_option == "expression-friendly"
+
+
+def _posed_driving(source: kpm.KeypointInfo, motion: MotionSequence,
+                   region: AnimationRegion) -> torch.Tensor:
+    """Source keypoints moved by the motion relative to its frame 0: ``[T, K, 3]``."""
+    frames = motion.exp.shape[0]
+    angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
+    rotation = source.rotation()
+    if region in ("all", "pose"):
+        rot_d = kpm.rotation_matrix(*angles.unbind(-1))
+        rotation = rot_d @ rot_d[:1].transpose(-1, -2) @ rotation
+    exp = driving_expression(source.exp, motion.exp, region)
+    scale = source.scale * (motion.scale / motion.scale[:1])
+    t = source.t + (motion.t - motion.t[:1])
+    return kpm.transform_keypoints(source.kp, rotation, exp, scale, t)
 
 
 def _part(retargeting: Mapping[str, nn.Module] | None, name: str) -> nn.Module:

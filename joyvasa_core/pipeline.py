@@ -26,7 +26,7 @@ import torch
 
 from . import config
 from .devices import resolve_device, resolve_dtype
-from .driving import DrivingSettings, compose_driving_keypoints
+from .driving import DrivingSettings, compose_driving_keypoints, expression_multiplier
 from .face.backends import FaceCrop, detect_and_crop
 from .face.image_io import load_image, to_float01
 from .face.paste import FEATHER_PX, PasteBack, feathered_mask
@@ -292,13 +292,16 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     lip_ratio = None if face.crop.lip_open is None else \
         torch.tensor([[face.crop.lip_open]], dtype=torch.float32, device=models.device)
     paster = None
+    with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
+        multiplier = expression_multiplier(face.source, face.x_s,
+                                           _motion_rows(motion, 0, 0, models.device), driving)
     _tick(progress, 0, total)
     for start in range(0, total, batch_size):
         stop = min(start + batch_size, total)
         with torch.inference_mode():
             x_d = compose_driving_keypoints(face.source, face.x_s,
                                             _motion_rows(motion, start, stop, models.device),
-                                            driving, retargeting, lip_ratio)[1:]
+                                            driving, retargeting, lip_ratio, multiplier)[1:]
             (crops,) = iter_render(lp.warping_module, lp.spade_generator, face.feature_3d,
                                    face.x_s, x_d, batch_size=stop - start, options=options)
             if paste:

@@ -8,7 +8,8 @@ import torch
 
 from joyvasa_core import keypoints as kpm
 from joyvasa_core.config import LIP_INDICES
-from joyvasa_core.driving import EYE_INDICES, DrivingSettings, compose_driving_keypoints
+from joyvasa_core.driving import (EYE_INDICES, DrivingSettings, compose_driving_keypoints,
+                                  expression_multiplier)
 from joyvasa_core.models.stitching import build_stitching_retargeting
 from joyvasa_core.motion import MotionSequence as Motion
 
@@ -167,3 +168,17 @@ def test_pipeline_motion_parity():
     results = run_fixture(Fixture.open(PARITY, "pipeline_motion"), torch.device("cpu"))
     failed = [(r.output, r.max_abs_err, r.note) for r in results if not r.ok]
     assert results and not failed, failed
+
+
+def test_precomputed_multiplier_lets_chunks_match_the_whole_sequence():
+    source, motion = make_source(), make_motion()
+    x_s = source.transform()
+    cfg = replace(PLAIN, driving_option="expression-friendly")
+    whole = compose_driving_keypoints(source, x_s, motion, cfg)
+    m = expression_multiplier(source, x_s, motion, cfg)
+    assert m is not None and m != pytest.approx(1.0)
+    # A chunk led by frame 0 (the reference) and given the sequence's multiplier.
+    rows = torch.tensor([0, 3, 4, 5])
+    chunk = compose_driving_keypoints(source, x_s, motion[rows], cfg, multiplier=m)[1:]
+    torch.testing.assert_close(chunk, whole[3:])
+    assert expression_multiplier(source, x_s, motion, PLAIN) is None
