@@ -24,7 +24,7 @@ from .audio import WindowPlan, plan_windows, prepare_waveform, split_windows
 from .config import DEFAULT_CFG_SCALE
 from .dit.audio_encoder import encode_audio
 from .dit.model import MotionGenerator
-from .dit.samplers import sample_window
+from .dit.samplers import Threshold, sample_window
 from .motion import MotionSequence, MotionTemplate, decode_motion, smooth_pose
 
 #: Windows encoded together by the audio encoder.
@@ -67,7 +67,7 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
                     sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
                     noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
                     progress: Progress | None = None, pe_variant: str = "head",
-                    allow_silence: bool = False) -> MotionSequence:
+                    threshold: Threshold | None = None, allow_silence: bool = False) -> MotionSequence:
     """Generate a :class:`MotionSequence` (one frame per ``1/fps`` s of audio) from speech.
 
     Args:
@@ -83,6 +83,8 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
             for parity with a recorded run.
         progress: ``progress(done, total)`` after every denoising step.
         pe_variant: ``"head"`` (official HEAD) or ``"legacy"`` positional encoding.
+        threshold: dynamic thresholding ``(ratio, min, max)`` of the network output; None
+            = off, as the official gen_motion_sequence runs it.
         allow_silence: accept an all-silent clip instead of raising ``AudioError``.
     """
     args = model.args
@@ -114,7 +116,7 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
     for keep, feat in zip(plan.frames_per_window, features):
         motion = sample_window(model, feat, prev_motion, prev_audio, x_T, cfg_scale=cfg_scale,
                                cfg_mode=cfg_mode or args.cfg_mode, sampler=sampler, steps=steps,
-                               noise=draw, generator=generator, pe_variant=pe_variant,
+                               noise=draw, generator=generator, pe_variant=pe_variant, threshold=threshold,
                                callback=on_step if progress else None)
         prev_motion = motion[:, -args.n_prev_motions:]
         prev_audio = feat[:, -args.n_prev_motions:]

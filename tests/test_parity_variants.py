@@ -56,14 +56,21 @@ def run(fx: Fixture) -> dict[str, torch.Tensor]:
 # ----------------------------------------------------------------------------- sampler step
 
 def posterior_step(den: torch.Tensor, x_t: torch.Tensor, z: torch.Tensor, t: int, target: str,
-                   cfg_scale: float, cfg_mode: str, flexibility: float, n: int) -> torch.Tensor:
-    """The official step written out from a stored raw denoiser output [2, p + n, D] (float64)."""
+                   cfg_scale: float, cfg_mode: str, flexibility: float, n: int,
+                   threshold: tuple[float, float, float] | None = None) -> torch.Tensor:
+    """The official step written out from a stored raw denoiser output [2, p + n, D] (float64);
+    ``threshold`` (ratio, min, max) clips each CFG row at its clamped |value| quantile (numpy)."""
     from joyvasa_core.dit.schedule import DiffusionSchedule
 
     sched = DiffusionSchedule.build(500, "cosine")
     a, ab, abp = (float(v) for v in (sched.alphas[t], sched.alpha_bars[t], sched.alpha_bars[t - 1]))
     sigma = flexibility * float(sched.sigmas_flex[t]) + (1 - flexibility) * float(sched.sigmas_inflex[t])
     den = den[:, -n:].double()
+    if threshold is not None:
+        ratio, low, high = threshold
+        rows = den.numpy().reshape(den.shape[0], -1)
+        s = np.minimum(np.maximum(np.quantile(np.abs(rows), ratio, axis=1), low), high)
+        den = torch.from_numpy(np.clip(rows, -s[:, None], s[:, None]).reshape(den.shape))
     pred = den[0:1] + cfg_scale * (den[1:2] - den[0:1])   # one condition: both modes agree
     x_t = x_t.double()
     if target == "sample":
@@ -93,12 +100,34 @@ def test_sample_step_reads_cfg_flexibility_and_the_listed_steps(tmp_path):
     assert (out["sample.t250.motion_next"] - ref).abs().max() > 1e-2
 
 
-def test_dynamic_threshold_is_refused_not_ignored(tmp_path):
-    tensors, meta = reference_tensors("dit_sample_step",
-                                      lambda k: k in ("motion_at_t", "audio_feat") or k.startswith("sample.t1."))
-    fx = write_fixture(tmp_path, "dit_sample_step", tensors, **{**meta, "dynamic_threshold": [0.99, 1, 4]})
-    with pytest.raises(NotImplementedError, match="dynamic_threshold"):
-        run(fx)
+@pytest.mark.parametrize("threshold", [(0.9, 0.0, 10.0), (0.995, 0.05, 0.2)])
+def test_sample_step_applies_the_dynamic_threshold(tmp_path, threshold):
+    wanted = ("sample.t250", "noise.t1")
+    tensors, meta = reference_tensors(
+        "dit_sample_step", lambda k: k in ("motion_at_t", "audio_feat") or k.startswith(wanted))
+    fx = write_fixture(tmp_path, "dit_sample_step", tensors, **{**meta, "dynamic_threshold": list(threshold)})
+    out = run(fx)
+    cfg = float(meta["cfg_scale"])
+    for w in wanted:
+        target, t = w.split(".t")
+        args = (fx.tensor(f"{w}.denoiser_out"), fx.tensor("motion_at_t"), fx.tensor(f"{w}.z"),
+                int(t), target, cfg, meta["cfg_mode"], 0.0, 100)
+        expected = posterior_step(*args, threshold=threshold)
+        tol = 1e-3 if target == "noise" else 1e-4
+        torch.testing.assert_close(out[f"{w}.motion_next"].double(), expected, atol=tol, rtol=1e-4)
+        # the clip changed the step: the threshold was applied, not ignored
+        assert (expected - posterior_step(*args)).abs().max() > 10 * tol
+
+
+def test_dynamic_threshold_off_values_and_bad_values():
+    from joyvasa_core.dit.samplers import parse_threshold
+
+    assert parse_threshold(0) is None and parse_threshold(None) is None and parse_threshold([]) is None
+    assert parse_threshold([0.99, 1, 4]) == (0.99, 1.0, 4.0)
+    with pytest.raises(ValueError, match="ratio, min, max"):
+        parse_threshold([0.99, 1])
+    with pytest.raises(ValueError, match="ratio"):
+        parse_threshold([1.5, 1, 4])
 
 
 # ----------------------------------------------------------------------------- schedules

@@ -11,7 +11,8 @@ noise for ``'noise'``) and of a :class:`~joyvasa_core.dit.schedule.DiffusionSche
   and with ``eta=1`` on the full grid it is the same DDPM posterior step.
 
 :func:`sample_window` runs a window through a :class:`MotionGenerator` with
-classifier-free guidance (batch order ``[uncond (null_audio_feat), cond]``).
+classifier-free guidance (batch order ``[uncond (null_audio_feat), cond]``)
+and the official optional dynamic thresholding of the network output.
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ Sampler = Literal["ddpm", "ddim"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 NoiseSource = Callable[[int, tuple[int, ...]], Tensor] | Sequence[Tensor] | Tensor | None
 Callback = Callable[[int, int, Tensor], None]
+#: ``(ratio, min, max)`` of the official ``dynamic_threshold`` argument.
+Threshold = tuple[float, float, float]
 
 
 def ddpm_step(denoise: Denoiser, x_t: Tensor, t: int, schedule: DiffusionSchedule, z: Tensor | None,
@@ -115,13 +118,38 @@ def cfg_combine(preds: Tensor, scales: Sequence[float], mode: CfgMode = "increme
     return out
 
 
+def parse_threshold(value: object) -> Threshold | None:
+    """The official ``dynamic_threshold`` argument: falsy (None, 0, []) = off, else three numbers."""
+    if not value:
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ValueError(f"dynamic_threshold must be (ratio, min, max) or falsy, got {value!r}")
+    ratio, low, high = (float(v) for v in value)
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"dynamic_threshold ratio must lie in [0, 1], got {ratio}")
+    return ratio, low, high
+
+
+def dynamic_threshold(preds: Tensor, threshold: Threshold) -> Tensor:
+    """Clamp each row of ``preds`` ``[R, n, D]`` to ``[-s, s]``.
+
+    ``s`` is the ``ratio`` quantile (linear interpolation) of the row's absolute
+    values, clamped to ``[min, max]``; rows are the CFG entries, before guidance.
+    """
+    ratio, low, high = threshold
+    s = torch.quantile(preds.abs().flatten(1).float(), ratio, dim=1).clamp(low, high)
+    s = s.to(preds.dtype)[:, None, None]
+    return torch.clamp(preds, -s, s)
+
+
 def guided_denoiser(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tensor, prev_audio: Tensor,
                     *, cfg_scale: float, cfg_mode: CfgMode = "incremental",
-                    pe_variant: PeVariant = "head") -> Denoiser:
+                    pe_variant: PeVariant = "head", threshold: Threshold | None = None) -> Denoiser:
     """The CFG denoiser of one window: ``denoise(x_t [B, n, D], t) -> [B, n, D]`` float32.
 
     The network sees the batch ``[null audio; audio]`` (2B) with the context twice, in
-    the model's dtype; the combination is done in float32.
+    the model's dtype; ``threshold`` (see :func:`dynamic_threshold`) and the combination
+    are done in float32.
     """
     net = model.denoising_net
     dtype = net.feature_proj.weight.dtype
@@ -135,6 +163,8 @@ def guided_denoiser(model: MotionGenerator, audio_feat: Tensor, prev_motion: Ten
         step = torch.full((2 * batch,), t, dtype=torch.long, device=x_t.device)
         out = net(torch.cat([x_t] * 2, dim=0).to(dtype), audio_in, prev_motion_in, prev_audio_in,
                   step, pe_variant)[:, -n:].float()
+        if threshold is not None:
+            out = dynamic_threshold(out, threshold)
         return cfg_combine(out.view(2, batch, *out.shape[1:]), [cfg_scale], cfg_mode)
 
     return denoise
@@ -154,7 +184,8 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
                   cfg_mode: CfgMode = "incremental", sampler: Sampler = "ddpm",
                   steps: int | None = None, noise: NoiseSource = None,
                   generator: torch.Generator | None = None, pe_variant: PeVariant = "head",
-                  flexibility: float = 0.0, eta: float = 0.0, callback: Callback | None = None,
+                  flexibility: float = 0.0, eta: float = 0.0, threshold: Threshold | None = None,
+                  callback: Callback | None = None,
                   return_trajectory: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Generate the motion of one window.
 
@@ -174,6 +205,8 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
         pe_variant: ``"head"`` or ``"legacy"`` token positions (see ``denoiser``).
         flexibility: DDPM noise std between the posterior std (0, official) and sqrt(beta) (1).
         eta: DDIM stochasticity (0 = deterministic).
+        threshold: the official ``dynamic_threshold`` ``(ratio, min, max)``, None = off
+            (the official gen_motion_sequence passes 0: off).
         callback: ``callback(step_index, t, x_next)`` after each step.
         return_trajectory: also return ``[x_T, x_after_step_0, ...]`` (float32).
 
@@ -194,7 +227,7 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
         x_T = torch.randn(shape, generator=generator, device=device)
     draw = _noise_getter(noise, generator, device)
     denoise = guided_denoiser(model, audio_feat, prev_motion, prev_audio, cfg_scale=cfg_scale,
-                              cfg_mode=cfg_mode, pe_variant=pe_variant)
+                              cfg_mode=cfg_mode, pe_variant=pe_variant, threshold=threshold)
     target = model.args.target
 
     if sampler == "ddpm":

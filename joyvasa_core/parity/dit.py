@@ -3,8 +3,9 @@
 Models are built from the sidecar ``config`` (the checkpoint args) and filled with
 the fill rule; the constructor-built buffers (alignment mask, TE/PE tables,
 schedule) are left as built. Every injected noise tensor is read from the fixture;
-the sampling settings (``cfg_scale``, ``cfg_mode``, ``flexibility``) come from the
-sidecar, and which steps / windows / schedules to compute from the output names.
+the sampling settings (``cfg_scale``, ``cfg_mode``, ``flexibility``,
+``dynamic_threshold``) come from the sidecar, and which steps / windows /
+schedules to compute from the output names.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import Tensor
 
 from ..dit.args import MotionGeneratorArgs
 from ..dit.model import MotionGenerator, build_motion_generator
-from ..dit.samplers import ddpm_step, guided_denoiser, sample_window
+from ..dit.samplers import ddpm_step, guided_denoiser, parse_threshold, sample_window
 from ..dit.schedule import SCHEDULE_BUFFERS, DiffusionSchedule
 from ..fill import fill_module_
 from .fixture import Fixture
@@ -35,11 +36,12 @@ def filled_generator(fx: Fixture, device: torch.device, with_audio_encoder: bool
 
 
 def guidance_settings(fx: Fixture, model: MotionGenerator) -> dict[str, Any]:
-    """``cfg_scale`` and ``cfg_mode`` of the official ``sample()`` call, from the sidecar.
+    """``cfg_scale``, ``cfg_mode`` and ``dynamic_threshold`` of the official ``sample()`` call,
+    from the sidecar.
 
     ``cfg_scale`` is required (a number, or a one-element list: one condition, audio);
-    a missing ``cfg_mode`` means the model's default, as in the official code. A
-    truthy ``dynamic_threshold`` is refused: the official clamp is not implemented.
+    a missing ``cfg_mode`` means the model's default, and a missing or falsy
+    ``dynamic_threshold`` means none, as in the official code.
     """
     if "cfg_scale" not in fx.meta:
         raise KeyError(f"fixture {fx.name}: the sidecar must give 'cfg_scale' (the official sample() argument)")
@@ -49,10 +51,8 @@ def guidance_settings(fx: Fixture, model: MotionGenerator) -> dict[str, Any]:
             raise ValueError(f"fixture {fx.name}: cfg_scale {scale} has one value per condition; "
                              "JoyVASA guides on audio only")
         scale = scale[0]
-    if fx.meta.get("dynamic_threshold"):
-        raise NotImplementedError(f"fixture {fx.name}: dynamic_threshold {fx.meta['dynamic_threshold']} "
-                                  "is not implemented by joyvasa_core.dit.samplers")
-    return {"cfg_scale": float(scale), "cfg_mode": fx.meta.get("cfg_mode") or model.args.cfg_mode}
+    return {"cfg_scale": float(scale), "cfg_mode": fx.meta.get("cfg_mode") or model.args.cfg_mode,
+            "threshold": parse_threshold(fx.meta.get("dynamic_threshold"))}
 
 
 def cfg_batch(context: Tensor, batch: int) -> Tensor:
