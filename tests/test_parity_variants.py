@@ -198,6 +198,42 @@ def test_pipeline_motion_longer_audio_and_other_combinations(tmp_path):
     torch.testing.assert_close(out["x_d.eye_retarget_absolute"], out["x_d.cli_default"])
 
 
+def test_pipeline_motion_normalize_lip_reads_the_source_landmarks(tmp_path):
+    """flag_normalize_lip: the lip-closing delta of the stored landmarks' ratio is added
+    (after stitching), only above the threshold, and only with relative motion."""
+    from joyvasa_core.config import STITCHING_RETARGETING
+    from joyvasa_core.parity.lp_keypoints import filled_stitching
+
+    tensors, meta = reference_tensors("pipeline_motion", lambda k: not k.startswith("render."))
+    combos = meta["combinations"]
+    lip = {"lip_" + k: {**combos[k], "flag_normalize_lip": True} for k in ("expr_stitch", "expr_nostitch",
+                                                                        "cli_default")}
+    lip["lip_closed_source"] = {**lip["lip_expr_nostitch"], "lip_normalize_threshold": 0.9}
+    meta.update(combinations={**combos, **lip})
+    # landmarks with an open mouth: inner lips 90/102 apart by 0.4 of the mouth width 48/66
+    lmk = torch.rand(203, 2, generator=torch.Generator().manual_seed(3)) * 10
+    lmk[48], lmk[66], lmk[90], lmk[102] = (torch.tensor(v) for v in ([0.0, 0.0], [10.0, 0.0],
+                                                                     [5.0, -2.0], [5.0, 2.0]))
+    tensors["source_lmk"] = ("input", lmk)
+    fx = write_fixture(tmp_path, "pipeline_motion", tensors, **meta)
+    out = run(fx)
+    ref = Fixture.open(PARITY, "pipeline_motion")
+    x_s = ref.tensor("x_s")
+    lip_mlp = filled_stitching(STITCHING_RETARGETING, CPU)["lip"]
+    with torch.inference_mode():
+        delta = lip_mlp(torch.cat([x_s.flatten(1), torch.tensor([[0.4, 0.0]])], dim=1)).reshape(1, 21, 3)
+    for name in ("expr_stitch", "expr_nostitch"):
+        torch.testing.assert_close(out[f"x_d.lip_{name}"], ref.tensor(f"x_d.{name}") + delta,
+                                   atol=1e-5, rtol=1e-4)
+    assert delta.abs().max() > 1e-3
+    # the closed-mouth threshold and absolute motion leave the keypoints as they were
+    torch.testing.assert_close(out["x_d.lip_closed_source"], ref.tensor("x_d.expr_nostitch"), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out["x_d.lip_cli_default"], ref.tensor("x_d.cli_default"), atol=1e-5, rtol=1e-4)
+    del tensors["source_lmk"]
+    with pytest.raises(KeyError, match="203-point landmarks"):
+        run(write_fixture(tmp_path / "no_lmk", "pipeline_motion", tensors, **meta))
+
+
 # ----------------------------------------------------------------------------- other config
 
 @pytest.fixture

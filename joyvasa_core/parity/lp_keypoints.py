@@ -114,17 +114,18 @@ class Combination:
 
 
 def combination_keypoints(combo: Combination, info: kpm.KeypointInfo, x_s: torch.Tensor,
-                          driving: MotionSequence, parts: torch.nn.ModuleDict) -> torch.Tensor:
+                          driving: MotionSequence, parts: torch.nn.ModuleDict,
+                          source_lip_ratio: torch.Tensor | None = None) -> torch.Tensor:
     """``x_d`` ``[T, 21, 3]`` of one combination, as the official ``execute`` passes it to warp_decode.
 
     With eye or lip retargeting on, the official loop takes its "retargeting" branch with
     no deltas (generated motion has no driving landmarks): ``x_s`` with relative motion,
     else the composed ``x_d``; then optional stitching and the driving multiplier (no lip
-    normalisation).
+    normalisation). ``source_lip_ratio`` ``[1, 1]`` feeds ``flag_normalize_lip``.
     """
     cfg = combo.settings
     if not combo.retargeting:
-        return compose_driving_keypoints(info, x_s, driving, cfg, parts)
+        return compose_driving_keypoints(info, x_s, driving, cfg, parts, source_lip_ratio)
     if cfg.flag_relative_motion:
         x_d = x_s.expand(len(driving), -1, -1)
     else:
@@ -197,6 +198,29 @@ def _render_frames(fx: Fixture, image: torch.Tensor, x_s: torch.Tensor,
     return {name: frames[i:i + 1] for i, name in enumerate(wanted)}
 
 
+#: Input names accepted for the source's 203-point landmarks (``source_lmk`` in the official loop).
+SOURCE_LANDMARK_INPUTS = ("source_lmk", "lmk_crop", "source_lmk203")
+
+
+def source_lip_ratio(fx: Fixture, combinations: dict[str, Combination],
+                     device: torch.device) -> torch.Tensor | None:
+    """Lip-open ratio ``[1, 1]`` of the fixture's source landmarks, when a combination
+    normalises the lips (``flag_normalize_lip`` with relative motion); else None.
+
+    The official no-crop path takes them from its landmark model, which has no
+    checkpoint here, so the fixture must store them (``[203, 2]`` or ``[1, 203, 2]``).
+    """
+    if not any(c.settings.flag_normalize_lip and c.settings.flag_relative_motion
+               for c in combinations.values()):
+        return None
+    name = next((n for n in SOURCE_LANDMARK_INPUTS if n in fx.specs), None)
+    if name is None:
+        raise KeyError(f"fixture {fx.name}: flag_normalize_lip needs the source's 203-point landmarks "
+                       f"as an input named one of {SOURCE_LANDMARK_INPUTS}")
+    lmk = fx.tensor(name).to(device=device, dtype=torch.float32)
+    return kpm.lip_open_ratio(lmk.reshape(1, -1, 2))
+
+
 def audio_length(fx: Fixture) -> int:
     """Samples of the (16 kHz) audio the stubbed pipeline windowed."""
     if "audio_len_samples" in fx.meta:
@@ -229,11 +253,12 @@ def run_pipeline_motion(fx: Fixture, device: torch.device) -> dict[str, torch.Te
     parts = filled_stitching(STITCHING_RETARGETING, device)
     # The official CLI default is_smooth_motion=True drives with the smoothed sequence.
     smooth_default = bool(fx.meta.get("is_smooth_motion", True))
+    combos = {name: Combination.from_sidecar(entry) for name, entry in fx.meta["combinations"].items()}
+    lip_ratio = source_lip_ratio(fx, combos, device)
     x_d = {}
-    for name, entry in fx.meta["combinations"].items():
-        combo = Combination.from_sidecar(entry)
+    for name, combo in combos.items():
         smooth = smooth_default if combo.smooth is None else combo.smooth
-        x_d[name] = combination_keypoints(combo, info, x_s, smoothed if smooth else decoded, parts)
+        x_d[name] = combination_keypoints(combo, info, x_s, smoothed if smooth else decoded, parts, lip_ratio)
     out.update({f"x_d.{name}": v for name, v in x_d.items()})
     out.update(_render_frames(fx, image, x_s, x_d, device))
     return out
