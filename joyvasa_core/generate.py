@@ -67,7 +67,8 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
                     sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
                     noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
                     progress: Progress | None = None, pe_variant: str = "head",
-                    threshold: Threshold | None = None, allow_silence: bool = False) -> MotionSequence:
+                    threshold: Threshold | None = None, cuda_graphs: bool = False,
+                    allow_silence: bool = False) -> MotionSequence:
     """Generate a :class:`MotionSequence` (one frame per ``1/fps`` s of audio) from speech.
 
     Args:
@@ -85,6 +86,7 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         pe_variant: ``"head"`` (official HEAD) or ``"legacy"`` positional encoding.
         threshold: dynamic thresholding ``(ratio, min, max)`` of the network output; None
             = off, as the official gen_motion_sequence runs it.
+        cuda_graphs: replay the denoiser from CUDA graphs (CUDA only; same numbers).
         allow_silence: accept an all-silent clip instead of raising ``AudioError``.
     """
     args = model.args
@@ -117,6 +119,7 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         motion = sample_window(model, feat, prev_motion, prev_audio, x_T, cfg_scale=cfg_scale,
                                cfg_mode=cfg_mode or args.cfg_mode, sampler=sampler, steps=steps,
                                noise=draw, generator=generator, pe_variant=pe_variant, threshold=threshold,
+                               cuda_graphs=cuda_graphs,
                                callback=on_step if progress else None)
         prev_motion = motion[:, -args.n_prev_motions:]
         prev_audio = feat[:, -args.n_prev_motions:]

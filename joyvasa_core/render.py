@@ -29,12 +29,13 @@ from __future__ import annotations
 import warnings
 import weakref
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from itertools import chain
 
 import torch
 from torch import nn
 
+from .cuda_graph import GraphReplayer, modules_signature
 from .models.spade import SPADEDecoder
 from .models.warping import WarpingNetwork
 
@@ -75,8 +76,12 @@ class RenderOptions:
         Windows, MPS, old Python) a warning is issued once and rendering
         continues eagerly.
     cuda_graphs: replay a captured CUDA graph for every chunk size seen twice
-        (input copies into static buffers, one ``clone`` of the frames out).
-        Ignored with a warning off CUDA or if capture fails.
+        (input copies into static buffers, one ``clone`` of the frames out;
+        :mod:`joyvasa_core.cuda_graph`). Ignored with a warning off CUDA or if
+        capture fails.
+    cudnn_benchmark: let cuDNN time its convolution algorithms for each chunk
+        shape (the first chunk of a shape is slower). Set only while a chunk
+        renders, restored after. None = on for CUDA.
     output_device: where frames are yielded; None = the modules' device. To
         the CPU from CUDA, copies go into pinned memory without blocking and
         each chunk is handed out when the next one is queued, so the GPU
@@ -92,6 +97,7 @@ class RenderOptions:
     channels_last_3d: bool | None = None
     compile: bool = False
     cuda_graphs: bool = False
+    cudnn_benchmark: bool | None = None
     output_device: torch.device | str | None = None
     check_finite: bool | None = None
 
@@ -135,35 +141,6 @@ def _render_chunk(warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torc
     return spade(warped.to(spade.fc.weight.dtype))
 
 
-class _GraphedChunk:
-    """A captured CUDA graph of ``fn`` for fixed input shapes; calls copy inputs in and replay."""
-
-    def __init__(self, fn: Callable[..., torch.Tensor], modules: tuple[nn.Module, ...],
-                 inputs: tuple[torch.Tensor, ...], pool: tuple) -> None:
-        self.static_in = tuple(t.clone() for t in inputs)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(2):     # warm-up: cuDNN algorithm choice, compilation, allocator
-                fn(*modules, *self.static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, pool=pool):
-            self.static_out = fn(*modules, *self.static_in)
-
-    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        for static, t in zip(self.static_in, inputs):
-            static.copy_(t, non_blocking=True)
-        self.graph.replay()
-        return self.static_out.clone()   # the next replay overwrites static_out
-
-
-def _modules_signature(*modules: nn.Module) -> tuple:
-    """Storage, dtype and layout of every parameter and buffer: changes when they are replaced."""
-    return tuple((t.data_ptr(), t.dtype, t.stride())
-                 for m in modules for t in chain(m.parameters(), m.buffers()))
-
-
 def _set_memory_format_(module: nn.Module, channels_last: bool, channels_last_3d: bool) -> None:
     """4-D tensors (2-D conv weights) to channels_last or contiguous, 5-D (3-D conv
     weights) to channels_last_3d or contiguous; in place, values unchanged."""
@@ -179,6 +156,17 @@ def _set_memory_format_(module: nn.Module, channels_last: bool, channels_last_3d
                     t.data = t.data.contiguous(memory_format=fmt)
                 else:
                     table[name] = t.contiguous(memory_format=fmt)
+
+
+@contextmanager
+def _cudnn_benchmark(on: bool) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark = on`` for the block, the caller's value restored after."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = on
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 class _Renderer:
@@ -202,7 +190,7 @@ class _Renderer:
             for module in (warping, spade):
                 _set_memory_format_(module, *layouts)
         self.options = options
-        self.signature = _modules_signature(warping, spade)
+        self.signature = modules_signature(warping, spade)
         self.dtype = spade.fc.weight.dtype
         self.device = device
         self.chunk: Chunk = _render_chunk
@@ -211,14 +199,15 @@ class _Renderer:
                 self.chunk = torch.compile(_render_chunk, dynamic=False)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly
                 self._fall_back("torch.compile", exc)
-        self.use_graphs = options.cuda_graphs
-        if self.use_graphs and device.type != "cuda":
+        self.graphs: GraphReplayer | None = None
+        if options.cuda_graphs and device.type == "cuda":
+            # through self.chunk: a torch.compile that failed on its first call is not captured
+            self.graphs = GraphReplayer(lambda *args: self.chunk(*args), what="rendering")
+        elif options.cuda_graphs:
             warnings.warn(f"RenderOptions(cuda_graphs=True) needs a CUDA device, not {device}; "
                           "rendering without graphs", RuntimeWarning, stacklevel=4)
-            self.use_graphs = False
-        self.graphs: dict[tuple, _GraphedChunk] = {}
-        self.seen: dict[tuple, int] = {}
-        self.pool = torch.cuda.graph_pool_handle() if self.use_graphs else None
+        self.cudnn_benchmark = device.type == "cuda" if options.cudnn_benchmark is None \
+            else options.cudnn_benchmark
         check = options.check_finite
         self.checks_left = (1 if self.dtype == torch.float16 else 0) if check is None \
             else (-1 if check else 0)   # -1: every chunk
@@ -231,9 +220,10 @@ class _Renderer:
     def __call__(self, warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.Tensor,
                  kp_source: torch.Tensor, kp_driving: torch.Tensor) -> torch.Tensor:
         inputs = (feature_3d, kp_source, kp_driving)
-        frames = self._graphed(warping, spade, inputs) if self.use_graphs else None
-        if frames is None:
-            frames = self._run(warping, spade, inputs)
+        with _cudnn_benchmark(self.cudnn_benchmark):
+            frames = None if self.graphs is None else self.graphs((warping, spade), inputs)
+            if frames is None:
+                frames = self._run(warping, spade, inputs)
         if self.checks_left:
             self.checks_left -= self.checks_left > 0
             if not bool(torch.isfinite(frames).all()):
@@ -253,23 +243,6 @@ class _Renderer:
             self.chunk = _render_chunk
             return _render_chunk(warping, spade, *inputs)
 
-    def _graphed(self, warping, spade, inputs) -> torch.Tensor | None:
-        """Replay the graph for these shapes; capture on the second sighting; None = run eagerly."""
-        key = tuple(t.shape for t in inputs)
-        graph = self.graphs.get(key)
-        if graph is None:
-            self.seen[key] = self.seen.get(key, 0) + 1
-            if self.seen[key] < 2:    # one-off shapes (a last partial chunk) aren't worth a capture
-                return None
-            try:
-                graph = self.graphs[key] = _GraphedChunk(self.chunk, (warping, spade), inputs,
-                                                         self.pool)
-            except Exception as exc:  # noqa: BLE001 - an uncapturable op: stay eager
-                self._fall_back("CUDA graph capture", exc)
-                self.use_graphs = False
-                return None
-        return graph(*inputs)
-
 
 _RENDERERS: weakref.WeakKeyDictionary[SPADEDecoder, _Renderer] = weakref.WeakKeyDictionary()
 
@@ -279,7 +252,7 @@ def _renderer_for(warping: WarpingNetwork, spade: SPADEDecoder,
     """The cached renderer of ``spade`` if it was made for these options and these tensors."""
     renderer = _RENDERERS.get(spade)
     if (renderer is None or renderer.options != options
-            or renderer.signature != _modules_signature(warping, spade)):
+            or renderer.signature != modules_signature(warping, spade)):
         renderer = _RENDERERS[spade] = _Renderer(warping, spade, options)
     return renderer
 

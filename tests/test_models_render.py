@@ -330,6 +330,33 @@ def test_cuda_graphs_off_cuda_warn_and_render(tiny):
     torch.testing.assert_close(frames, ref, atol=0, rtol=0)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_graphs_render_the_eager_frames_on_cuda(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    w, g = _copy(w, WarpingNetwork, TINY_W).cuda(), _copy(g, SPADEDecoder, TINY_G).cuda()
+    args = (feature.cuda(), kp_s.cuda(), kp_d.cuda())
+    eager = render(w, g, *args, batch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")                      # a failed capture would warn
+        graphed = render(w, g, *args, options=RenderOptions(batch_size=2, cuda_graphs=True))
+    torch.testing.assert_close(graphed, eager, atol=1e-5, rtol=1e-5)
+
+
+def test_cudnn_benchmark_is_set_while_rendering_only(tiny):
+    _, w, g, feature, kp_s, kp_d = tiny
+    seen = []
+    hook = g.register_forward_hook(lambda *_: seen.append(torch.backends.cudnn.benchmark))
+    before = torch.backends.cudnn.benchmark
+    try:
+        for flag in (True, False, True):
+            render(w, g, feature, kp_s, kp_d, options=RenderOptions(batch_size=5, cudnn_benchmark=flag))
+            assert torch.backends.cudnn.benchmark == before
+        render(w, g, feature, kp_s, kp_d, batch_size=5)     # default: on for CUDA only
+    finally:
+        hook.remove()
+    assert seen == [True, False, True, False]
+
+
 def test_fp16_overflow_raises_with_the_fix(tiny):
     _, w, g, feature, kp_s, kp_d = tiny
     hot = _copy(g, SPADEDecoder, TINY_G)

@@ -12,17 +12,23 @@ noise for ``'noise'``) and of a :class:`~joyvasa_core.dit.schedule.DiffusionSche
 
 :func:`sample_window` runs a window through a :class:`MotionGenerator` with
 classifier-free guidance (batch order ``[uncond (null_audio_feat), cond]``)
-and the official optional dynamic thresholding of the network output.
+and the official optional dynamic thresholding of the network output. With
+``cuda_graphs`` the network call of every step replays a CUDA graph
+(:mod:`joyvasa_core.cuda_graph`): eager, a step is ~300 small kernel launches.
 """
 from __future__ import annotations
 
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-from .denoiser import PeVariant
+from ..cuda_graph import GraphReplayer, modules_signature
+from .denoiser import DenoisingNetwork, PeVariant
 from .model import MotionGenerator
 from .schedule import DiffusionSchedule
 
@@ -142,16 +148,50 @@ def dynamic_threshold(preds: Tensor, threshold: Threshold) -> Tensor:
     return torch.clamp(preds, -s, s)
 
 
+def _network(net: DenoisingNetwork, *inputs: Tensor, pe_variant: PeVariant) -> Tensor:
+    return net(*inputs, pe_variant)
+
+
+#: Per denoising network: (its parameters' signature, a graph replayer per pe_variant).
+_GRAPHS: weakref.WeakKeyDictionary[DenoisingNetwork, tuple[tuple, dict[str, GraphReplayer]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def graphed_network(net: DenoisingNetwork, pe_variant: PeVariant) -> Callable[..., Tensor]:
+    """``net(motion, audio, prev_motion, prev_audio, step)`` replayed from CUDA graphs.
+
+    One graph per input signature, kept with ``net`` until its parameters are
+    replaced; eager for the first call of a signature, and for good if capture fails.
+    """
+    signature = modules_signature(net)
+    cached = _GRAPHS.get(net)
+    if cached is None or cached[0] != signature:
+        cached = _GRAPHS[net] = (signature, {})
+    replayer = cached[1].get(pe_variant)
+    if replayer is None:
+        replayer = cached[1][pe_variant] = GraphReplayer(partial(_network, pe_variant=pe_variant),
+                                                         what="motion sampling")
+
+    def run(*inputs: Tensor) -> Tensor:
+        out = replayer((net,), inputs)
+        return net(*inputs, pe_variant) if out is None else out
+
+    return run
+
+
 def guided_denoiser(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tensor, prev_audio: Tensor,
                     *, cfg_scale: float, cfg_mode: CfgMode = "incremental",
-                    pe_variant: PeVariant = "head", threshold: Threshold | None = None) -> Denoiser:
+                    pe_variant: PeVariant = "head", threshold: Threshold | None = None,
+                    cuda_graphs: bool = False) -> Denoiser:
     """The CFG denoiser of one window: ``denoise(x_t [B, n, D], t) -> [B, n, D]`` float32.
 
     The network sees the batch ``[null audio; audio]`` (2B) with the context twice, in
     the model's dtype; ``threshold`` (see :func:`dynamic_threshold`) and the combination
-    are done in float32.
+    are done in float32. ``cuda_graphs``: run the network through :func:`graphed_network`.
     """
     net = model.denoising_net
+    network = graphed_network(net, pe_variant) if cuda_graphs else partial(_network, net,
+                                                                          pe_variant=pe_variant)
     dtype = net.feature_proj.weight.dtype
     batch, n = audio_feat.shape[:2]
     null = model.null_audio_feat.expand(batch, n, -1)
@@ -161,8 +201,8 @@ def guided_denoiser(model: MotionGenerator, audio_feat: Tensor, prev_motion: Ten
 
     def denoise(x_t: Tensor, t: int) -> Tensor:
         step = torch.full((2 * batch,), t, dtype=torch.long, device=x_t.device)
-        out = net(torch.cat([x_t] * 2, dim=0).to(dtype), audio_in, prev_motion_in, prev_audio_in,
-                  step, pe_variant)[:, -n:].float()
+        out = network(torch.cat([x_t] * 2, dim=0).to(dtype), audio_in, prev_motion_in, prev_audio_in,
+                      step)[:, -n:].float()
         if threshold is not None:
             out = dynamic_threshold(out, threshold)
         return cfg_combine(out.view(2, batch, *out.shape[1:]), [cfg_scale], cfg_mode)
@@ -185,7 +225,7 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
                   steps: int | None = None, noise: NoiseSource = None,
                   generator: torch.Generator | None = None, pe_variant: PeVariant = "head",
                   flexibility: float = 0.0, eta: float = 0.0, threshold: Threshold | None = None,
-                  callback: Callback | None = None,
+                  cuda_graphs: bool = False, callback: Callback | None = None,
                   return_trajectory: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
     """Generate the motion of one window.
 
@@ -207,6 +247,8 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
         eta: DDIM stochasticity (0 = deterministic).
         threshold: the official ``dynamic_threshold`` ``(ratio, min, max)``, None = off
             (the official gen_motion_sequence passes 0: off).
+        cuda_graphs: replay the network from CUDA graphs (same kernels, same
+            numbers; ignored with a warning off CUDA).
         callback: ``callback(step_index, t, x_next)`` after each step.
         return_trajectory: also return ``[x_T, x_after_step_0, ...]`` (float32).
 
@@ -226,8 +268,13 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
     if x_T is None:
         x_T = torch.randn(shape, generator=generator, device=device)
     draw = _noise_getter(noise, generator, device)
+    if cuda_graphs and device.type != "cuda":
+        warnings.warn(f"cuda_graphs=True needs a CUDA device, not {device}; sampling without graphs",
+                      RuntimeWarning, stacklevel=2)
+        cuda_graphs = False
     denoise = guided_denoiser(model, audio_feat, prev_motion, prev_audio, cfg_scale=cfg_scale,
-                              cfg_mode=cfg_mode, pe_variant=pe_variant, threshold=threshold)
+                              cfg_mode=cfg_mode, pe_variant=pe_variant, threshold=threshold,
+                              cuda_graphs=cuda_graphs)
     target = model.args.target
 
     if sampler == "ddpm":
