@@ -6,6 +6,7 @@ stage and the real-time factor (wall seconds / seconds of audio; < 1 is faster
 than real time).
 
     python benchmarks/end_to_end.py [--device auto] [--seconds 8] [--sampler ddim --steps 25]
+                                    [--cuda-graphs]
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from joyvasa_core import config, pipeline
 from joyvasa_core.dit.samplers import SAMPLERS
 from joyvasa_core.driving import DrivingSettings
 from joyvasa_core.motion import MotionTemplate
+from joyvasa_core.render import RenderOptions
 from sampler import full_size_generator
 
 
@@ -35,6 +37,8 @@ def main() -> None:
     parser.add_argument("--sampler", default="ddim", choices=SAMPLERS)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="replay denoising steps and render chunks from CUDA graphs")
     args = parser.parse_args()
 
     device = pipeline.resolve_device(args.device)
@@ -60,15 +64,17 @@ def main() -> None:
 
     face = stage("face (crop, F, M)", lambda: pipeline.extract_face(models, photo))
     motion = stage("motion", lambda: pipeline.audio_to_motion(
-        models, speech, config.AUDIO_SAMPLE_RATE, sampler=args.sampler, steps=steps))
+        models, speech, config.AUDIO_SAMPLE_RATE, sampler=args.sampler, steps=steps,
+        cuda_graphs=args.cuda_graphs))
     with tempfile.TemporaryDirectory() as tmp:
         stage("render + encode", lambda: pipeline.render_to_file(
             models, face, motion, speech, config.AUDIO_SAMPLE_RATE, Path(tmp) / "out.mp4", DrivingSettings(),
-            batch_size=args.batch_size))
+            batch_size=args.batch_size, render_options=RenderOptions(cuda_graphs=args.cuda_graphs)))
     total = sum(timings.values())
     print(f"device: {describe_device(device)}, {str(dtype).removeprefix('torch.')}; "
           f"{args.seconds:g} s of speech = {len(motion)} frames; sampler {args.sampler}"
-          + ("" if steps is None else f" {steps} steps"))
+          + ("" if steps is None else f" {steps} steps")
+          + (", CUDA graphs" if args.cuda_graphs else ""))
     rows = [[name, s, s / args.seconds] for name, s in timings.items()]
     rows.append(["total", total, total / args.seconds])
     print_table(["stage", "seconds", "real-time factor"], rows)

@@ -2,11 +2,16 @@
 
 Prints the one-time work per source photo (face crop, F, M) and the render
 throughput (frames per second, pasted back into the photo) by chunk size and
-precision, against a baseline run in the same process: the official-style loop,
-one frame at a time in float32 with a CPU ``cv2.warpAffine`` paste-back per
-frame (what LivePortrait's ``execute`` does).
+precision, against a baseline run in the same process at the same precision:
+the official-style loop, one frame at a time with a CPU ``cv2.warpAffine``
+paste-back per frame (what LivePortrait's ``execute`` does; officially in
+float32, or float16 with its ``flag_use_half_precision``). ``--photo-size``
+scales the photo (skimage's astronaut, 512x512) onto a larger canvas, since the
+baseline's per-frame paste costs grow with the photo; ``--cuda-graphs`` adds
+rows with ``RenderOptions(cuda_graphs=True)``.
 
     python benchmarks/render.py [--device auto] [--batch-sizes 1 4 8 16] [--frames 32]
+                                [--dtypes fp32 fp16] [--photo-size 1920x1080] [--cuda-graphs]
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from joyvasa_core.devices import resolve_device
 from joyvasa_core.driving import DrivingSettings, compose_driving_keypoints
 from joyvasa_core.face.paste import feathered_mask, mask_to_original
 from joyvasa_core.motion import MotionSequence
+from joyvasa_core.render import RenderOptions
 
 
 def synthetic_motion(frames: int, seed: int = 0) -> MotionSequence:
@@ -38,7 +44,7 @@ def synthetic_motion(frames: int, seed: int = 0) -> MotionSequence:
 
 
 def baseline_fps(models, face, motion, driving) -> float:
-    """Official-style: per frame, fp32 W+G, to the CPU, cv2 paste-back."""
+    """Official-style: per frame, W+G at the models' precision, to the CPU, cv2 paste-back."""
     lp = models.liveportrait
     photo = (face.image.numpy() * 255).round().astype(np.uint8)
     height, width = photo.shape[:2]
@@ -52,12 +58,29 @@ def baseline_fps(models, face, motion, driving) -> float:
         for i in range(len(motion)):
             warped = lp.warping_module(face.feature_3d, kp_driving=x_d[i:i + 1],
                                        kp_source=face.x_s)["out"]
-            crop = lp.spade_generator(warped)[0].permute(1, 2, 0).float().cpu().numpy()
+            spade = lp.spade_generator
+            crop = spade(warped.to(spade.fc.weight.dtype))[0].permute(1, 2, 0).float().cpu().numpy()
             crop = (np.clip(crop, 0, 1) * 255).astype(np.uint8)
             back = cv2.warpAffine(crop, face.crop.M_c2o[:2], (width, height),
                                   flags=cv2.INTER_LINEAR)
             _ = (mask * back + (1 - mask) * photo).astype(np.uint8)
     return len(motion) / (time.perf_counter() - start)
+
+
+def photo_on_canvas(size: str | None) -> np.ndarray:
+    """The astronaut photo, scaled to the canvas height and centred on a ``WxH`` canvas."""
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    if size is None:
+        return photo
+    width, height = (int(v) for v in size.lower().split("x"))
+    side = min(width, height)
+    scaled = cv2.resize(photo, (side, side), interpolation=cv2.INTER_CUBIC)
+    canvas = np.full((height, width, 3), 127, np.uint8)
+    top, left = (height - side) // 2, (width - side) // 2
+    canvas[top:top + side, left:left + side] = scaled
+    return canvas
 
 
 def main() -> None:
@@ -67,42 +90,52 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=32, help="frames per measurement")
     parser.add_argument("--dtypes", nargs="+", help="fp32 fp16 bf16 (default: fp32, plus "
                         "fp16 and bf16 on CUDA)")
+    parser.add_argument("--photo-size", help="WxH canvas for the photo, e.g. 1920x1080 "
+                        "(default: the 512x512 photo itself)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="also time RenderOptions(cuda_graphs=True) at the largest batch")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     dtypes = args.dtypes or (["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32"])
-    import skimage.data
-
-    photo = skimage.data.astronaut()
+    photo = photo_on_canvas(args.photo_size)
     motion = synthetic_motion(args.frames)
     driving = DrivingSettings()
     print(f"device: {describe_device(device)}; photo {photo.shape[1]}x{photo.shape[0]}; "
           f"{args.frames} frames per measurement")
 
-    rows, baseline = [], None
+    rows = []
     for name in dtypes:
         dtype = pipeline.resolve_dtype(name, device)
         lp = hcp.filled_liveportrait().to(device, dtype).requires_grad_(False)
         models = pipeline.JoyVASAModels(lp, None, None, device, dtype)
         with timed(device) as t:
             face = pipeline.extract_face(models, photo, face_backend="auto")
-        if baseline is None:   # first dtype is fp32: same process, same warm machine
-            print(f"one-time work per photo (crop + F + M): {t['s']:.3f} s")
-            baseline = baseline_fps(models, face, motion[: max(2, args.frames // 4)], driving)
-            rows.append(["official-style loop + CPU paste", 1, name, baseline, 1.0, None])
-        for batch in args.batch_sizes:
+        print(f"{name}: one-time work per photo (crop + F + M): {t['s']:.3f} s")
+        # the official-style loop at this precision, in the same process on the same machine
+        baseline = baseline_fps(models, face, motion[: max(2, args.frames // 4)], driving)
+        rows.append(["official-style loop + CPU paste", 1, name, baseline, 1.0, None])
+        runs = [(batch, None) for batch in args.batch_sizes]
+        if args.cuda_graphs:
+            runs.append((max(args.batch_sizes), RenderOptions(cuda_graphs=True)))
+        for batch, options in runs:
             reset_peak_vram(device)
-            list(pipeline.iter_frames(models, face, motion[:batch], driving, batch_size=batch))
+
+            def frames(count: int):
+                return pipeline.iter_frames(models, face, motion[:count], driving, batch_size=batch,
+                                            render_options=options)
+            for _ in frames(2 * batch):      # warm-up: allocator, cuDNN autotune, graph capture
+                pass
             synchronize(device)
             start = time.perf_counter()
-            for _ in pipeline.iter_frames(models, face, motion, driving, batch_size=batch):
+            for _ in frames(len(motion)):
                 pass
             synchronize(device)
             fps = len(motion) / (time.perf_counter() - start)
-            rows.append(["iter_frames (paste on device)", batch, name, fps, fps / baseline,
-                         peak_vram_mib(device)])
+            label = "iter_frames (paste on device)" + (" + CUDA graphs" if options else "")
+            rows.append([label, batch, name, fps, fps / baseline, peak_vram_mib(device)])
         del models, lp, face
-    print_table(["path", "batch", "dtype", "frames/s", "x baseline", "peak VRAM MiB"], rows)
+    print_table(["path", "batch", "dtype", "frames/s", "x baseline (same dtype)", "peak VRAM MiB"], rows)
     print(f"peak host RSS {peak_rss_mib():.0f} MiB (root {ROOT})")
 
 

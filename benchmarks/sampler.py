@@ -4,9 +4,11 @@ Compares the official DDPM sampler (every step of the checkpoint's schedule,
 500 for the released model) with the fast DDIM sampler at a few step counts,
 on the full-size denoiser (synthetic weights; speed does not depend on the
 values). The audio encoder runs once per window whatever the sampler; it is
-timed on its own and included in the totals.
+timed on its own and included in the totals. On CUDA every sampler is also
+timed with ``cuda_graphs=True`` (each denoising step replays a captured graph).
 
     python benchmarks/sampler.py [--device auto] [--ddim-steps 10 25 50] [--windows 1]
+                                 [--precision fp32|fp16] [--no-graphs]
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 
 from common import best_time, describe_device, print_table, timed
 
-from joyvasa_core.devices import resolve_device
+from joyvasa_core.devices import resolve_device, resolve_dtype
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.audio_encoder import build_audio_encoder, encode_audio
 from joyvasa_core.dit.model import build_motion_generator
@@ -38,11 +40,15 @@ def main() -> None:
     parser.add_argument("--ddim-steps", type=int, nargs="+", default=[10, 25, 50])
     parser.add_argument("--windows", type=int, default=1, help="windows timed per sampler")
     parser.add_argument("--skip-ddpm", action="store_true", help="skip the slow official sampler")
+    parser.add_argument("--precision", default="fp32", help="the denoiser's dtype (the pipeline "
+                        "loads it in fp32)")
+    parser.add_argument("--no-graphs", action="store_true", help="on CUDA, skip the CUDA-graph rows")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     torch.manual_seed(0)
     model = full_size_generator(device)
+    model.denoising_net.to(resolve_dtype(args.precision, device))
     margs = model.args
     window_seconds = margs.n_motions / margs.fps
     audio = 0.1 * torch.randn(1, margs.audio_samples, device=device)
@@ -52,29 +58,35 @@ def main() -> None:
         audio_feat = encode_audio(model, audio).audio_feat
         generator = torch.Generator(device=device).manual_seed(0)
 
-        def run(sampler: str, steps: int | None) -> float:
+        def run(sampler: str, steps: int | None, graphs: bool) -> float:
             with timed(device) as t:
                 for _ in range(args.windows):
                     sample_window(model, audio_feat, None, None, None, cfg_scale=2.8,
-                                  sampler=sampler, steps=steps, generator=generator)
+                                  sampler=sampler, steps=steps, generator=generator,
+                                  cuda_graphs=graphs)
             return t["s"] / args.windows
 
-        run("ddim", 2)  # warm-up
+        modes = [False] + ([True] if device.type == "cuda" and not args.no_graphs else [])
+        for graphs in modes:
+            run("ddim", 2, graphs)  # warm-up (and graph capture)
         rows = []
         configs = [] if args.skip_ddpm else [("ddpm (official)", "ddpm", None)]
         configs += [(f"ddim {n}", "ddim", n) for n in args.ddim_steps]
         ddpm_total = None
         for label, sampler, steps in configs:
-            per_window = run(sampler, steps)
-            total = (per_window + encode_s) / window_seconds
-            ddpm_total = total if sampler == "ddpm" else ddpm_total
-            rows.append([label, steps or margs.n_diff_steps, per_window, total,
-                         None if ddpm_total is None else ddpm_total / total])
+            for graphs in modes:
+                per_window = run(sampler, steps, graphs)
+                total = (per_window + encode_s) / window_seconds
+                if sampler == "ddpm" and not graphs:
+                    ddpm_total = total
+                rows.append([label + (" + CUDA graphs" if graphs else ""), steps or margs.n_diff_steps,
+                             per_window, total, 1 / total,
+                             None if ddpm_total is None else ddpm_total / total])
 
-    print(f"device: {describe_device(device)}; window = {margs.n_motions} frames = "
-          f"{window_seconds:g} s of audio; audio encoder {encode_s:.3f} s per window")
-    print_table(["sampler", "steps", "s/window (sampling)", "s per s of audio", "speed-up vs ddpm"],
-                rows)
+    print(f"device: {describe_device(device)}, denoiser {args.precision}; window = {margs.n_motions} "
+          f"frames = {window_seconds:g} s of audio; audio encoder {encode_s:.3f} s per window")
+    print_table(["sampler", "steps", "s/window (sampling)", "s per s of audio", "x real time",
+                 "speed-up vs ddpm"], rows)
 
 
 if __name__ == "__main__":

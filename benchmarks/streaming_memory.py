@@ -12,6 +12,10 @@ audio and the motion, 70 floats per frame, scale with the length). The speech is
 memory adds 10 MiB per minute on top.
 
     python benchmarks/streaming_memory.py [--minutes 1 10] [--threads 2]
+
+``--full-size --device cuda`` runs the same path with the full-size networks
+(synthetic weights) on a GPU, the astronaut photo and the fast sampler, and
+also reports peak VRAM.
 """
 from __future__ import annotations
 
@@ -32,51 +36,81 @@ SAMPLE_RATE = 16000           # Hz, mono: the rate the motion generator consumes
 GENERATOR_ARGS = dict(n_motions=100, n_prev_motions=10, n_layers=2)
 
 
-def child(minutes: float, threads: int, batch_size: int) -> dict:
-    """One run in this process; returns timings and the peak RSS."""
+def full_size_models(device_name: str):
+    """Full-size LivePortrait and motion generator (synthetic weights) at the device's precision."""
+    import helpers_checkpoints as hcp
+    from joyvasa_core import pipeline
+    from joyvasa_core.motion import MotionTemplate
+    from sampler import full_size_generator
+
+    device = pipeline.resolve_device(device_name)
+    dtype = pipeline.resolve_dtype("auto", device)
+    lp = hcp.filled_liveportrait().to(device, dtype).requires_grad_(False)
+    return pipeline.JoyVASAModels(lp, full_size_generator(device),
+                                  MotionTemplate.from_dict(hcp.make_motion_template()), device, dtype)
+
+
+def child(minutes: float, threads: int, batch_size: int | None, full_size: bool, device: str) -> dict:
+    """One run in this process; returns timings, the peak RSS and (CUDA) the peak VRAM."""
     import numpy as np
     import torch
 
     import helpers_pipeline as hp
+    from common import peak_vram_mib
     from joyvasa_core import pipeline
     from joyvasa_core.driving import DrivingSettings
+    from joyvasa_core.render import RenderOptions
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    micro = {**hp.FAST_LIVEPORTRAIT, "appearance_feature_extractor": {
-        **hp.FAST_LIVEPORTRAIT["appearance_feature_extractor"], "num_down_blocks": 5}}
-    models = hp.fast_models(liveportrait_config=micro, generator_args=GENERATOR_ARGS)
-    rng = np.random.default_rng(0)
-    photo = rng.integers(0, 256, (*PHOTO_SIZE, 3), dtype=np.uint8)
-    face = pipeline.extract_face(models, photo, face_backend="none")
+    if full_size:
+        import skimage.data
+
+        models, photo, backend, steps = full_size_models(device), skimage.data.astronaut(), "auto", 10
+    else:
+        micro = {**hp.FAST_LIVEPORTRAIT, "appearance_feature_extractor": {
+            **hp.FAST_LIVEPORTRAIT["appearance_feature_extractor"], "num_down_blocks": 5}}
+        models = hp.fast_models(liveportrait_config=micro, generator_args=GENERATOR_ARGS)
+        photo = np.random.default_rng(0).integers(0, 256, (*PHOTO_SIZE, 3), dtype=np.uint8)
+        backend, steps = "none", 2
+    graphs = models.device.type == "cuda"
+    face = pipeline.extract_face(models, photo, face_backend=backend)
     waveform = hp.speech_like(minutes * 60, SAMPLE_RATE)     # [N] float32
-    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE, sampler="ddim", steps=2)
+    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE, sampler="ddim", steps=steps,
+                                      cuda_graphs=graphs)
     motion_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = pipeline.render_to_file(models, face, motion, waveform, SAMPLE_RATE,
                                       Path(tmp) / "long.mp4", DrivingSettings(),
-                                      batch_size=batch_size)
+                                      batch_size=batch_size,
+                                      render_options=RenderOptions(cuda_graphs=graphs))
         size_mb = out.stat().st_size / 2**20
     return {"minutes": minutes, "frames": len(motion), "motion_s": motion_s,
             "total_s": time.perf_counter() - start, "mp4_mib": size_mb,
-            "peak_rss_mib": peak_rss_mib()}
+            "peak_rss_mib": peak_rss_mib(), "peak_vram_mib": peak_vram_mib(models.device)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, nargs=2, default=[1.0, 10.0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, help="frames per chunk (default: 16 tiny, "
+                        "from free VRAM at full size)")
+    parser.add_argument("--full-size", action="store_true",
+                        help="full-size networks (for a GPU: about 1.2 TFLOP per frame)")
+    parser.add_argument("--device", default="cpu")
     parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    batch_size = args.batch_size or (None if args.full_size else 16)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.threads, args.batch_size)))
+        print(json.dumps(child(args.child, args.threads, batch_size, args.full_size, args.device)))
         return
 
     results = []
     for minutes in args.minutes:
         cmd = [sys.executable, __file__, "--child", str(minutes), "--threads", str(args.threads),
-               "--batch-size", str(args.batch_size)]
+               "--device", args.device] + (["--full-size"] if args.full_size else []) \
+            + ([] if batch_size is None else ["--batch-size", str(batch_size)])
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:
@@ -85,7 +119,9 @@ def main() -> None:
         results.append(result)
         print(f"{minutes:g} min of audio: {result['frames']} frames, motion {result['motion_s']:.1f} s, "
               f"total {result['total_s']:.1f} s, mp4 {result['mp4_mib']:.1f} MiB, "
-              f"peak RSS {result['peak_rss_mib']:.0f} MiB", flush=True)
+              f"peak RSS {result['peak_rss_mib']:.0f} MiB"
+              + ("" if result["peak_vram_mib"] is None else f", peak VRAM {result['peak_vram_mib']:.0f} MiB"),
+              flush=True)
     ratio = results[1]["peak_rss_mib"] / results[0]["peak_rss_mib"]
     print(f"peak RSS {args.minutes[1]:g} min / {args.minutes[0]:g} min = {ratio:.2f}")
 
