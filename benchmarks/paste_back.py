@@ -13,23 +13,17 @@ the conversion of the output to uint8.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import describe_device, peak_rss_mib, peak_vram_mib, synchronize
 
-from joyvasa_core.face import crop as geometry  # noqa: E402
-from joyvasa_core.face.paste import PasteBack, feathered_mask, mask_to_original  # noqa: E402
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from joyvasa_core.devices import resolve_device
+from joyvasa_core.face import crop as geometry
+from joyvasa_core.face.paste import PasteBack, feathered_mask, mask_to_original
 
 
 def main() -> None:
@@ -40,8 +34,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1920)
     parser.add_argument("--height", type=int, default=1080)
     args = parser.parse_args()
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
 
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
@@ -62,21 +55,22 @@ def main() -> None:
 
     # This project: one PasteBack per source, chunks of frames.
     PasteBack(m_c2o, photo, mask, device=device)(frames[:1])          # warm-up
-    sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     paster = PasteBack(m_c2o, photo, mask, device=device)
     for start in range(0, args.frames, args.chunk):
         out_t = paster(frames[start:start + args.chunk], as_uint8=True)
-    sync(device)
+    synchronize(device)
     torch_s = time.perf_counter() - t0
 
     diff = np.abs(out_t[-1].cpu().numpy()[:args.height, :args.width].astype(int) - out.astype(int))
     print(f"paste-back of {args.frames} frames into {args.width}x{args.height} "
-          f"(torch {torch.__version__}, {torch.get_num_threads()} threads, device {device})")
+          f"(torch {torch.__version__}, device {describe_device(device)})")
     print(f"  per-frame cv2 loop : {args.frames / cv2_s:8.1f} fps")
     print(f"  batched torch      : {args.frames / torch_s:8.1f} fps  (chunks of {args.chunk})")
     print(f"  speed-up           : {cv2_s / torch_s:8.2f}x")
     print(f"  last frame max |torch - cv2| = {diff.max()} levels, mean {diff.mean():.4f}")
+    print(f"  peak host RSS {peak_rss_mib():.0f} MiB; peak VRAM {peak_vram_mib(device) or 0:.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import argparse
 
 import torch
 
-from common import best_time, describe_device, print_table, timed
+from common import best_time, describe_device, peak_rss_mib, peak_vram_mib, print_table, timed
 
 from joyvasa_core.devices import resolve_device, resolve_dtype
 from joyvasa_core.dit.args import MotionGeneratorArgs
@@ -87,6 +87,7 @@ def main() -> None:
           f"frames = {window_seconds:g} s of audio; audio encoder {encode_s:.3f} s per window")
     print_table(["sampler", "steps", "s/window (sampling)", "s per s of audio", "x real time",
                  "speed-up vs ddpm"], rows)
+    print(f"peak host RSS {peak_rss_mib():.0f} MiB; peak VRAM {peak_vram_mib(device) or 0:.0f} MiB")
 
 
 if __name__ == "__main__":
