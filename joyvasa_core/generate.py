@@ -63,7 +63,7 @@ def _injected_noise(noise: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch
 @torch.no_grad()
 def generate_motion(model: MotionGenerator, template: MotionTemplate,
                     waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
-                    seed: int = 0, cfg_scale: float = DEFAULT_CFG_SCALE, cfg_mode: str | None = None,
+                    seed: int = 0, cfg_scale: float | None = DEFAULT_CFG_SCALE, cfg_mode: str | None = None,
                     sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
                     noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
                     progress: Progress | None = None, pe_variant: str = "head",
@@ -76,7 +76,8 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         template: de-normalisation statistics (``MotionTemplate.from_file``).
         waveform, sample_rate: any waveform :func:`joyvasa_core.audio.prepare_waveform` accepts.
         seed: seeds the noise (on the model's device) unless ``noise`` is given.
-        cfg_scale, cfg_mode: classifier-free guidance (mode default: the model's, 'incremental').
+        cfg_scale, cfg_mode: classifier-free guidance (mode default: the model's, 'incremental');
+            scale None = no guidance.
         sampler, steps: ``"ddpm"`` (official, all steps) or ``"ddim"`` with ``steps`` jumps.
         smoothing: EMA strength for the head pose (0 off, 1 official alpha 0.01).
         noise: pre-drawn noise in call order (``noise[0]`` = x_T ``[1, n_motions, D]``

@@ -119,6 +119,24 @@ def test_sample_step_applies_the_dynamic_threshold(tmp_path, threshold):
         assert (expected - posterior_step(*args)).abs().max() > 10 * tol
 
 
+@pytest.mark.parametrize("cfg_cond", [[], ""])
+def test_sample_step_without_guidance_uses_the_conditional_output(tmp_path, cfg_cond):
+    """The official ``cfg_cond=[]``: only the audio entry is denoised, no null-audio branch."""
+    wanted = ("sample.t250",)
+    tensors, meta = reference_tensors(
+        "dit_sample_step", lambda k: k in ("motion_at_t", "audio_feat") or k.startswith(wanted))
+    fx = write_fixture(tmp_path, "dit_sample_step", tensors, **{**meta, "cfg_cond": cfg_cond})
+    out = run(fx)["sample.t250.motion_next"]
+    # cfg scale 1 on the stored [uncond, cond] outputs selects the conditional prediction
+    expected = posterior_step(fx.tensor("sample.t250.denoiser_out"), fx.tensor("motion_at_t"),
+                              fx.tensor("sample.t250.z"), 250, "sample", 1.0, "incremental", 0.0, 100)
+    torch.testing.assert_close(out.double(), expected, atol=1e-4, rtol=1e-4)
+    guided = posterior_step(fx.tensor("sample.t250.denoiser_out"), fx.tensor("motion_at_t"),
+                            fx.tensor("sample.t250.z"), 250, "sample", float(meta["cfg_scale"]),
+                            "incremental", 0.0, 100)
+    assert (expected - guided).abs().max() > 1e-2
+
+
 def test_dynamic_threshold_off_values_and_bad_values():
     from joyvasa_core.dit.samplers import parse_threshold
 

@@ -180,32 +180,37 @@ def graphed_network(net: DenoisingNetwork, pe_variant: PeVariant) -> Callable[..
 
 
 def guided_denoiser(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tensor, prev_audio: Tensor,
-                    *, cfg_scale: float, cfg_mode: CfgMode = "incremental",
+                    *, cfg_scale: float | None, cfg_mode: CfgMode = "incremental",
                     pe_variant: PeVariant = "head", threshold: Threshold | None = None,
                     cuda_graphs: bool = False) -> Denoiser:
     """The CFG denoiser of one window: ``denoise(x_t [B, n, D], t) -> [B, n, D]`` float32.
 
     The network sees the batch ``[null audio; audio]`` (2B) with the context twice, in
     the model's dtype; ``threshold`` (see :func:`dynamic_threshold`) and the combination
-    are done in float32. ``cuda_graphs``: run the network through :func:`graphed_network`.
+    are done in float32. ``cfg_scale`` None: no guidance (the official ``cfg_cond=[]``),
+    the network sees ``[audio]`` (B) only. ``cuda_graphs``: run the network through
+    :func:`graphed_network`.
     """
     net = model.denoising_net
     network = graphed_network(net, pe_variant) if cuda_graphs else partial(_network, net,
                                                                           pe_variant=pe_variant)
     dtype = net.feature_proj.weight.dtype
     batch, n = audio_feat.shape[:2]
-    null = model.null_audio_feat.expand(batch, n, -1)
-    audio_in = torch.cat([null, audio_feat.to(null.dtype)], dim=0).to(dtype)
-    prev_motion_in = torch.cat([prev_motion] * 2, dim=0).to(dtype)
-    prev_audio_in = torch.cat([prev_audio] * 2, dim=0).to(dtype)
+    scales = [] if cfg_scale is None else [cfg_scale]
+    entries = [audio_feat] if cfg_scale is None else \
+        [model.null_audio_feat.expand(batch, n, -1), audio_feat]
+    k = len(entries)
+    audio_in = torch.cat([e.to(dtype) for e in entries], dim=0)
+    prev_motion_in = torch.cat([prev_motion] * k, dim=0).to(dtype)
+    prev_audio_in = torch.cat([prev_audio] * k, dim=0).to(dtype)
 
     def denoise(x_t: Tensor, t: int) -> Tensor:
-        step = torch.full((2 * batch,), t, dtype=torch.long, device=x_t.device)
-        out = network(torch.cat([x_t] * 2, dim=0).to(dtype), audio_in, prev_motion_in, prev_audio_in,
+        step = torch.full((k * batch,), t, dtype=torch.long, device=x_t.device)
+        out = network(torch.cat([x_t] * k, dim=0).to(dtype), audio_in, prev_motion_in, prev_audio_in,
                       step)[:, -n:].float()
         if threshold is not None:
             out = dynamic_threshold(out, threshold)
-        return cfg_combine(out.view(2, batch, *out.shape[1:]), [cfg_scale], cfg_mode)
+        return cfg_combine(out.view(k, batch, *out.shape[1:]), scales, cfg_mode)
 
     return denoise
 
@@ -220,7 +225,7 @@ def _noise_getter(noise: NoiseSource, generator: torch.Generator | None,
 
 
 def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tensor | None,
-                  prev_audio: Tensor | None, x_T: Tensor | None, *, cfg_scale: float,
+                  prev_audio: Tensor | None, x_T: Tensor | None, *, cfg_scale: float | None,
                   cfg_mode: CfgMode = "incremental", sampler: Sampler = "ddpm",
                   steps: int | None = None, noise: NoiseSource = None,
                   generator: torch.Generator | None = None, pe_variant: PeVariant = "head",
@@ -235,7 +240,8 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
         prev_motion, prev_audio: ``[B, p, D]`` / ``[B, p, F]`` context (last frames of the
             previous window); None uses the model's start features.
         x_T: ``[B, n, D]`` starting noise; None draws ``randn`` with ``generator``.
-        cfg_scale, cfg_mode: classifier-free guidance (one condition: audio).
+        cfg_scale, cfg_mode: classifier-free guidance (one condition: audio); scale None =
+            no guidance (the official ``cfg_cond=[]``).
         sampler: ``"ddpm"`` (official, all T steps; ``steps`` must be None or T) or
             ``"ddim"`` (``steps`` jumps, default T).
         noise: per-step noise: ``noise(step_index, shape)``, or an indexable of

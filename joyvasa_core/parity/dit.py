@@ -39,19 +39,29 @@ def guidance_settings(fx: Fixture, model: MotionGenerator) -> dict[str, Any]:
     """``cfg_scale``, ``cfg_mode`` and ``dynamic_threshold`` of the official ``sample()`` call,
     from the sidecar.
 
-    ``cfg_scale`` is required (a number, or a one-element list: one condition, audio);
-    a missing ``cfg_mode`` means the model's default, and a missing or falsy
-    ``dynamic_threshold`` means none, as in the official code.
+    ``cfg_cond`` (a list or a comma-separated string; missing = the model's guiding
+    conditions, audio) without ``'audio'`` turns guidance off (``cfg_scale`` None);
+    otherwise ``cfg_scale`` is required (a number, or a one-element list: one
+    condition, audio). A missing ``cfg_mode`` means the model's default, and a
+    missing or falsy ``dynamic_threshold`` means none, as in the official code.
     """
-    if "cfg_scale" not in fx.meta:
-        raise KeyError(f"fixture {fx.name}: the sidecar must give 'cfg_scale' (the official sample() argument)")
-    scale = fx.meta["cfg_scale"]
-    if isinstance(scale, list):
-        if len(scale) != 1:
-            raise ValueError(f"fixture {fx.name}: cfg_scale {scale} has one value per condition; "
-                             "JoyVASA guides on audio only")
-        scale = scale[0]
-    return {"cfg_scale": float(scale), "cfg_mode": fx.meta.get("cfg_mode") or model.args.cfg_mode,
+    conditions = fx.meta.get("cfg_cond")
+    if conditions is None:
+        conditions = model.args.guiding_conditions
+    elif isinstance(conditions, str):
+        conditions = [c for c in conditions.split(",") if c]
+    scale = None
+    if "audio" in conditions:
+        if "cfg_scale" not in fx.meta:
+            raise KeyError(f"fixture {fx.name}: the sidecar must give 'cfg_scale' (the official sample() argument)")
+        scale = fx.meta["cfg_scale"]
+        if isinstance(scale, list):
+            if len(scale) != 1:
+                raise ValueError(f"fixture {fx.name}: cfg_scale {scale} has one value per condition; "
+                                 "JoyVASA guides on audio only")
+            scale = scale[0]
+        scale = float(scale)
+    return {"cfg_scale": scale, "cfg_mode": fx.meta.get("cfg_mode") or model.args.cfg_mode,
             "threshold": parse_threshold(fx.meta.get("dynamic_threshold"))}
 
 
