@@ -252,6 +252,30 @@ def test_pipeline_motion_normalize_lip_reads_the_source_landmarks(tmp_path):
         run(write_fixture(tmp_path / "no_lmk", "pipeline_motion", tensors, **meta))
 
 
+def test_pipeline_motion_eyes_region_is_joyvasas(tmp_path):
+    """JoyVASA's loop has no 'eyes' branch: source expression and rotation, and only the
+    relative scale and translation (tz zeroed) of the motion."""
+    from joyvasa_core import keypoints as kpm
+    from joyvasa_core.config import MOTION_EXTRACTOR
+    from joyvasa_core.parity.lp_keypoints import filled_motion_extractor, source_image
+
+    tensors, meta = reference_tensors("pipeline_motion", lambda k: not k.startswith("render."))
+    plain = {**meta["combinations"]["pose_nostitch"], "animation_region": "eyes"}
+    meta.update(combinations={"eyes": plain, "eyes_stitch": {**plain, "flag_stitching": True}})
+    out = run(write_fixture(tmp_path, "pipeline_motion", tensors, **meta))
+    with torch.inference_mode():
+        image = source_image(Fixture.open(PARITY, "pipeline_motion").tensor("source_rgb"))
+        info = kpm.KeypointInfo.from_raw(filled_motion_extractor(MOTION_EXTRACTOR, CPU)(image))
+    t_s = info.t.clone()
+    t_s[:, 2] = 0
+    scale, t = out["smoothed.scale"], out["smoothed.t"]
+    t_new = t_s + (t - t[:1])
+    t_new[:, 2] = 0
+    expected = (out["x_s"] - t_s[:, None]) * (scale / scale[:1])[:, :, None] + t_new[:, None]
+    torch.testing.assert_close(out["x_d.eyes"], expected, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(out["x_d.eyes_stitch"], out["x_d.eyes"], atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- other config
 
 @pytest.fixture

@@ -122,8 +122,16 @@ def combination_keypoints(combo: Combination, info: kpm.KeypointInfo, x_s: torch
     no deltas (generated motion has no driving landmarks): ``x_s`` with relative motion,
     else the composed ``x_d``; then optional stitching and the driving multiplier (no lip
     normalisation). ``source_lip_ratio`` ``[1, 1]`` feeds ``flag_normalize_lip``.
+
+    ``animation_region='eyes'``: JoyVASA's loop has no eyes branch, so it keeps the
+    source's expression and rotation (only scale and translation follow the motion),
+    unlike LivePortrait's eye-only animation that :mod:`joyvasa_core.driving` offers.
+    That is the ``'lip'`` region driven by an expression frozen at frame 0.
     """
     cfg = combo.settings
+    if cfg.animation_region == "eyes":
+        cfg = replace(cfg, animation_region="lip")
+        driving = replace(driving, exp=driving.exp[:1].expand_as(driving.exp))
     if not combo.retargeting:
         return compose_driving_keypoints(info, x_s, driving, cfg, parts, source_lip_ratio)
     if cfg.flag_relative_motion:
