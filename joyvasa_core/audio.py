@@ -17,6 +17,7 @@ So 17600 samples give 30 frames and 100000 samples 159 frames at 25 fps.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -147,9 +148,10 @@ def prepare_waveform(waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
     x = to_mono(to_float_tensor(waveform))
     if x.numel() == 0:
         raise AudioError("the audio has no samples; connect a clip that contains speech")
-    if not bool(torch.isfinite(x).all()):
+    low, high = (float(v) for v in torch.aminmax(x))    # one pass, no copy; NaN propagates
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise AudioError("the audio contains NaN or infinite samples")
-    if not allow_silence and float(x.abs().max()) < SILENCE_PEAK:
+    if not allow_silence and max(-low, high) < SILENCE_PEAK:
         raise AudioError("the audio is silent (peak below one 16-bit step); "
                          "pass allow_silence=True to animate silence")
     return resample(x, int(sample_rate), target_rate)
@@ -266,23 +268,39 @@ def plan_windows(n_samples: int, *, fps: float, n_motions: int,
                       n_padding_samples=n_padding_samples, n_padding_frames=n_padding_frames)
 
 
-def split_windows(audio: torch.Tensor, plan: WindowPlan, pad_mode: str | None = "zero") -> torch.Tensor:
-    """Mono 16 kHz ``[N]`` -> windows ``[n_windows, samples_per_window]`` per ``plan``.
+def window_batches(audio: torch.Tensor, plan: WindowPlan, pad_mode: str | None = "zero",
+                   batch: int = 8) -> Iterator[torch.Tensor]:
+    """Mono 16 kHz ``[N]`` -> windows ``[b, samples_per_window]``, ``batch`` at a time, per ``plan``.
 
-    ``pad_mode`` 'zero' (or None) pads the tail with zeros, 'replicate' with the last
-    sample (after the fixed zero padding, as the official code does).
+    The padded clip (``pad_before`` zeros, the audio, ``pad_after`` zeros, then the
+    last window's tail) is never built whole: each batch copies only its own
+    samples, so memory does not grow with the length of the speech. ``pad_mode``
+    'zero' (or None) fills the tail with zeros, 'replicate' with the last sample
+    of the zero-padded clip (a zero unless ``pad_after`` is 0), as the official code does.
     """
     if audio.ndim != 1 or audio.shape[0] != plan.n_samples:
         raise ValueError(f"audio must be [{plan.n_samples}] (the plan's length), got {tuple(audio.shape)}")
-    size = plan.samples_per_window
-    need = max(0, plan.starts[-1] + size - (plan.pad_before + plan.n_samples + plan.pad_after))
-    if pad_mode in (None, "zero"):
-        x = F.pad(audio, (plan.pad_before, plan.pad_after + need))   # one copy of the audio
-    elif pad_mode == "replicate":
-        x = F.pad(audio, (plan.pad_before, plan.pad_after))
-        x = F.pad(x, (0, need), value=float(x[-1])) if need else x
-    else:
+    if pad_mode not in (None, "zero", "replicate"):
         raise ValueError(f"unknown pad_mode {pad_mode!r}: use 'zero' or 'replicate'")
-    if list(plan.starts) == [k * size for k in range(len(plan.starts))]:
-        return x[: len(plan.starts) * size].view(-1, size)   # non-overlapping windows: a view
-    return torch.stack([x[s:s + size] for s in plan.starts])
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    audio_start = plan.pad_before
+    audio_end = audio_start + plan.n_samples
+    tail_start = audio_end + plan.pad_after
+    tail = float(audio[-1]) if pad_mode == "replicate" and plan.pad_after == 0 else 0.0
+    size = plan.samples_per_window
+    for first in range(0, plan.n_windows, batch):
+        starts = plan.starts[first:first + batch]
+        out = audio.new_zeros((len(starts), size))
+        for row, lo in zip(out, starts):
+            a, b = max(lo, audio_start), min(lo + size, audio_end)
+            if b > a:
+                row[a - lo:b - lo] = audio[a - audio_start:b - audio_start]
+            if tail and lo + size > tail_start:
+                row[max(tail_start, lo) - lo:] = tail
+        yield out
+
+
+def split_windows(audio: torch.Tensor, plan: WindowPlan, pad_mode: str | None = "zero") -> torch.Tensor:
+    """All windows at once: ``[n_windows, samples_per_window]`` (see :func:`window_batches`)."""
+    return torch.cat(list(window_batches(audio, plan, pad_mode, batch=plan.n_windows)))

@@ -4,8 +4,9 @@ For a clip of any length (see :func:`joyvasa_core.audio.plan_windows`):
 
 1. the waveform becomes mono 16 kHz, is padded (1280 before, 640 after) and cut
    into non-overlapping windows of ``n_motions`` frames, the last one padded;
-2. audio features are computed in batches of windows, each batch just before
-   its windows are sampled (memory stays bounded for hour-long speech);
+2. windows are cut and their audio features computed in batches, each batch
+   just before its windows are sampled (memory stays bounded for hour-long
+   speech: no padded copy of the whole clip is made);
 3. windows are sampled in order: window 0 starts from the model's start
    context, window w > 0 from the last ``n_prev_motions`` frames of window
    w - 1's motion and audio features; **every window starts from window 0's
@@ -15,12 +16,12 @@ For a clip of any length (see :func:`joyvasa_core.audio.plan_windows`):
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from .audio import WindowPlan, plan_windows, prepare_waveform, split_windows
+from .audio import WindowPlan, plan_windows, prepare_waveform, window_batches
 from .config import DEFAULT_CFG_SCALE
 from .dit.audio_encoder import encode_audio
 from .dit.model import MotionGenerator
@@ -32,14 +33,15 @@ ENCODE_BATCH = 8
 Progress = Callable[[int, int], None]
 
 
-def iter_window_features(model: MotionGenerator, windows: torch.Tensor,
-                         batch: int = ENCODE_BATCH) -> Iterator[torch.Tensor]:
-    """Audio windows ``[W, S]`` (16 kHz) -> features ``[1, n_motions, feature_dim]`` per window.
+def iter_window_features(model: MotionGenerator,
+                         batches: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+    """Batches of audio windows ``[b, S]`` (16 kHz) -> features ``[1, n_motions, feature_dim]``
+    per window.
 
-    ``batch`` windows go through the audio encoder at once, lazily, so only one
-    batch of features (and of encoder activations) is alive at a time.
+    Each batch goes through the audio encoder at once, lazily, so only one batch
+    of windows, features and encoder activations is alive at a time.
     """
-    for chunk in windows.split(batch):
+    for chunk in batches:
         yield from encode_audio(model, chunk, frame_num=model.n_motions).audio_feat.split(1)
 
 
@@ -95,7 +97,6 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
     device = param.device
     audio = prepare_waveform(waveform, sample_rate, allow_silence=allow_silence).to(device)
     plan: WindowPlan = plan_windows(audio.shape[0], fps=args.fps, n_motions=args.n_motions)
-    windows = split_windows(audio, plan, args.pad_mode)
 
     shape = (1, args.n_motions, args.motion_feat_dim)
     generator = None
@@ -115,7 +116,7 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         progress(done, total)
 
     coefs, prev_motion, prev_audio = [], None, None
-    features = iter_window_features(model, windows)
+    features = iter_window_features(model, window_batches(audio, plan, args.pad_mode, ENCODE_BATCH))
     for keep, feat in zip(plan.frames_per_window, features):
         motion = sample_window(model, feat, prev_motion, prev_audio, x_T, cfg_scale=cfg_scale,
                                cfg_mode=cfg_mode or args.cfg_mode, sampler=sampler, steps=steps,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from joyvasa_core.audio import (AudioError, load_audio_file, plan_windows, prepare_waveform,
-                                resample, split_windows, to_float_tensor)
+                                resample, split_windows, to_float_tensor, window_batches)
 from conftest import PARITY
 
 
@@ -202,3 +202,20 @@ def test_split_windows_layout():
     assert tail.numel() > 0 and torch.equal(tail, torch.full_like(tail, 9000.0))
     with pytest.raises(ValueError, match="pad_mode"):
         split_windows(audio, plan, "mirror")
+
+
+@pytest.mark.parametrize("mode,pad_after", [("zero", 640), ("replicate", 640), ("replicate", 0)])
+@pytest.mark.parametrize("batch", [1, 2, 3, 8])
+def test_window_batches_cut_the_same_windows_batch_by_batch(mode, pad_after, batch):
+    audio = torch.arange(1, 20001, dtype=torch.float32)
+    plan = plan_windows(audio.shape[0], fps=25, n_motions=5, pad_after=pad_after)   # 7 windows
+    batches = list(window_batches(audio, plan, mode, batch=batch))
+    assert [b.shape[0] for b in batches] == [min(batch, plan.n_windows - i)
+                                              for i in range(0, plan.n_windows, batch)]
+    # the same samples as slicing the whole padded clip, written out here
+    padded = torch.cat([torch.zeros(plan.pad_before), audio, torch.zeros(pad_after)])
+    need = plan.n_windows * plan.samples_per_window - padded.shape[0]
+    fill = float(padded[-1]) if mode == "replicate" else 0.0
+    padded = torch.cat([padded, torch.full((need,), fill)])
+    expected = torch.stack([padded[s:s + plan.samples_per_window] for s in plan.starts])
+    assert torch.equal(torch.cat(batches), expected)

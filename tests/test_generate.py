@@ -10,7 +10,7 @@ import transformers
 
 import joyvasa_core.generate as gen
 from conftest import PARITY
-from joyvasa_core.audio import AudioError, plan_windows
+from joyvasa_core.audio import AudioError, plan_windows, split_windows
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.model import build_motion_generator
 from joyvasa_core.fill import fill_module_
@@ -71,7 +71,7 @@ def test_multi_window_chaining(tiny_model, template, monkeypatch):
     torch.testing.assert_close(seq.exp, expected.exp)
     torch.testing.assert_close(seq.yaw, expected.yaw)
     # each window's audio features are the encoder's output for that window alone
-    windows = gen.split_windows(gen.prepare_waveform(audio, 16000), plan, "zero")
+    windows = split_windows(gen.prepare_waveform(audio, 16000), plan, "zero")
     torch.testing.assert_close(calls[-1]["audio_feat"],
                                gen.encode_audio(tiny_model, windows[-1:]).audio_feat, atol=1e-5, rtol=1e-5)
 
