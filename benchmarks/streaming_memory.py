@@ -8,8 +8,8 @@ minutes of audio, each in a fresh subprocess, and prints the peak resident set
 (``VmHWM``) of each run. The last line is ``peak RSS 10 min / 1 min = <ratio>``
 (target <= 1.5: frames are rendered, pasted and encoded chunk by chunk; only the
 audio and the motion, 70 floats per frame, scale with the length). The speech is
-16 kHz mono, 1.9 MiB per minute in float32; a 44.1 kHz stereo waveform held in
-memory adds 10 MiB per minute on top.
+16 kHz mono, 3.7 MiB per minute in float32, held by the caller; a 44.1 kHz
+stereo float32 waveform would be 20 MiB per minute.
 
     python benchmarks/streaming_memory.py [--minutes 1 10] [--threads 2]
 
