@@ -5,8 +5,8 @@ launch-bound work needs on a GPU: a denoiser step of the 8-layer motion
 transformer is about 300 small kernels, and eager PyTorch spends more time
 issuing them than the GPU spends running them.
 
-:class:`GraphReplayer` keeps one graph per input signature (shapes, dtypes and
-an optional key), captured the ``capture_after``-th time a signature is seen,
+:class:`GraphReplayer` keeps one graph per input signature (shapes and
+dtypes), captured the ``capture_after``-th time a signature is seen,
 so one-off shapes (a last partial chunk) stay eager. Before a replay the inputs
 are copied into the graph's static buffers; after it the output is cloned, as
 the next replay overwrites it. If a capture fails the replayer warns once and
@@ -20,7 +20,7 @@ per module does not keep that module alive.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from itertools import chain
 
 import torch
@@ -77,16 +77,16 @@ class GraphReplayer:
         self.what = what
         self.capture_after = capture_after
         self.enabled = True
-        self.graphs: dict[Hashable, CapturedCall] = {}
-        self.seen: dict[Hashable, int] = {}
+        self.graphs: dict[tuple, CapturedCall] = {}
+        self.seen: dict[tuple, int] = {}
         self.pool: tuple | None = None     # one memory pool for all of this replayer's graphs
 
-    def __call__(self, modules: Sequence[nn.Module], inputs: Sequence[torch.Tensor],
-                 key: Hashable = ()) -> torch.Tensor | None:
+    def __call__(self, modules: Sequence[nn.Module],
+                 inputs: Sequence[torch.Tensor]) -> torch.Tensor | None:
         """The graphed result, or None when the caller should run ``fn`` eagerly."""
         if not self.enabled:
             return None
-        signature = (key, tuple((t.shape, t.dtype) for t in inputs))
+        signature = tuple((t.shape, t.dtype) for t in inputs)
         graph = self.graphs.get(signature)
         if graph is None:
             self.seen[signature] = self.seen.get(signature, 0) + 1

@@ -174,7 +174,7 @@ def graphed_network(net: DenoisingNetwork, pe_variant: PeVariant) -> Callable[..
 
     def run(*inputs: Tensor) -> Tensor:
         out = replayer((net,), inputs)
-        return net(*inputs, pe_variant) if out is None else out
+        return _network(net, *inputs, pe_variant=pe_variant) if out is None else out
 
     return run
 
