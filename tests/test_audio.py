@@ -21,29 +21,49 @@ def sine(freq: float, rate: int, seconds: float, amp: float = 1.0, phase: float 
 
 # ---------------------------------------------------------------- resampling
 
+#: soxr's "HQ" quality (librosa's soxr_hq) is specified as 20-bit precision: pass-band
+#: error and stop-band leakage stay under 2**-20 of full scale. One more bit covers the
+#: float32 rounding of input and output (2**-24 each).
+SOXR_HQ_ERROR = 2.0 ** -19
+
+
 @pytest.mark.parametrize("rate", [8000, 11025, 22050, 44100, 48000, 44101])
 def test_resample_sine_in_sine_out(rate):
     x = sine(440.0, rate, 1.0).float()
     y = resample(x, rate, 16000)
-    assert y.shape == (math.ceil(x.shape[0] * 16000 / rate),)
+    assert y.shape == (math.ceil(x.shape[0] * 16000 / rate),)    # librosa's length rule
     ref = sine(440.0, 16000, y.shape[0] / 16000)
-    # away from the zero-padded ends the band-limited interpolation is essentially exact
-    assert (y.double() - ref)[400:-400].abs().max() < 1e-5
+    # away from the zero-padded ends the band-limited interpolation is exact to soxr's precision
+    assert (y.double() - ref)[400:-400].abs().max() < SOXR_HQ_ERROR
 
 
 @pytest.mark.parametrize("rate", [22050, 44100, 48000])
 def test_resample_suppresses_aliases(rate):
     tone = 8000 + 0.6 * (rate / 2 - 8000)          # above the new Nyquist (8 kHz)
     y = resample(sine(tone, rate, 0.5).float(), rate, 16000)
-    assert y[400:-400].abs().max() < 1e-3
+    assert y[400:-400].abs().max() < SOXR_HQ_ERROR
 
 
 def test_resample_keeps_leading_dims_device_and_dtype():
     x = torch.randn(2, 3, 4410, dtype=torch.float64)
     y = resample(x, 44100, 16000)
     assert y.shape == (2, 3, 1600) and y.dtype == torch.float64
-    assert torch.allclose(y[1, 2], resample(x[1, 2], 44100, 16000))
+    assert torch.equal(y[1, 2], resample(x[1, 2], 44100, 16000))   # channels are independent
     assert resample(x, 16000, 16000) is x
+
+
+def test_resample_equals_librosa_on_the_reference_fixture():
+    """The official front end (librosa.load = channel mean + soxr_hq), sample for sample."""
+    from joyvasa_core.parity.fixture import Fixture
+
+    fx = Fixture.open(PARITY, "audio_resample")
+    cases = fx.meta["cases"]
+    assert cases
+    for case, info in cases.items():
+        ours = prepare_waveform(fx.tensor(f"waveform.{case}"), info["sample_rate"])
+        ref = fx.tensor(f"wave16k.{case}")
+        assert ours.shape == ref.shape
+        assert (ours - ref).abs().max() <= 1e-5     # the fixture's tolerance (README section 5)
 
 
 # ---------------------------------------------------------------- conversion

@@ -22,6 +22,7 @@ HANDLER_MODULES = (
     "joyvasa_core.parity.dit",
     "joyvasa_core.parity.audio_motion",
     "joyvasa_core.parity.crop",
+    "joyvasa_core.parity.audio_resample",
 )
 
 _HANDLERS: dict[str, Handler] = {}
@@ -38,6 +39,7 @@ TOLERANCES: list[tuple[str, str, float, float]] = [
     ("gen_motion_sequence_e2e", "*", 1e-3, 1e-3),
     ("crop", "*img_crop*", 1.0, 0.0),      # uint8 images: +-1 level
     ("crop", "paste_back", 1.0, 0.0),
+    ("audio_resample", "*", 1e-5, 0.0),    # README section 5: soxr gives librosa's samples
     ("*", "*", 1e-4, 1e-4),
 ]
 
