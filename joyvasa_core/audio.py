@@ -121,10 +121,12 @@ def prepare_waveform(waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
         raise AudioError("the audio has no samples; connect a clip that contains speech")
     low, high = (float(v) for v in torch.aminmax(x))    # one pass, no copy; NaN propagates
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise AudioError("the audio contains NaN or infinite samples")
+        raise AudioError("the audio contains NaN or infinite samples; re-export the clip "
+                         "(as 16-bit WAV, for example)")
     if not allow_silence and max(-low, high) < SILENCE_PEAK:
-        raise AudioError("the audio is silent (peak below one 16-bit step); "
-                         "pass allow_silence=True to animate silence")
+        raise AudioError("the audio is silent (peak below one 16-bit step); use a recording "
+                         "that contains speech (library callers: allow_silence=True animates "
+                         "silence)")
     return resample(x, int(sample_rate), target_rate)
 
 
@@ -136,12 +138,17 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
     import av
 
     path = Path(path)
+    if path.is_dir():
+        raise AudioError(f"{path} is a folder, not an audio file. Pass the path of one speech "
+                         "recording (wav, mp3, flac, m4a, ...).")
     if not path.is_file():
-        raise AudioError(f"audio file not found: {path}")
+        raise AudioError(f"audio file not found: {path}. Check the path.")
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
-                raise AudioError(f"{path} has no audio stream")
+                raise AudioError(f"{path} has no audio stream (a silent video, or not a sound "
+                                 "file at all). Choose a speech recording, or a video "
+                                 "with a soundtrack.")
             stream = container.streams.audio[0]
             converter = av.AudioResampler(format="fltp")   # planar float, same layout and rate
             chunks, rate = [], stream.rate or stream.codec_context.sample_rate
@@ -152,9 +159,11 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
             for out in converter.resample(None):
                 chunks.append(out.to_ndarray())
     except av.error.FFmpegError as exc:
-        raise AudioError(f"cannot decode audio from {path}: {exc}") from exc
+        raise AudioError(f"cannot decode audio from {path} ({exc}); the file is not a sound "
+                         "file FFmpeg reads, or it is corrupt. Re-export it as WAV or MP3.") from exc
     if not chunks:
-        raise AudioError(f"{path} decodes to no audio samples")
+        raise AudioError(f"{path} decodes to no audio samples; the recording is empty. "
+                         "Choose a clip that contains speech.")
     return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), int(rate)
 
 
@@ -213,6 +222,16 @@ class WindowPlan:
         return kept
 
 
+def check_duration(n_samples: int, *, fps: float, sample_rate: int = AUDIO_SAMPLE_RATE) -> None:
+    """Raise :class:`AudioError` unless ``n_samples`` at ``sample_rate`` Hz last one video frame."""
+    if n_samples <= 0:
+        raise AudioError("the audio has no samples; connect a clip that contains speech")
+    if n_samples < sample_rate / fps:
+        raise AudioError(f"the audio lasts {1000 * n_samples / sample_rate:.1f} ms, shorter than "
+                         f"one video frame ({1000 / fps:g} ms at {fps:g} fps); use a clip of "
+                         "speech at least that long")
+
+
 def plan_windows(n_samples: int, *, fps: float, n_motions: int,
                  pad_before: int = AUDIO_PAD_BEFORE, pad_after: int = AUDIO_PAD_AFTER,
                  sample_rate: int = AUDIO_SAMPLE_RATE) -> WindowPlan:
@@ -224,11 +243,7 @@ def plan_windows(n_samples: int, *, fps: float, n_motions: int,
         raise ValueError(f"fps and n_motions must be positive (got fps={fps}, n_motions={n_motions}); "
                          "they come from the motion generator's args")
     samples_per_frame = sample_rate / fps
-    if n_samples <= 0:
-        raise AudioError("the audio has no samples; connect a clip that contains speech")
-    if n_samples < samples_per_frame:
-        raise AudioError(f"the audio is shorter than one video frame ({n_samples} samples < "
-                         f"{samples_per_frame:g} at {sample_rate} Hz, {fps:g} fps)")
+    check_duration(n_samples, fps=fps, sample_rate=sample_rate)
     padded = n_samples + pad_before + pad_after
     clip_len = int(padded / sample_rate * fps)
     n_windows = 1 if clip_len <= n_motions else math.ceil(clip_len / n_motions)

@@ -11,11 +11,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 import time
 import traceback
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
 
 from . import config
 from .devices import DEVICE_CHOICES, PRECISION_CHOICES
@@ -23,6 +30,9 @@ from .dit.denoiser import PE_VARIANTS
 from .dit.samplers import SAMPLERS
 from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from .render import RenderOptions
+
+if TYPE_CHECKING:
+    from .pipeline import JoyVASAModels
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -93,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class UsageError(ValueError):
+    """An option value or output path that cannot work, found before any work starts."""
+
+
 def _known_errors() -> tuple[type[BaseException], ...]:
     """Exceptions whose message is written for the user (cause + fix): no traceback needed."""
     from .audio import AudioError
@@ -129,47 +143,148 @@ class _StageLog:
         return report
 
 
-def run(args: argparse.Namespace) -> Path:
-    """Do the job described by parsed arguments; returns the written MP4's path."""
-    from . import pipeline
-    from .audio import load_audio_file
-    from .face.image_io import load_image
+# ------------------------------------------------------------------- checks before any work
 
-    log = _StageLog()
+def _check_number(value: float | None, option: str, *, minimum: float | None = None,
+                  maximum: float | None = None) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise UsageError(f"{option} must be >= {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{option} must be <= {maximum:g}, got {value:g}")
+
+
+def check_output_path(path: Path, option: str, example: str) -> None:
+    """Raise :class:`UsageError` unless ``path`` can be created as a file.
+
+    A folder, a parent that is a file, or a parent folder without write
+    permission fail here, in a millisecond, instead of after the render.
+    Missing parent folders are fine (the writers create them).
+    """
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path / example}")
+    parent = path.parent if str(path.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is a file, not a folder. "
+                         "Choose another output path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: no permission to write in {parent}. "
+                         "Choose a writable folder.")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Judge every option and output path that can be judged without decoding or loading.
+
+    Raises :class:`UsageError` (one line, cause and fix). Costs no I/O beyond
+    a few ``stat`` calls, so a batch can check all its jobs first.
+    """
+    _check_number(args.cfg_scale, "--cfg-scale", minimum=0.0)
+    for option, value in (("--pose-scale", args.pose_scale),
+                          ("--expression-scale", args.expression_scale),
+                          ("--driving-multiplier", args.driving_multiplier)):
+        _check_number(value, option)
+    _check_number(args.smoothing, "--smoothing", minimum=0.0)
+    _check_number(args.steps, "--steps", minimum=1)
+    _check_number(args.batch_size, "--batch-size", minimum=1)
+    _check_number(args.face_index, "--face-index", minimum=0)
+    check_output_path(args.output, "--output", "talking.mp4")
+    if args.save_motion is not None:
+        check_output_path(args.save_motion, "--save-motion", "motion.safetensors")
+    if args.models_dir is not None and args.models_dir.exists() and not args.models_dir.is_dir():
+        raise UsageError(f"--models-dir {args.models_dir} is a file; pass the pretrained_weights "
+                         "folder")
+
+
+@dataclass
+class Inputs:
+    """The decoded, checked inputs of one job.
+
+    image: [H, W, 3] uint8 RGB photo; waveform: [C, N] float32 speech as decoded
+    (muxed into the video at its own rate); sample_rate: its rate in Hz;
+    speech: [M] float32 mono 16 kHz, what the motion generator hears.
+    """
+
+    image: np.ndarray
+    waveform: torch.Tensor
+    sample_rate: int
+    speech: torch.Tensor
+
+
+def read_inputs(args: argparse.Namespace) -> Inputs:
+    """Decode and check the photo and the speech (seconds at most; no model is loaded).
+
+    Raises ImageLoadError / AudioError with the file's name and the fix.
+    """
+    from .audio import check_duration, load_audio_file, prepare_waveform
+    from .face.image_io import check_photo_size, load_image
+
+    image = check_photo_size(load_image(args.image), str(args.image))
+    waveform, sample_rate = load_audio_file(args.audio)
+    speech = prepare_waveform(waveform, sample_rate)
+    check_duration(speech.shape[0], fps=config.DEFAULT_FPS)
+    return Inputs(image, waveform, sample_rate, speech)
+
+
+def load_models(args: argparse.Namespace) -> "JoyVASAModels":
+    """The models the options name (downloading missing files unless offline)."""
+    from . import pipeline
+
+    return pipeline.load_models(args.models_dir, variant="animal" if args.animal else "human",
+                                device=args.device, precision=args.precision)
+
+
+def render_job(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs,
+               log: _StageLog | None = None) -> Path:
+    """Face, motion and frames of one job with already loaded models; returns the MP4 path."""
+    from . import pipeline
+
+    log = log or _StageLog()
     driving = DrivingSettings(
         driving_option=args.driving_option, animation_region=args.animation_region,
         flag_stitching=not args.no_stitching, flag_relative_motion=not args.no_relative_motion,
         driving_multiplier=args.driving_multiplier)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    image = load_image(args.image)
-    waveform, sample_rate = load_audio_file(args.audio)
-    log.stage(f"photo {image.shape[1]}x{image.shape[0]}, speech "
-              f"{waveform.shape[-1] / sample_rate:.2f} s at {sample_rate} Hz")
-
-    log.stage("loading models")
-    models = pipeline.load_models(args.models_dir, variant="animal" if args.animal else "human",
-                                  device=args.device, precision=args.precision)
-    log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
-    face = pipeline.extract_face(models, image, face_backend=args.face_backend,
+    face = pipeline.extract_face(models, inputs.image, face_backend=args.face_backend,
                                  face_index=args.face_index)
     log.stage("generating motion")
-    motion = pipeline.audio_to_motion(models, waveform, sample_rate, seed=args.seed,
-                                      cfg_scale=args.cfg_scale, sampler=args.sampler,
-                                      steps=args.steps, smoothing=args.smoothing,
-                                      pose_scale=args.pose_scale,
+    motion = pipeline.audio_to_motion(models, inputs.speech, config.AUDIO_SAMPLE_RATE,
+                                      seed=args.seed, cfg_scale=args.cfg_scale,
+                                      sampler=args.sampler, steps=args.steps,
+                                      smoothing=args.smoothing, pose_scale=args.pose_scale,
                                       expression_scale=args.expression_scale,
                                       pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs,
                                       progress=log.progress("motion"))
     if args.save_motion is not None:
         motion.save(args.save_motion)
     log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")
-    out = pipeline.render_to_file(models, face, motion, waveform, sample_rate, args.output,
-                                  driving, batch_size=args.batch_size, paste=not args.crop_only,
+    out = pipeline.render_to_file(models, face, motion, inputs.waveform, inputs.sample_rate,
+                                  args.output, driving, batch_size=args.batch_size,
+                                  paste=not args.crop_only,
                                   render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
                                   progress=log.progress("frames"))
     log.stage(f"wrote {out}")
     return out
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Do the job described by parsed arguments; returns the written MP4's path.
+
+    Cheap checks first (options, paths, then decoding the photo and the speech),
+    so a bad input fails in a second, before any model loads.
+    """
+    log = _StageLog()
+    check_options(args)
+    inputs = read_inputs(args)
+    log.stage(f"photo {inputs.image.shape[1]}x{inputs.image.shape[0]}, speech "
+              f"{inputs.waveform.shape[-1] / inputs.sample_rate:.2f} s at {inputs.sample_rate} Hz")
+    log.stage("loading models")
+    models = load_models(args)
+    log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
+    return render_job(models, args, inputs, log)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from . import config
 from .devices import resolve_device, resolve_dtype
 from .driving import DrivingSettings, compose_driving_keypoints, expression_multiplier
 from .face.backends import FaceCrop, detect_and_crop
-from .face.image_io import load_image, to_float01
+from .face.image_io import check_photo_size, load_image, to_float01
 from .face.paste import FEATHER_PX, PasteBack, feathered_mask
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
@@ -168,7 +168,7 @@ def extract_face(models: JoyVASAModels, image: np.ndarray | torch.Tensor, *,
     takes the whole image as the crop; ``box`` an explicit (x0, y0, x1, y1) pixel box).
     Raises :class:`joyvasa_core.face.errors.NoFaceError` when no face is found.
     """
-    rgb = load_image(image)
+    rgb = check_photo_size(load_image(image))
     crop = detect_and_crop(rgb, backend=face_backend, models_dir=models.models_dir,
                            face_index=face_index, crop_scale=crop_scale, vx=vx_ratio,
                            vy=vy_ratio, box=box)

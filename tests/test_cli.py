@@ -18,13 +18,15 @@ import torch
 from PIL import Image
 
 import helpers_pipeline as hp
-from joyvasa_core import cli
+from helpers_cli import FAST
+from helpers_cli import error_line as _error_line
+from helpers_cli import run as _run
+from helpers_cli import write_tone as _write_tone
 from joyvasa_core.audio import prepare_waveform
 from joyvasa_core.config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
 from joyvasa_core.face import mtcnn
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ["--sampler", "ddim", "--steps", "2", "--device", "cpu", "--batch-size", "16"]
 needs_mtcnn = pytest.mark.skipif(not mtcnn.available(),
                                  reason="no-download face detector (pip install mtcnn) missing")
 
@@ -71,20 +73,6 @@ def _espeak_speech(folder: Path) -> Path:
         dst.mux(stream.encode(frame))
         dst.mux(stream.encode(None))
     return out
-
-
-def _run(argv, capsys) -> tuple[int, str, str]:
-    code = cli.main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _error_line(code: int, err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code != 0
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    return lines[0]
 
 
 @needs_mtcnn
@@ -199,14 +187,3 @@ def test_module_entry_point_exit_status(tmp_path):
                             "--audio", str(tmp_path / "a.wav"), "--output", str(tmp_path / "o.mp4")],
                            capture_output=True, text=True, cwd=ROOT, check=False)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
-
-
-def _write_tone(path: Path, seconds: float = 0.5) -> None:
-    wave = hp.speech_like(seconds)
-    pcm = (wave * 32767).astype(np.int16)[None]
-    with av.open(str(path), "w") as dst:
-        stream = dst.add_stream("pcm_s16le", rate=16000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = 16000
-        dst.mux(stream.encode(frame))
-        dst.mux(stream.encode(None))

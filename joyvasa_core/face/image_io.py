@@ -33,6 +33,7 @@ import torch
 from .errors import ImageLoadError
 
 MAX_DETECT_SIDE = 1280   # pixels: longer side of the image the detectors see
+MIN_PHOTO_SIDE = 64      # pixels: a smaller photo cannot hold a face worth animating
 ALPHA_MODES = ("composite", "drop")
 
 
@@ -99,8 +100,11 @@ def load_image(source, alpha: str = "composite") -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
         path = Path(source)
+        if path.is_dir():
+            raise ImageLoadError(f"{path} is a folder, not an image file. Pass the path of one "
+                                 "photo (PNG, JPEG, WebP, ...).")
         if not path.is_file():
-            raise ImageLoadError(f"image file not found: {path}")
+            raise ImageLoadError(f"image file not found: {path}. Check the path.")
         try:
             with Image.open(path) as im:
                 im.load()
@@ -119,6 +123,17 @@ def load_image(source, alpha: str = "composite") -> np.ndarray:
     if hasattr(source, "detach"):                                # a torch tensor
         source = source.detach().cpu().numpy()
     return _from_array(np.asarray(source), alpha, "image")
+
+
+def check_photo_size(image: np.ndarray, name: str = "the image",
+                     minimum: int = MIN_PHOTO_SIDE) -> np.ndarray:
+    """Raise :class:`ImageLoadError` unless ``image`` [H, W, ...] is at least ``minimum`` px
+    on both sides; returns the image."""
+    height, width = image.shape[:2]
+    if min(height, width) < minimum:
+        raise ImageLoadError(f"{name} is only {width}x{height} pixels; a portrait needs at least "
+                             f"{minimum}x{minimum}. Use a larger photo of the face.")
+    return image
 
 
 def to_float01(image: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:

@@ -1,0 +1,56 @@
+"""Running the headless CLI in-process and reading its one error line; small input files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+import helpers_pipeline as hp
+from joyvasa_core import cli
+
+FAST = ["--sampler", "ddim", "--steps", "2", "--device", "cpu", "--batch-size", "16"]
+
+
+def run(argv, capsys) -> tuple[int, str, str]:
+    """``cli.main(argv)`` -> (exit status, stdout, stderr)."""
+    code = cli.main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def error_line(code: int, err: str) -> str:
+    """The single ``error: ...`` line of a failed run (no traceback, nothing else)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code != 0
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    assert not lines[0].startswith("error: unexpected"), lines[0]
+    print(lines[0])     # shown by pytest -rP
+    return lines[0]
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    """Mono WAV: int16 samples as pcm_s16le, float32 samples as pcm_f32le."""
+    samples = np.ascontiguousarray(samples)
+    if samples.size == 0:     # PyAV writes no file without packets: a bare 44-byte header
+        import wave
+
+        with wave.open(str(path), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(rate)
+        return path
+    fmt, codec = ("s16", "pcm_s16le") if samples.dtype == np.int16 else ("flt", "pcm_f32le")
+    with av.open(str(path), "w") as dst:
+        stream = dst.add_stream(codec, rate=rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples[None], format=fmt, layout="mono")
+        frame.sample_rate = rate
+        dst.mux(stream.encode(frame))
+        dst.mux(stream.encode(None))
+    return path
+
+
+def write_tone(path: Path, seconds: float = 0.5) -> Path:
+    """Speech-like test signal (``helpers_pipeline.speech_like``), 16 kHz int16 WAV."""
+    return write_wav(path, (hp.speech_like(seconds) * 32767).astype(np.int16))

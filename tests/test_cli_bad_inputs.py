@@ -1,0 +1,301 @@
+"""The 24 bad inputs of the headless command: each exits non-zero with one line naming
+the cause and the fix, with no traceback, and nothing in the bad file is executed.
+
+Cheap problems (options, output paths, the photo, the speech) must be found before any
+model loads: those cases point ``--models-dir`` at a folder that does not exist, so a
+check that came after loading would report the missing models instead.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import shutil
+import struct
+import zlib
+from collections import OrderedDict
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import helpers_checkpoints as hcp
+import helpers_pipeline as hp
+from helpers_cli import FAST, error_line, run, write_tone, write_wav
+from joyvasa_core import model_files
+
+
+class _Evil:
+    """Unpickling this runs a shell command that creates ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    return hp.write_fast_pretrained_weights(tmp_path_factory.mktemp("pw") / "pretrained_weights")
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """A real photo (skimage's astronaut, 256 x 256) and half a second of speech-like audio."""
+    import skimage.data
+
+    folder = tmp_path_factory.mktemp("in")
+    photo = folder / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()[::2, ::2]).save(photo)
+    return {"photo": photo, "speech": write_tone(folder / "speech.wav")}
+
+
+def _args(inputs, out: Path, models: Path, *extra) -> list:
+    return ["--image", inputs["photo"], "--audio", inputs["speech"], "--output", out,
+            "--models-dir", models, "--face-backend", "none", *FAST, *extra]
+
+
+def _fails_early(argv, capsys, tmp_path) -> str:
+    """Run with a models folder that does not exist: the error must not be about models."""
+    code, _, err = run(argv, capsys)
+    line = error_line(code, err)
+    assert "nowhere" not in line, f"the check came after model loading: {line}"
+    return line
+
+
+def _tree(models_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "pretrained_weights"
+    shutil.copytree(models_dir, copy)
+    return copy
+
+
+def _run_tree(argv, capsys) -> str:
+    with hp.fast_liveportrait_build():
+        code, _, err = run(argv, capsys)
+    return error_line(code, err)
+
+
+# ------------------------------------------------------------------------------ options
+
+def test_folder_as_output(tmp_path, inputs, capsys):
+    folder = tmp_path / "renders"
+    folder.mkdir()
+    line = _fails_early(_args(inputs, folder, tmp_path / "nowhere"), capsys, tmp_path)
+    assert "--output" in line and "is a folder" in line and "talking.mp4" in line
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_cfg_scale_not_a_usable_number(tmp_path, inputs, value, capsys):
+    line = _fails_early(_args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere",
+                              "--cfg-scale", value), capsys, tmp_path)
+    assert "--cfg-scale" in line
+
+
+@pytest.mark.parametrize("value", ["-3", "0"])
+def test_steps_below_one(tmp_path, inputs, value, capsys):
+    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
+    argv[argv.index("--steps") + 1] = value
+    line = _fails_early(argv, capsys, tmp_path)
+    assert "--steps must be >= 1" in line
+
+
+def test_output_under_a_file(tmp_path, inputs, capsys):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    line = _fails_early(_args(inputs, blocker / "o.mp4", tmp_path / "nowhere"), capsys, tmp_path)
+    assert "is a file, not a folder" in line
+
+
+# ------------------------------------------------------------------------------- images
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header declares width x height (a decompression bomb), with tiny data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_decompression_bomb_png(tmp_path, inputs, capsys):
+    bomb = _png_declaring(tmp_path / "bomb.png", 40000, 40000)
+    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
+    argv[argv.index("--image") + 1] = bomb
+    line = _fails_early(argv, capsys, tmp_path)
+    assert "bomb.png" in line and "too large" in line
+
+
+def test_one_pixel_image(tmp_path, inputs, capsys):
+    tiny = tmp_path / "dot.png"
+    Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
+    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
+    argv[argv.index("--image") + 1] = tiny
+    line = _fails_early(argv, capsys, tmp_path)
+    assert "dot.png" in line and "1x1" in line and "larger photo" in line
+
+
+def test_folder_as_image(tmp_path, inputs, capsys):
+    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
+    argv[argv.index("--image") + 1] = tmp_path
+    line = _fails_early(argv, capsys, tmp_path)
+    assert "is a folder, not an image file" in line
+
+
+def test_not_an_image(tmp_path, inputs, capsys):
+    fake = tmp_path / "photo.png"
+    fake.write_text("this is not a picture")
+    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
+    argv[argv.index("--image") + 1] = fake
+    line = _fails_early(argv, capsys, tmp_path)
+    assert "photo.png" in line and "not an image" in line
+
+
+# -------------------------------------------------------------------------------- audio
+
+def _with_audio(inputs, tmp_path, audio: Path) -> list:
+    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
+    argv[argv.index("--audio") + 1] = audio
+    return argv
+
+
+def test_video_without_audio_track(tmp_path, inputs, capsys):
+    clip = tmp_path / "silent_movie.mp4"
+    with av.open(str(clip), "w") as dst:
+        stream = dst.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 40 * i, np.uint8), format="rgb24")
+            dst.mux(stream.encode(frame))
+        dst.mux(stream.encode(None))
+    line = _fails_early(_with_audio(inputs, tmp_path, clip), capsys, tmp_path)
+    assert "silent_movie.mp4 has no audio stream" in line and "soundtrack" in line
+
+
+def test_png_renamed_to_wav(tmp_path, inputs, capsys):
+    fake = tmp_path / "speech.wav"
+    shutil.copy(inputs["photo"], fake)
+    line = _fails_early(_with_audio(inputs, tmp_path, fake), capsys, tmp_path)
+    assert "speech.wav" in line
+
+
+def test_nan_samples(tmp_path, inputs, capsys):
+    wave = (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32)
+    wave[100:200] = np.nan
+    line = _fails_early(_with_audio(inputs, tmp_path, write_wav(tmp_path / "nan.wav", wave)),
+                        capsys, tmp_path)
+    assert "NaN" in line and "re-export" in line
+
+
+def test_one_millisecond_of_audio(tmp_path, inputs, capsys):
+    blip = write_wav(tmp_path / "blip.wav", (np.ones(16) * 8000).astype(np.int16))
+    line = _fails_early(_with_audio(inputs, tmp_path, blip), capsys, tmp_path)
+    assert "1.0 ms" in line and "shorter than one video frame" in line
+
+
+def test_empty_audio(tmp_path, inputs, capsys):
+    empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.int16))
+    line = _fails_early(_with_audio(inputs, tmp_path, empty), capsys, tmp_path)
+    assert "empty.wav" in line and "no audio samples" in line
+
+
+def test_silence_is_named(tmp_path, inputs, capsys):
+    quiet = write_wav(tmp_path / "quiet.wav", np.zeros(16000, np.int16))
+    line = _fails_early(_with_audio(inputs, tmp_path, quiet), capsys, tmp_path)
+    assert "silent" in line
+
+
+# -------------------------------------------------------------------------- checkpoints
+
+def test_no_models_folder(tmp_path, inputs, capsys):
+    code, _, err = run(_args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere"), capsys)
+    line = error_line(code, err)
+    assert str(tmp_path / "nowhere") in line and "appearance_feature_extractor.pth" in line
+
+
+F_FILE = Path("liveportrait/base_models/appearance_feature_extractor.pth")
+
+
+@pytest.mark.parametrize("relative", [F_FILE,
+                                      Path(model_files.MOTION_GENERATOR_DIR) / model_files.MOTION_GENERATOR_FILE,
+                                      Path(model_files.MOTION_TEMPLATE_DIR) / model_files.MOTION_TEMPLATE_FILE])
+def test_malicious_pickle_is_refused_and_not_run(tmp_path, models_dir, inputs, relative, capsys):
+    tree = _tree(models_dir, tmp_path)
+    marker = tmp_path / "pwned"
+    payload = {"model": _Evil(marker)} if relative.suffix == ".pt" else _Evil(marker)
+    if relative.suffix == ".pkl":
+        (tree / relative).write_bytes(pickle.dumps(payload))
+    else:
+        torch.save(payload, tree / relative)
+    line = _run_tree(_args(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert relative.name in line
+    assert not marker.exists()
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_truncated_checkpoint(tmp_path, models_dir, inputs, capsys):
+    tree = _tree(models_dir, tmp_path)
+    path = tree / "liveportrait/base_models/spade_generator.pth"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    line = _run_tree(_args(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert "spade_generator.pth" in line
+
+
+def test_zero_byte_checkpoint(tmp_path, models_dir, inputs, capsys):
+    tree = _tree(models_dir, tmp_path)
+    (tree / F_FILE).write_bytes(b"")
+    line = _run_tree(_args(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert "appearance_feature_extractor.pth" in line and "empty" in line
+
+
+def test_checkpoint_in_the_wrong_slot(tmp_path, models_dir, inputs, capsys):
+    tree = _tree(models_dir, tmp_path)
+    base = tree / "liveportrait/base_models"
+    shutil.copy(base / "motion_extractor.pth", base / "warping_module.pth")
+    line = _run_tree(_args(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert "warping_module.pth" in line and "motion_extractor" in line
+
+
+def test_motion_generator_without_model_weights(tmp_path, models_dir, inputs, capsys):
+    tree = _tree(models_dir, tmp_path)
+    path = tree / model_files.MOTION_GENERATOR_DIR / model_files.MOTION_GENERATOR_FILE
+    torch.save({"args": argparse.Namespace(n_motions=100), "iter": 3}, path)
+    line = _run_tree(_args(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert path.name in line and "'model'" in line
+
+
+def test_template_with_wrong_sizes(tmp_path, models_dir, inputs, capsys):
+    tree = _tree(models_dir, tmp_path)
+    template = hcp.make_motion_template()
+    template["mean_exp"] = template["mean_exp"][:10]
+    path = tree / model_files.MOTION_TEMPLATE_DIR / model_files.MOTION_TEMPLATE_FILE
+    hcp.write_motion_template(path, template)
+    line = _run_tree(_args(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert path.name in line and "mean_exp" in line
+
+
+def test_no_hubert_folder_offline(tmp_path, models_dir, inputs, capsys):
+    tree = _tree(models_dir, tmp_path)
+    shutil.rmtree(tree / "chinese-hubert-base")
+    line = _run_tree(_args(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert "chinese-hubert-base" in line and str(tree) in line
+
+
+def test_good_inputs_still_render(tmp_path, models_dir, inputs, capsys):
+    """The same arguments with nothing broken: the checks above reject only what is bad."""
+    out = tmp_path / "o.mp4"
+    with hp.fast_liveportrait_build():
+        code, _, err = run(_args(inputs, out, models_dir), capsys)
+    assert code == 0, err
+    with av.open(str(out)) as container:
+        assert container.streams.video[0].frames > 0 and container.streams.audio
