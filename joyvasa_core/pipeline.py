@@ -33,7 +33,7 @@ from .face.paste import FEATHER_PX, PasteBack, feathered_mask
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
 from .motion import MotionSequence, MotionTemplate
-from .render import RenderOptions, auto_batch_size, iter_render
+from .render import RenderOptions, frames_per_chunk, iter_render
 from .video import VideoWriter, frames_to_uint8_tensor
 
 __all__ = [
@@ -274,7 +274,9 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     """Render ``len(motion)`` frames, ``batch_size`` at a time, on the models' device.
 
     batch_size: frames per chunk; None = :func:`joyvasa_core.render.auto_batch_size`
-    (from free VRAM on CUDA). render_options: W/G speed switches
+    (from free VRAM on CUDA). On the CPU chunks hold one frame whatever is asked
+    (:func:`~joyvasa_core.render.frames_per_chunk`): batching gains nothing there,
+    and ``progress`` (hence a cancel) then runs after every frame. render_options: W/G speed switches
     (:class:`~joyvasa_core.render.RenderOptions`: compile, CUDA graphs, ...).
 
     Yields [b, H, W, 3] float 0..1: the photo with the animated face pasted
@@ -284,11 +286,9 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     as the reference of the relative motion), so nothing grows with ``len(motion)``.
     """
     lp = models.liveportrait
-    if batch_size is None:
-        batch_size = (render_options.batch_size if render_options else None) or \
-            auto_batch_size(models.device, models.dtype)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size is None and render_options is not None:
+        batch_size = render_options.batch_size
+    batch_size = frames_per_chunk(models.device, models.dtype, batch_size)
     options = replace(render_options or RenderOptions(), output_device=None)
     total = len(motion)
     retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}

@@ -41,6 +41,10 @@ from .models.warping import WarpingNetwork
 
 #: Frames per chunk when the device's free memory can't be read (CPU, MPS).
 DEFAULT_BATCH_SIZE = 4
+#: Frames per chunk on the CPU, whatever is asked. Batching gains nothing there (2 cores:
+#: 0.96-1.0x, benchmarks/render.py), and a cancel is seen between chunks: one frame per
+#: chunk keeps a cancel within one frame's render time instead of a whole batch's.
+CPU_CHUNK_FRAMES = 1
 #: Upper bound of the automatic chunk: larger batches don't raise GPU throughput further.
 MAX_AUTO_BATCH_SIZE = 16
 #: Share of the free GPU memory the automatic chunk may fill (allocator slack, cuDNN workspaces).
@@ -130,6 +134,16 @@ def auto_batch_size(device: torch.device | str, dtype: torch.dtype,
         free_bytes += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     fit = int(free_bytes * AUTO_MEMORY_FRACTION) // estimate_frame_bytes(dtype)
     return max(1, min(MAX_AUTO_BATCH_SIZE, fit))
+
+
+def frames_per_chunk(device: torch.device | str, dtype: torch.dtype,
+                     requested: int | None = None) -> int:
+    """The chunk size the product's render loop uses: ``requested`` (None =
+    :func:`auto_batch_size`), capped at :data:`CPU_CHUNK_FRAMES` on the CPU."""
+    size = requested if requested is not None else auto_batch_size(device, dtype)
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {size}")
+    return min(size, CPU_CHUNK_FRAMES) if torch.device(device).type == "cpu" else size
 
 
 # --------------------------------------------------------------------------- one chunk

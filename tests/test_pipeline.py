@@ -95,7 +95,15 @@ def test_pose_and_expression_scale(models, speech, motion):
     assert torch.equal(frozen.scale, motion.scale)
 
 
-def test_iter_frames_chunks_are_independent_of_batch_size(models, face, motion):
+@pytest.fixture
+def gpu_chunking(monkeypatch):
+    """Chunks of the asked size on this CPU too, as on a GPU (the CPU rule is 1 frame)."""
+    from joyvasa_core import render
+
+    monkeypatch.setattr(render, "CPU_CHUNK_FRAMES", 64)
+
+
+def test_iter_frames_chunks_are_independent_of_batch_size(models, face, motion, gpu_chunking):
     driving = DrivingSettings()   # expression-friendly, relative, stitching: all frame-0 based
     short = motion[:11]
     one = torch.cat(list(pipeline.iter_frames(models, face, short, driving, batch_size=11,
@@ -113,7 +121,7 @@ def test_iter_frames_chunks_are_independent_of_batch_size(models, face, motion):
     torch.testing.assert_close(crops.permute(0, 2, 3, 1), one, atol=1e-4, rtol=0)
 
 
-def test_iter_frames_paste_back_progress_and_cancel(models, face, motion, photo):
+def test_iter_frames_paste_back_progress_and_cancel(models, face, motion, photo, gpu_chunking):
     calls = []
     frames = list(pipeline.iter_frames(models, face, motion[:9], batch_size=4,
                                        progress=lambda d, t: calls.append((d, t))))
@@ -137,6 +145,29 @@ def test_iter_frames_paste_back_progress_and_cancel(models, face, motion, photo)
     assert rendered == 0   # cancelled while finishing the first chunk
 
 
+def test_cpu_renders_one_frame_per_chunk_so_a_cancel_is_seen_after_every_frame(models, face, motion):
+    from joyvasa_core.render import CPU_CHUNK_FRAMES, frames_per_chunk
+
+    assert CPU_CHUNK_FRAMES == 1
+    assert frames_per_chunk("cpu", torch.float32, 8) == 1
+    assert frames_per_chunk("cuda", torch.float16, 8) == 8      # GPUs keep the asked size
+    calls = []
+    chunks = list(pipeline.iter_frames(models, face, motion[:5], batch_size=8, paste=False,
+                                       progress=lambda d, t: calls.append(d)))
+    assert [c.shape[0] for c in chunks] == [1] * 5
+    assert calls == [0, 1, 2, 3, 4, 5]
+
+    def cancel(done, total):
+        if done >= 1:
+            raise KeyboardInterrupt
+
+    rendered = []
+    with pytest.raises(KeyboardInterrupt):
+        for chunk in pipeline.iter_frames(models, face, motion, batch_size=8, progress=cancel):
+            rendered.append(chunk)
+    assert rendered == []    # stopped right after the first frame, not after a chunk of 8
+
+
 def test_render_to_file_streams_video_and_audio(tmp_path, models, face, motion, speech):
     out = pipeline.render_to_file(models, face, motion, speech, 16000, tmp_path / "o.mp4",
                                   DrivingSettings.cli(), batch_size=8)
@@ -156,8 +187,8 @@ def test_motion_from_video_gives_a_usable_sequence(models, photo, face):
     torch.testing.assert_close(seq.exp[:1], whole.source.exp)
     torch.testing.assert_close(seq.yaw[:1], whole.source.yaw)
     assert torch.equal(seq.exp[0], seq.exp[1]) and not torch.equal(seq.exp[0], seq.exp[2])
-    frames_out = list(pipeline.iter_frames(models, face, seq, batch_size=3, paste=False))
-    assert frames_out[0].shape[0] == 3
+    frames_out = torch.cat(list(pipeline.iter_frames(models, face, seq, batch_size=3, paste=False)))
+    assert frames_out.shape[0] == 3
 
 
 def test_load_models_from_official_tree(tmp_path):
