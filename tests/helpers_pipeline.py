@@ -41,6 +41,15 @@ def write_fast_pretrained_weights(root: Path) -> Path:
     return root
 
 
+def write_full_size_renderer_weights(root: Path) -> Path:
+    """An official-format tree that an unpatched loader (a real ComfyUI server) loads:
+    full-size LivePortrait (about 130 M parameters, filled) with the tiny motion
+    generator and HuBERT (the loader reads their sizes from the files)."""
+    htm.write_tiny_pretrained_weights(root)
+    hcp.write_official_tree(root, hcp.filled_liveportrait())
+    return root
+
+
 def fast_models(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                 models_dir: Path | None = None,
                 liveportrait_config: dict | None = None,

@@ -64,8 +64,12 @@ def _args(inputs, out: Path, models: Path, *extra) -> list:
             "--models-dir", models, "--face-backend", "none", *FAST, *extra]
 
 
-def _fails_early(argv, capsys, tmp_path) -> str:
-    """Run with a models folder that does not exist: the error must not be about models."""
+def _fails_early(capsys, inputs, tmp_path, *extra, **options) -> str:
+    """Run with ``--<option> value`` replaced (``image=...``) and a models folder that does not
+    exist: the error line, which must not be about the models (checked before loading)."""
+    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere", *extra)
+    for name, value in options.items():
+        argv[argv.index(f"--{name}") + 1] = value
     code, _, err = run(argv, capsys)
     line = error_line(code, err)
     assert "nowhere" not in line, f"the check came after model loading: {line}"
@@ -89,29 +93,26 @@ def _run_tree(argv, capsys) -> str:
 def test_folder_as_output(tmp_path, inputs, capsys):
     folder = tmp_path / "renders"
     folder.mkdir()
-    line = _fails_early(_args(inputs, folder, tmp_path / "nowhere"), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, output=folder)
     assert "--output" in line and "is a folder" in line and "talking.mp4" in line
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
 def test_cfg_scale_not_a_usable_number(tmp_path, inputs, value, capsys):
-    line = _fails_early(_args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere",
-                              "--cfg-scale", value), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, "--cfg-scale", value)
     assert "--cfg-scale" in line
 
 
 @pytest.mark.parametrize("value", ["-3", "0"])
 def test_steps_below_one(tmp_path, inputs, value, capsys):
-    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
-    argv[argv.index("--steps") + 1] = value
-    line = _fails_early(argv, capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, steps=value)
     assert "--steps must be >= 1" in line
 
 
 def test_output_under_a_file(tmp_path, inputs, capsys):
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
-    line = _fails_early(_args(inputs, blocker / "o.mp4", tmp_path / "nowhere"), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, output=blocker / "o.mp4")
     assert "is a file, not a folder" in line
 
 
@@ -130,44 +131,30 @@ def _png_declaring(path: Path, width: int, height: int) -> Path:
 
 def test_decompression_bomb_png(tmp_path, inputs, capsys):
     bomb = _png_declaring(tmp_path / "bomb.png", 40000, 40000)
-    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
-    argv[argv.index("--image") + 1] = bomb
-    line = _fails_early(argv, capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, image=bomb)
     assert "bomb.png" in line and "too large" in line
 
 
 def test_one_pixel_image(tmp_path, inputs, capsys):
     tiny = tmp_path / "dot.png"
     Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tiny)
-    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
-    argv[argv.index("--image") + 1] = tiny
-    line = _fails_early(argv, capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, image=tiny)
     assert "dot.png" in line and "1x1" in line and "larger photo" in line
 
 
 def test_folder_as_image(tmp_path, inputs, capsys):
-    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
-    argv[argv.index("--image") + 1] = tmp_path
-    line = _fails_early(argv, capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, image=tmp_path)
     assert "is a folder, not an image file" in line
 
 
 def test_not_an_image(tmp_path, inputs, capsys):
     fake = tmp_path / "photo.png"
     fake.write_text("this is not a picture")
-    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
-    argv[argv.index("--image") + 1] = fake
-    line = _fails_early(argv, capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, image=fake)
     assert "photo.png" in line and "not an image" in line
 
 
 # -------------------------------------------------------------------------------- audio
-
-def _with_audio(inputs, tmp_path, audio: Path) -> list:
-    argv = _args(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
-    argv[argv.index("--audio") + 1] = audio
-    return argv
-
 
 def test_video_without_audio_track(tmp_path, inputs, capsys):
     clip = tmp_path / "silent_movie.mp4"
@@ -178,40 +165,39 @@ def test_video_without_audio_track(tmp_path, inputs, capsys):
             frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 40 * i, np.uint8), format="rgb24")
             dst.mux(stream.encode(frame))
         dst.mux(stream.encode(None))
-    line = _fails_early(_with_audio(inputs, tmp_path, clip), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, audio=clip)
     assert "silent_movie.mp4 has no audio stream" in line and "soundtrack" in line
 
 
 def test_png_renamed_to_wav(tmp_path, inputs, capsys):
     fake = tmp_path / "speech.wav"
     shutil.copy(inputs["photo"], fake)
-    line = _fails_early(_with_audio(inputs, tmp_path, fake), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, audio=fake)
     assert "speech.wav" in line
 
 
 def test_nan_samples(tmp_path, inputs, capsys):
     wave = (0.3 * np.sin(np.arange(8000) / 5)).astype(np.float32)
     wave[100:200] = np.nan
-    line = _fails_early(_with_audio(inputs, tmp_path, write_wav(tmp_path / "nan.wav", wave)),
-                        capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, audio=write_wav(tmp_path / "nan.wav", wave))
     assert "NaN" in line and "re-export" in line
 
 
 def test_one_millisecond_of_audio(tmp_path, inputs, capsys):
     blip = write_wav(tmp_path / "blip.wav", (np.ones(16) * 8000).astype(np.int16))
-    line = _fails_early(_with_audio(inputs, tmp_path, blip), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, audio=blip)
     assert "1.0 ms" in line and "shorter than one video frame" in line
 
 
 def test_empty_audio(tmp_path, inputs, capsys):
     empty = write_wav(tmp_path / "empty.wav", np.zeros(0, np.int16))
-    line = _fails_early(_with_audio(inputs, tmp_path, empty), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, audio=empty)
     assert "empty.wav" in line and "no audio samples" in line
 
 
 def test_silence_is_named(tmp_path, inputs, capsys):
     quiet = write_wav(tmp_path / "quiet.wav", np.zeros(16000, np.int16))
-    line = _fails_early(_with_audio(inputs, tmp_path, quiet), capsys, tmp_path)
+    line = _fails_early(capsys, inputs, tmp_path, audio=quiet)
     assert "silent" in line
 
 
