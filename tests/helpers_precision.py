@@ -32,6 +32,9 @@ import torch
 #: float32 unit roundoff: |fl(x) − x| ≤ U·|x|.
 U = 2.0 ** -24
 
+#: float64 unit roundoff, for tests of float64 identities.
+U64 = 2.0 ** -53
+
 #: Allowed multiple of the measured float32 error between two float32 evaluations (see module doc).
 FACTOR = 4.0
 

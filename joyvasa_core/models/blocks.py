@@ -14,10 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in float32 if it is a half-precision type, else unchanged (float64 stays float64)."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
+from ..devices import at_least_float32
 
 
 # --------------------------------------------------------------------------- 2-D blocks

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Hourglass, SameBlock2d, at_least_float32
+from ..devices import at_least_float32
+from .blocks import Hourglass, SameBlock2d
 
 #: Variance of the keypoint Gaussians in normalised units (official value).
 KP_VARIANCE = 0.01
