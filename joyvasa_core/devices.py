@@ -54,3 +54,9 @@ def resolve_dtype(precision: str | torch.dtype = "auto",
     if precision != "auto":
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISION_CHOICES}")
     return torch.float16 if torch.device(device).type in ("cuda", "mps") else torch.float32
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 if it is a half-precision type, else unchanged (float64 stays float64,
+    so a float64 module computes its float32 islands in float64: the tests' reference)."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))

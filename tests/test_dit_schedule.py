@@ -7,6 +7,7 @@ import torch
 from joyvasa_core.dit.schedule import SCHEDULE_BUFFERS, DiffusionSchedule, ScheduleBuffers
 from joyvasa_core.parity.fixture import Fixture
 from conftest import PARITY
+from helpers_precision import U, gamma
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +41,19 @@ def test_identities(mode):
     s = DiffusionSchedule.build(37, mode)
     assert s.betas[0] == 0 and s.alpha_bars[0] == 1 and s.sigmas_inflex[1] == 0
     assert (s.alpha_bars[1:] < s.alpha_bars[:-1]).all()
-    torch.testing.assert_close(s.alpha_bars.double(), torch.cumprod(s.alphas.double(), 0), atol=1e-6, rtol=1e-5)
+    cum = torch.cumprod(s.alphas.double(), 0)
+    # exp of a float32 sequential sum of t+1 float32 logs: relative error ≤ U·(1 + (t+2)·|log ab_t|)
+    t = torch.arange(len(cum), dtype=torch.float64)
+    assert ((s.alpha_bars.double() - cum).abs() <= U * (1 + (t + 2) * cum.log().abs()) * cum).all()
     post = (1 - s.alpha_bars[:-1]) / (1 - s.alpha_bars[1:]) * s.betas[1:]
-    torch.testing.assert_close(s.sigmas_inflex[1:] ** 2, post, atol=1e-7, rtol=1e-5)
+    torch.testing.assert_close(s.sigmas_inflex[1:] ** 2, post, atol=0, rtol=gamma(3))  # sqrt, then squared
     torch.testing.assert_close(s.sigmas(1.0), s.sigmas_flex)
     torch.testing.assert_close(s.sigmas(0.5), 0.5 * (s.sigmas_flex + s.sigmas_inflex))
 
 
 def test_cosine_clips_betas():
     s = DiffusionSchedule.build(10, "cosine")
-    assert s.betas[1:].min() >= 1e-4 - 1e-9 and s.betas[-1] == pytest.approx(0.999)
+    assert s.betas[1:].min() >= torch.tensor(1e-4) and s.betas[-1] == torch.tensor(0.999)  # float32 clip ends
 
 
 def test_bad_arguments_raise():

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from joyvasa_core import keypoints as kpm
+from helpers_precision import U, U64, gamma
 
 torch.manual_seed(0)
 
@@ -22,7 +23,8 @@ def test_rotation_is_orthonormal_with_unit_determinant():
     rot = kpm.rotation_matrix(*random_angles(16))
     assert rot.shape == (16, 3, 3)
     eye = torch.eye(3, dtype=rot.dtype).expand_as(rot)
-    torch.testing.assert_close(rot @ rot.transpose(-1, -2), eye, atol=1e-12, rtol=0)
+    # entries: ≤ 6 float64 roundings of cos/sin products; R·Rᵀ: 3-term dots of unit rows
+    torch.testing.assert_close(rot @ rot.transpose(-1, -2), eye, atol=(3 + 2 * 6) * U64, rtol=0)
     torch.testing.assert_close(torch.linalg.det(rot), torch.ones(16, dtype=rot.dtype))
 
 
@@ -59,7 +61,8 @@ def test_headpose_degrees_peaked_and_uniform():
     torch.testing.assert_close(kpm.headpose_logits_to_degrees(logits),
                                torch.tensor([-97.5, -1.5, 97.5]))
     # Uniform bins average to bin 32.5 -> 0 degrees.
-    assert abs(float(kpm.headpose_logits_to_degrees(torch.zeros(1, 66)))) < 1e-4
+    # float32 softmax (U relative) and a 66-term sum of p_i·i ≤ 32.5 in all, ×3: γ_67·97.5 degrees
+    assert abs(float(kpm.headpose_logits_to_degrees(torch.zeros(1, 66)))) <= gamma(67) * 97.5
 
 
 def test_transform_keypoints_drops_tz_and_broadcasts():
@@ -83,7 +86,10 @@ def test_keypoint_info_from_raw_shapes_and_transform():
     # Undo the transform: kp = ((x - t) / s - exp) @ R^T
     t = kpm.drop_tz(info.t)[:, None]
     kp_back = ((x - t) / info.scale[..., None] - info.exp) @ info.rotation().transpose(-1, -2)
-    torch.testing.assert_close(kp_back, info.kp, atol=1e-4, rtol=1e-4)
+    # ~16 float32 roundings (rotation entries, two 3-term products, ±t, ×s, ÷s, ±exp) of values
+    # up to (|x| + |t|) / s
+    bound = gamma(16) * ((x.abs().max() + t.abs().max()) / info.scale.min()).item()
+    torch.testing.assert_close(kp_back, info.kp, atol=bound, rtol=0)
 
 
 class ConstantNet(nn.Module):
@@ -137,8 +143,11 @@ def test_open_ratios_from_landmarks():
     lmk[0, 30], lmk[0, 42] = torch.tensor([24.0, 0.0]), torch.tensor([24.0, 2.0])
     lmk[0, 48], lmk[0, 66] = torch.tensor([0.0, 30.0]), torch.tensor([20.0, 30.0])
     lmk[0, 90], lmk[0, 102] = torch.tensor([10.0, 28.0]), torch.tensor([10.0, 33.0])
-    torch.testing.assert_close(kpm.eye_open_ratio(lmk), torch.tensor([[0.4, 0.25]]), atol=1e-6, rtol=0)
-    torch.testing.assert_close(kpm.lip_open_ratio(lmk), torch.tensor([[0.25]]), atol=1e-6, rtol=0)
+    # integer distances: norms exact; the eps moves ratio = num / den by ratio·RATIO_EPS/den
+    # (≤ 0.05·RATIO_EPS here), plus the division's rounding
+    atol = 0.05 * kpm.RATIO_EPS + gamma(2)
+    torch.testing.assert_close(kpm.eye_open_ratio(lmk), torch.tensor([[0.4, 0.25]]), atol=atol, rtol=0)
+    torch.testing.assert_close(kpm.lip_open_ratio(lmk), torch.tensor([[0.25]]), atol=atol, rtol=0)
 
 
 def test_convex_hull_volume_and_multiplier():
@@ -147,4 +156,5 @@ def test_convex_hull_volume_and_multiplier():
     assert kpm.convex_hull_volume(pts) == pytest.approx(1.0)
     x_s = torch.randn(1, 21, 3)
     # Doubling every coordinate multiplies the volume by 8: multiplier 1/sqrt(8).
-    assert kpm.expression_friendly_multiplier(x_s, 2 * x_s) == pytest.approx(8 ** -0.5, rel=1e-5)
+    # two float64 hull volumes (sums of ≤ 2·21 facet terms: relative ≤ 42·U64 each) under square roots
+    assert kpm.expression_friendly_multiplier(x_s, 2 * x_s) == pytest.approx(8 ** -0.5, rel=2 * 42 * U64)

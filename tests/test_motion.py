@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import PARITY
+from helpers_precision import gamma
 from joyvasa_core.motion import MotionSequence, MotionTemplate, decode_motion, smooth_pose
 from joyvasa_core.parity.fixture import Fixture
 
@@ -94,7 +95,9 @@ def test_rotation_is_orthonormal_and_identity_at_rest():
     seq = random_sequence(8)
     r = seq.rotation()
     assert r.shape == (8, 3, 3)
-    torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3).expand(8, 3, 3), atol=1e-5, rtol=0)
+    # entries: ≤ 8 float32 roundings (cos/sin within one ulp, products, sums); R·Rᵀ: 3-term dots
+    torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3).expand(8, 3, 3), atol=gamma(3 + 2 * 8),
+                               rtol=0)
     zero = MotionSequence(exp=seq.exp, scale=seq.scale, t=seq.t, pitch=torch.zeros(8),
                           yaw=torch.zeros(8), roll=torch.zeros(8))
     assert torch.equal(zero.rotation(), torch.eye(3).expand(8, 3, 3))

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from ..cuda_graph import GraphReplayer, modules_signature
+from ..devices import at_least_float32
 from .denoiser import DenoisingNetwork, PeVariant
 from .model import MotionGenerator
 from .schedule import DiffusionSchedule
@@ -143,7 +144,7 @@ def dynamic_threshold(preds: Tensor, threshold: Threshold) -> Tensor:
     values, clamped to ``[min, max]``; rows are the CFG entries, before guidance.
     """
     ratio, low, high = threshold
-    s = torch.quantile(preds.abs().flatten(1).float(), ratio, dim=1).clamp(low, high)
+    s = torch.quantile(at_least_float32(preds.abs().flatten(1)), ratio, dim=1).clamp(low, high)
     s = s.to(preds.dtype)[:, None, None]
     return torch.clamp(preds, -s, s)
 
@@ -183,7 +184,8 @@ def guided_denoiser(model: MotionGenerator, audio_feat: Tensor, prev_motion: Ten
                     *, cfg_scale: float | None, cfg_mode: CfgMode = "incremental",
                     pe_variant: PeVariant = "head", threshold: Threshold | None = None,
                     cuda_graphs: bool = False) -> Denoiser:
-    """The CFG denoiser of one window: ``denoise(x_t [B, n, D], t) -> [B, n, D]`` float32.
+    """The CFG denoiser of one window: ``denoise(x_t [B, n, D], t) -> [B, n, D]`` float32
+    (float64 for a float64 model, the tests' reference).
 
     The network sees the batch ``[null audio; audio]`` (2B) with the context twice, in
     the model's dtype; ``threshold`` (see :func:`dynamic_threshold`) and the combination
@@ -206,8 +208,8 @@ def guided_denoiser(model: MotionGenerator, audio_feat: Tensor, prev_motion: Ten
 
     def denoise(x_t: Tensor, t: int) -> Tensor:
         step = torch.full((k * batch,), t, dtype=torch.long, device=x_t.device)
-        out = network(torch.cat([x_t] * k, dim=0).to(dtype), audio_in, prev_motion_in, prev_audio_in,
-                      step)[:, -n:].float()
+        out = at_least_float32(network(torch.cat([x_t] * k, dim=0).to(dtype), audio_in, prev_motion_in,
+                                       prev_audio_in, step)[:, -n:])
         if threshold is not None:
             out = dynamic_threshold(out, threshold)
         return cfg_combine(out.view(k, batch, *out.shape[1:]), scales, cfg_mode)
@@ -259,7 +261,7 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
         return_trajectory: also return ``[x_T, x_after_step_0, ...]`` (float32).
 
     Returns:
-        ``[B, n, D]`` float32 motion (and the trajectory if asked).
+        ``[B, n, D]`` float32 motion (and the trajectory if asked); float64 for a float64 model.
     """
     schedule = model.diffusion_sched.schedule()
     num_steps = schedule.num_steps
@@ -292,7 +294,7 @@ def sample_window(model: MotionGenerator, audio_feat: Tensor, prev_motion: Tenso
     else:
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
 
-    x = x_T.float()
+    x = x_T.to(torch.promote_types(model.denoising_net.feature_proj.weight.dtype, torch.float32))
     trajectory = [x]
     last = len(grid) - 2
     for k, (t, s) in enumerate(zip(grid[:-1], grid[1:])):

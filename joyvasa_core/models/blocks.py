@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import at_least_float32
+
 
 # --------------------------------------------------------------------------- 2-D blocks
 
@@ -236,7 +238,7 @@ class SPADE(nn.Module):
 
     x: [B, norm_nc, H, W]; seg: [B or 1, label_nc, h, w], resized to (H, W) with
     nearest interpolation when it differs. The parameter-free instance norm
-    (eps 1e-5) is computed in float32 for half-precision inputs.
+    (eps 1e-5) is computed in float32 (at least) for half-precision inputs.
     """
 
     def __init__(self, norm_nc: int, label_nc: int, hidden: int = 128):
@@ -246,7 +248,7 @@ class SPADE(nn.Module):
         self.mlp_beta = nn.Conv2d(hidden, norm_nc, 3, padding=1)
 
     def forward(self, x: torch.Tensor, seg: torch.Tensor) -> torch.Tensor:
-        normalized = F.instance_norm(x.float(), eps=1e-5).to(x.dtype)
+        normalized = F.instance_norm(at_least_float32(x), eps=1e-5).to(x.dtype)
         if seg.shape[-2:] != x.shape[-2:]:
             seg = F.interpolate(seg, size=x.shape[-2:], mode="nearest")
         actv = self.mlp_shared(seg)

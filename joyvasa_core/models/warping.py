@@ -6,7 +6,8 @@ inward), the convention of ``grid_sample(align_corners=False)``. Keypoints are
 
 Precision: coordinate grids, Gaussian heatmaps, every ``grid_sample``, the
 mask softmax and the deformation field are computed in float32 whatever the
-module dtype; convolutions run in the module dtype (fp32/fp16/bf16).
+module dtype (float64 in a float64 module, the tests' reference); convolutions
+run in the module dtype (fp32/fp16/bf16).
 
 Batching: a feature volume with batch 1 is shared by a batch of B keypoint
 sets without being copied B times (the B·K sampling grids are stacked along
@@ -20,15 +21,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..devices import at_least_float32
 from .blocks import Hourglass, SameBlock2d
 
 #: Variance of the keypoint Gaussians in normalised units (official value).
 KP_VARIANCE = 0.01
 
 
-def coordinate_grid(depth: int, height: int, width: int, device: torch.device | str) -> torch.Tensor:
-    """Voxel-corner grid in [-1, 1], float32: [D, H, W, 3] with (x, y, z) in the last axis."""
-    axes = [2 * (torch.arange(n, dtype=torch.float32, device=device) / (n - 1)) - 1
+def coordinate_grid(depth: int, height: int, width: int, device: torch.device | str,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Voxel-corner grid in [-1, 1]: [D, H, W, 3] with (x, y, z) in the last axis."""
+    axes = [2 * (torch.arange(n, dtype=dtype, device=device) / (n - 1)) - 1
             for n in (depth, height, width)]
     z, y, x = torch.meshgrid(*axes, indexing="ij")
     return torch.stack([x, y, z], dim=-1)
@@ -43,7 +46,7 @@ def sample_volume(volume: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """
     b, n, do, ho, wo, _ = grid.shape
     c = volume.shape[1]
-    vol32, grid32 = volume.float(), grid.float()
+    vol32, grid32 = at_least_float32(volume), at_least_float32(grid)
     if volume.shape[0] == 1:
         out = F.grid_sample(vol32, grid32.reshape(1, b * n * do, ho, wo, 3),
                             mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -59,7 +62,7 @@ def sample_volume(volume: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 def keypoint_gaussians(kp: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """exp(-|grid - kp|² / (2·KP_VARIANCE)): kp [B, K, 3], grid [D, H, W, 3] -> [B, K, D, H, W] float32."""
-    diff = grid - kp.float()[:, :, None, None, None, :]
+    diff = grid - at_least_float32(kp)[:, :, None, None, None, :]
     return torch.exp(-0.5 * diff.pow(2).sum(-1) / KP_VARIANCE)
 
 
@@ -92,8 +95,8 @@ class DenseMotionNetwork(nn.Module):
         """grid [D,H,W,3]; kp_driving [B,K,3]; kp_source [B or 1,K,3] -> [B, K+1, D, H, W, 3] float32."""
         b = kp_driving.shape[0]
         ident = grid[None, None]
-        per_kp = (ident - kp_driving.float()[:, :, None, None, None, :]) \
-            + kp_source.float()[:, :, None, None, None, :]
+        per_kp = (ident - at_least_float32(kp_driving)[:, :, None, None, None, :]) \
+            + at_least_float32(kp_source)[:, :, None, None, None, :]
         return torch.cat([ident.expand(b, 1, *grid.shape), per_kp], dim=1)
 
     def forward(self, feature: torch.Tensor, kp_driving: torch.Tensor,
@@ -104,7 +107,7 @@ class DenseMotionNetwork(nn.Module):
         compressed = F.relu(self.norm(self.compress(feature)))
         _, _, d, h, w = compressed.shape
         b = kp_driving.shape[0]
-        grid = coordinate_grid(d, h, w, feature.device)
+        grid = coordinate_grid(d, h, w, feature.device, at_least_float32(compressed).dtype)
 
         motions = self.sparse_motions(grid, kp_driving, kp_source)
         deformed = sample_volume(compressed, motions)                      # [B, K+1, c, D, H, W]
@@ -113,7 +116,7 @@ class DenseMotionNetwork(nn.Module):
         hourglass_in = torch.cat([heat.unsqueeze(2), deformed], dim=2).reshape(b, -1, d, h, w)
         prediction = self.hourglass(hourglass_in)
 
-        mask = F.softmax(self.mask(prediction).float(), dim=1)            # [B, K+1, D, H, W]
+        mask = F.softmax(at_least_float32(self.mask(prediction)), dim=1)            # [B, K+1, D, H, W]
         out = {"mask": mask, "deformation": (motions * mask.unsqueeze(-1)).sum(dim=1)}
         if self.occlusion is not None:
             out["occlusion_map"] = torch.sigmoid(self.occlusion(prediction.reshape(b, -1, h, w)))
