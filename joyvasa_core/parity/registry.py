@@ -22,6 +22,7 @@ HANDLER_MODULES = (
     "joyvasa_core.parity.dit",
     "joyvasa_core.parity.audio_motion",
     "joyvasa_core.parity.crop",
+    "joyvasa_core.parity.edits",
 )
 
 _HANDLERS: dict[str, Handler] = {}
@@ -38,6 +39,9 @@ TOLERANCES: list[tuple[str, str, float, float]] = [
     ("gen_motion_sequence_e2e", "*", 1e-3, 1e-3),
     ("crop", "*img_crop*", 1.0, 0.0),      # uint8 images: +-1 level
     ("crop", "paste_back", 1.0, 0.0),
+    # Plain float32 arithmetic (reference README section 5); the stored float32 sliders are
+    # themselves rounded from the reference's float64 values: one float32 ulp of the angle.
+    ("expression_edit", "*", 1e-6, 1.2e-7),
     ("*", "*", 1e-4, 1e-4),
 ]
 

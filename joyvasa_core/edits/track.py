@@ -1,0 +1,49 @@
+"""The edits stage: slider tracks summed and turned into keypoint offsets per frame.
+
+Anything with ``sliders(times [T] seconds) -> [T, 12]`` float64 (a
+:class:`~.timeline.Timeline`, :class:`~.blink.Blinks`, ...) is a slider track.
+:class:`Edits` adds its tracks' slider values (slider semantics are piecewise
+linear in the *sum*, as on the editor) and maps them through
+:func:`~.sliders.slider_offsets`. It is evaluated per chunk of frames, so the
+same edits serve a whole clip and a stream.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from .sliders import SLIDER_NAMES, KeypointEdit, slider_offsets
+
+
+class SliderTrack(Protocol):
+    def sliders(self, times: torch.Tensor) -> torch.Tensor:
+        """Slider values ``[T, 12]`` float64 at ``times [T]`` seconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class Edits:
+    """A sum of slider tracks. ``edits + other`` combines two."""
+
+    tracks: tuple[SliderTrack, ...] = ()
+
+    def __add__(self, other: "Edits") -> "Edits":
+        return Edits(self.tracks + other.tracks)
+
+    def sliders(self, times: torch.Tensor) -> torch.Tensor:
+        """Summed slider values ``[T, 12]`` float64 (CPU) at ``times [T]`` seconds."""
+        total = torch.zeros(times.shape[0], len(SLIDER_NAMES), dtype=torch.float64)
+        for track in self.tracks:
+            total = total + track.sliders(times)
+        return total
+
+    def at(self, times: torch.Tensor) -> KeypointEdit:
+        """Offsets at ``times [T]`` seconds: ``delta_exp [T, 21, 3]``, ``delta_rot [T, 3]`` (degrees),
+        float64 on the CPU (the caller moves them to its device and dtype)."""
+        return slider_offsets(self.sliders(times.detach().to("cpu", torch.float64)))
+
+    def at_frames(self, frames: torch.Tensor, fps: float) -> KeypointEdit:
+        """Offsets for frame indices ``frames [T]`` of a sequence at ``fps`` (frame i at i / fps s)."""
+        return self.at(frames.to(torch.float64) / fps)
