@@ -22,6 +22,7 @@ from .devices import DEVICE_CHOICES, PRECISION_CHOICES
 from .dit.denoiser import PE_VARIANTS
 from .dit.samplers import SAMPLERS
 from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
+from .edits.blink import DEFAULT_RATE as DEFAULT_BLINK_RATE
 from .render import RenderOptions
 
 EXIT_ERROR = 1
@@ -36,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--image", required=True, type=Path, help="portrait photo (PNG, JPEG, ...)")
     io.add_argument("--audio", required=True, type=Path,
                     help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes)")
-    io.add_argument("--output", required=True, type=Path, help="MP4 file to write")
+    io.add_argument("--output", type=Path,
+                    help="MP4 file to write (required unless --save-keypoints is given)")
     io.add_argument("--save-motion", type=Path, metavar="FILE",
                     help="also save the generated motion (.safetensors)")
 
@@ -83,6 +85,24 @@ def build_parser() -> argparse.ArgumentParser:
     drive.add_argument("--no-relative-motion", action="store_true")
     drive.add_argument("--driving-multiplier", type=float, default=1.0)
 
+    edit = p.add_argument_group(
+        "expression control",
+        "edits applied to the driving keypoints before stitching (syntax: README, "
+        "'Expression control')")
+    edit.add_argument("--expression", type=_edit_text, metavar="TEXT",
+                      help="slider constants and keyframes, e.g. 'smile=0.8, rotate_yaw=5' or "
+                           "'smile: 0s=0, 2s=0.8 ease-in-out; blink=-3'")
+    edit.add_argument("--blink", default="off", type=_blink_text, metavar="auto|off|TIMES",
+                      help="natural blinks: auto (seeded by --seed), off (default), or blink "
+                           "start times like '1.2, 3.5s'")
+    edit.add_argument("--blink-rate", type=float, default=DEFAULT_BLINK_RATE,
+                      help="automatic blinks per minute (default %(default)g)")
+    edit.add_argument("--blink-strength", type=float, default=1.0,
+                      help="how far a blink closes the eyes (1 = closed)")
+    edit.add_argument("--save-keypoints", type=Path, metavar="FILE",
+                      help="write the driving keypoints (safetensors: x_d [T,21,3] as rendered, "
+                           "x_s [21,3]); without --output nothing is rendered")
+
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int,
                      help="frames rendered at once (default: from free GPU memory; 4 on CPU)")
@@ -91,6 +111,46 @@ def build_parser() -> argparse.ArgumentParser:
                           "CUDA graphs (fewer kernel launches; same numbers)")
     run.add_argument("--debug", action="store_true", help="print tracebacks")
     return p
+
+
+def _edit_text(text: str) -> str:
+    """Checks ``--expression`` while the arguments are parsed (before any model loads)."""
+    from .edits import parse_timeline
+
+    try:
+        parse_timeline(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _blink_text(text: str) -> str:
+    """Checks ``--blink``: auto, off, or start times."""
+    from .edits import parse_times
+
+    if text.strip().lower() not in ("auto", "off"):
+        try:
+            parse_times(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{exc}\n  (use auto, off or times like '1.2, 3.5s')") \
+                from None
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed and cross-checked arguments (argparse's usage error on a mistake)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output is None and args.save_keypoints is None:
+        parser.error("the following arguments are required: --output "
+                     "(or --save-keypoints FILE alone for keypoints without rendering)")
+    from .edits import Blinks
+
+    try:
+        Blinks(rate=args.blink_rate, strength=args.blink_strength)
+    except ValueError as exc:
+        parser.error(f"argument --blink-rate/--blink-strength: {exc}")
+    return args
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -130,8 +190,10 @@ class _StageLog:
 
 
 def run(args: argparse.Namespace) -> Path:
-    """Do the job described by parsed arguments; returns the written MP4's path."""
+    """Do the job described by parsed arguments; returns the written MP4's path
+    (the keypoint file's in keypoints-only mode)."""
     from . import pipeline
+    from .edits import build_edits
     from .audio import load_audio_file
     from .face.image_io import load_image
 
@@ -163,18 +225,37 @@ def run(args: argparse.Namespace) -> Path:
                                       progress=log.progress("motion"))
     if args.save_motion is not None:
         motion.save(args.save_motion)
+    edits = build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
+                        blink_strength=args.blink_strength, seed=args.seed,
+                        duration=len(motion) / motion.fps)
+    if args.save_keypoints is not None:
+        _save_keypoints(args.save_keypoints, face.x_s,
+                        pipeline.driving_keypoints(models, face, motion, driving, edits=edits))
+        log.stage(f"wrote {args.save_keypoints}")
+        if args.output is None:
+            return args.save_keypoints
     log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")
     out = pipeline.render_to_file(models, face, motion, waveform, sample_rate, args.output,
                                   driving, batch_size=args.batch_size, paste=not args.crop_only,
                                   render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
-                                  progress=log.progress("frames"))
+                                  progress=log.progress("frames"), edits=edits)
     log.stage(f"wrote {out}")
     return out
 
 
+def _save_keypoints(path: Path, x_s, x_d) -> None:
+    """``x_d`` [T, 21, 3] and ``x_s`` [21, 3], float32, as safetensors."""
+    import torch
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"x_d": x_d.to("cpu", torch.float32).contiguous(),
+               "x_s": x_s.reshape(-1, 3).to("cpu", torch.float32).contiguous()}, str(path))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     # Library warnings are progress information here; stderr is kept for the one error line.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         stream=sys.stdout, format="%(levelname)s: %(message)s")

@@ -7,7 +7,8 @@
 from .blink import Blinks
 from .sliders import SLIDER_NAMES, SLIDER_RANGES, KeypointEdit, slider_offsets
 from .timeline import EASINGS, EditSyntaxError, Timeline, parse_timeline, parse_times
-from .track import Edits
+from .track import Edits, build_edits
 
 __all__ = ["Blinks", "SLIDER_NAMES", "SLIDER_RANGES", "KeypointEdit", "slider_offsets", "EASINGS",
-           "EditSyntaxError", "Timeline", "parse_timeline", "parse_times", "Edits"]
+           "EditSyntaxError", "Timeline", "parse_timeline", "parse_times", "Edits",
+           "build_edits"]

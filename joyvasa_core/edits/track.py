@@ -14,7 +14,9 @@ from typing import Protocol
 
 import torch
 
+from .blink import DEFAULT_RATE, Blinks
 from .sliders import SLIDER_NAMES, KeypointEdit, slider_offsets
+from .timeline import parse_timeline, parse_times
 
 
 class SliderTrack(Protocol):
@@ -47,3 +49,27 @@ class Edits:
     def at_frames(self, frames: torch.Tensor, fps: float) -> KeypointEdit:
         """Offsets for frame indices ``frames [T]`` of a sequence at ``fps`` (frame i at i / fps s)."""
         return self.at(frames.to(torch.float64) / fps)
+
+
+def build_edits(expression: str | None = None, blink: str = "off", *,
+                blink_rate: float = DEFAULT_RATE, blink_strength: float = 1.0, seed: int = 0,
+                duration: float | None = None) -> Edits | None:
+    """Edits from the user-facing options (the command line's and the nodes').
+
+    expression: edit text (:mod:`.timeline`); blink: ``"off"``, ``"auto"``
+    (seeded natural blinks) or blink start times like ``"1.2, 3.5s"``;
+    duration: the clip's length in seconds (no automatic blink in its last
+    half second; None for an open-ended stream). None when nothing is edited.
+    Raises :class:`~.timeline.EditSyntaxError` / ValueError naming the mistake.
+    """
+    tracks: list[SliderTrack] = []
+    if expression and expression.strip():
+        timeline = parse_timeline(expression)
+        if not timeline.is_empty:
+            tracks.append(timeline)
+    mode = blink.strip().lower()
+    if mode == "auto":
+        tracks.append(Blinks(rate=blink_rate, strength=blink_strength, seed=seed, end=duration))
+    elif mode not in ("off", ""):
+        tracks.append(Blinks(times=parse_times(blink), strength=blink_strength, end=duration))
+    return Edits(tuple(tracks)) if tracks else None
