@@ -99,6 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="automatic blinks per minute (default %(default)g)")
     edit.add_argument("--blink-strength", type=float, default=1.0,
                       help="how far a blink closes the eyes (1 = closed)")
+    edit.add_argument("--strength", type=_strength_text, metavar="TEXT",
+                      help="strength of each region of the generated motion (edit syntax over "
+                           "lips, eyes, brows, expression, pitch, yaw, roll, translation; "
+                           "1 = as generated), e.g. 'yaw=0.5, roll=0, eyes=1.2'")
+    edit.add_argument("--pose-from", type=Path, metavar="VIDEO|MOTION.safetensors",
+                      help="take the head pose from a driving video or a saved motion "
+                           "(ping-pong looped or trimmed to the speech)")
+    edit.add_argument("--pose-eyes", action="store_true",
+                      help="with --pose-from: take the eyes and brows from it too")
+    edit.add_argument("--expression-from", type=Path, metavar="PHOTO",
+                      help="add a reference face's expression (minus the source's), outside "
+                           "the lips")
+    edit.add_argument("--expression-from-strength", type=float, default=1.0, metavar="F",
+                      help="strength of --expression-from (default 1)")
     edit.add_argument("--save-keypoints", type=Path, metavar="FILE",
                       help="write the driving keypoints (safetensors: x_d [T,21,3] as rendered, "
                            "x_s [21,3]); without --output nothing is rendered")
@@ -119,6 +133,17 @@ def _edit_text(text: str) -> str:
 
     try:
         parse_timeline(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _strength_text(text: str) -> str:
+    """Checks ``--strength`` while the arguments are parsed."""
+    from .edits import parse_strengths
+
+    try:
+        parse_strengths(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
@@ -150,6 +175,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         Blinks(rate=args.blink_rate, strength=args.blink_strength)
     except ValueError as exc:
         parser.error(f"argument --blink-rate/--blink-strength: {exc}")
+    for option in ("pose_from", "expression_from"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            parser.error(f"argument --{option.replace('_', '-')}: file not found: {path}")
     return args
 
 
@@ -225,9 +254,18 @@ def run(args: argparse.Namespace) -> Path:
                                       progress=log.progress("motion"))
     if args.save_motion is not None:
         motion.save(args.save_motion)
+    motion = _mixed_motion(args, models, motion)
     edits = build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
                         blink_strength=args.blink_strength, seed=args.seed,
                         duration=len(motion) / motion.fps)
+    if args.expression_from is not None:
+        from .edits import Edits, ExpressionOffset
+
+        reference = pipeline.extract_face(models, load_image(args.expression_from),
+                                          face_backend=args.face_backend)
+        offset = ExpressionOffset.from_faces(reference.source, face.source,
+                                             args.expression_from_strength)
+        edits = (edits or Edits()) + Edits(offset_tracks=(offset,))
     if args.save_keypoints is not None:
         _save_keypoints(args.save_keypoints, face.x_s,
                         pipeline.driving_keypoints(models, face, motion, driving, edits=edits))
@@ -241,6 +279,28 @@ def run(args: argparse.Namespace) -> Path:
                                   progress=log.progress("frames"), edits=edits)
     log.stage(f"wrote {out}")
     return out
+
+
+def _mixed_motion(args: argparse.Namespace, models, motion):
+    """The generated motion with ``--pose-from`` mixed in and ``--strength`` applied."""
+    from .edits import apply_strengths, mix_motion, parse_strengths
+    from .motion import MotionSequence
+
+    if args.pose_from is not None:
+        if args.pose_from.suffix.lower() == ".safetensors":
+            other = MotionSequence.load(args.pose_from)
+        else:
+            from . import pipeline
+            from .video import read_video_frames
+
+            frames, fps = read_video_frames(args.pose_from,
+                                            max_frames=int(len(motion) / motion.fps * 120) + 1)
+            other = pipeline.motion_from_video(models, frames, face_backend=args.face_backend,
+                                               face_index=args.face_index, fps=fps)
+        motion = mix_motion(motion, other, eyes=args.pose_eyes)
+    if args.strength is not None:
+        motion = apply_strengths(motion, parse_strengths(args.strength))
+    return motion
 
 
 def _save_keypoints(path: Path, x_s, x_d) -> None:

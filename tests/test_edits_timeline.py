@@ -53,7 +53,7 @@ def test_ease_is_monotone_and_ends_at_zero_and_one():
 @pytest.mark.parametrize("text, column, message", [
     ("smiel=0.8", 1, "unknown slider 'smiel'"),
     ("smile=0.8, rotate_yaw=x", 23, "expected a value for 'rotate_yaw'"),
-    ("smile=2", 7, "outside the slider's range -0.3..1.3"),
+    ("smile=2", 7, "outside the range -0.3..1.3"),
     ("smile: 1s=0, 0.5s=1", 14, "key times must increase"),
     ("smile: 0s=0, 1s=1 bounce", 19, "unknown easing 'bounce'"),
     ("smile=0.3, smile=0.2", 12, "given twice"),

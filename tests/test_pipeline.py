@@ -192,3 +192,23 @@ def test_edits_are_evaluated_per_chunk_and_show_on_frame_0(models, face, motion)
                                       edits=edits))
     unedited = next(pipeline.iter_frames(models, face, short[:2], driving, batch_size=2, paste=False))
     assert (first[0] - unedited[0]).abs().max() > 1e-3
+
+
+def test_expression_from_a_reference_photo(models, face, motion):
+    """M on a reference face; its expression minus the source's lands outside the lips."""
+    import skimage.data
+
+    from joyvasa_core.config import LIP_INDICES
+    from joyvasa_core.edits import Edits, ExpressionOffset
+
+    reference = pipeline.extract_face(models, skimage.data.chelsea(), face_backend="none")
+    offset = ExpressionOffset.from_faces(reference.source, face.source, strength=0.8)
+    driving = DrivingSettings(driving_option="pose-friendly", flag_stitching=False)
+    short = motion[:6]
+    edited = pipeline.driving_keypoints(models, face, short, driving,
+                                        edits=Edits(offset_tracks=(offset,)))
+    plain = pipeline.driving_keypoints(models, face, short, driving)
+    scale = face.source.scale * short.scale / short.scale[:1]            # [T, 1]
+    expected = 0.8 * (reference.source.exp - face.source.exp)[0]
+    expected[list(LIP_INDICES)] = 0
+    torch.testing.assert_close(edited - plain, scale[..., None] * expected, rtol=0, atol=2e-6)

@@ -21,7 +21,7 @@ under the faulty spot.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -80,16 +80,25 @@ class Curve:
 
 @dataclass(frozen=True)
 class Timeline:
-    """Slider curves by name; evaluate with :meth:`sliders`."""
+    """Curves by name over the controls ``names`` (default: the sliders); a control
+    that has no curve takes ``default``. Evaluate with :meth:`values` / :meth:`sliders`."""
 
     curves: dict[str, Curve]
+    names: tuple[str, ...] = SLIDER_NAMES
+    default: float = 0.0
+
+    def values(self, times: torch.Tensor) -> torch.Tensor:
+        """Values ``[T, len(names)]`` float64 at ``times [T]`` seconds."""
+        out = torch.full((times.shape[0], len(self.names)), self.default, dtype=torch.float64)
+        for name, curve in self.curves.items():
+            out[:, self.names.index(name)] = curve(times)
+        return out
 
     def sliders(self, times: torch.Tensor) -> torch.Tensor:
         """Slider values ``[T, 12]`` float64 (order :data:`SLIDER_NAMES`) at ``times [T]`` seconds."""
-        out = torch.zeros(times.shape[0], len(SLIDER_NAMES), dtype=torch.float64)
-        for name, curve in self.curves.items():
-            out[:, SLIDER_NAMES.index(name)] = curve(times)
-        return out
+        if self.names != SLIDER_NAMES:
+            raise ValueError(f"this timeline controls {self.names}, not the expression sliders")
+        return self.values(times)
 
     @property
     def is_empty(self) -> bool:
@@ -102,9 +111,11 @@ _UNIT = re.compile(r"ms|s")
 
 
 class _Parser:
-    def __init__(self, text: str, names: Sequence[str]) -> None:
+    def __init__(self, text: str, names: Sequence[str],
+                 ranges: Mapping[str, tuple[float, float]] | None = None) -> None:
         self.text = text
         self.names = tuple(names)
+        self.ranges = SLIDER_RANGES if ranges is None else ranges
         self.pos = 0
 
     def error(self, message: str, position: int | None = None) -> EditSyntaxError:
@@ -193,14 +204,15 @@ class _Parser:
     def slider_name(self) -> tuple[str, int]:
         name, start = self.word("a slider name")
         if name not in self.names:
-            raise self.error(f"unknown slider {name!r}; the sliders are {', '.join(self.names)}",
+            kind = "slider" if self.names == SLIDER_NAMES else "name"
+            raise self.error(f"unknown {kind} {name!r}; the {kind}s are {', '.join(self.names)}",
                              start)
         return name, start
 
     def checked(self, name: str, value: float, at: int) -> float:
-        low, high = SLIDER_RANGES.get(name, (-float("inf"), float("inf")))
+        low, high = self.ranges.get(name, (-float("inf"), float("inf")))
         if not low <= value <= high:
-            raise self.error(f"{name}={value:g} is outside the slider's range {low:g}..{high:g}", at)
+            raise self.error(f"{name}={value:g} is outside the range {low:g}..{high:g}", at)
         return value
 
     def constant(self, name: str, value: float, at: int) -> Curve:
@@ -250,9 +262,14 @@ def parse_times(text: str) -> list[float]:
     return times
 
 
-def parse_timeline(text: str, names: Sequence[str] = SLIDER_NAMES) -> Timeline:
+def parse_timeline(text: str, names: Sequence[str] = SLIDER_NAMES,
+                   ranges: Mapping[str, tuple[float, float]] | None = None,
+                   default: float = 0.0) -> Timeline:
     """Parse edit text (see the module docstring) into a :class:`Timeline`.
 
-    Raises :class:`EditSyntaxError` pointing at the first mistake.
+    names / ranges / default: the controls the text may name, their allowed
+    values and the value of one not named (default: the expression sliders,
+    their ranges, 0). Raises :class:`EditSyntaxError` pointing at the first mistake.
     """
-    return Timeline(_Parser(text, names).parse())
+    names = tuple(names)
+    return Timeline(_Parser(text, names, ranges).parse(), names, default)

@@ -3,8 +3,9 @@
 Anything with ``sliders(times [T] seconds) -> [T, 12]`` float64 (a
 :class:`~.timeline.Timeline`, :class:`~.blink.Blinks`, ...) is a slider track.
 :class:`Edits` adds its tracks' slider values (slider semantics are piecewise
-linear in the *sum*, as on the editor) and maps them through
-:func:`~.sliders.slider_offsets`. It is evaluated per chunk of frames, so the
+linear in the *sum*, as on the editor), maps them through
+:func:`~.sliders.slider_offsets`, and adds the offsets of its offset tracks
+(``offsets(times) -> KeypointEdit``). It is evaluated per chunk of frames, so the
 same edits serve a whole clip and a stream.
 """
 from __future__ import annotations
@@ -25,14 +26,22 @@ class SliderTrack(Protocol):
         ...
 
 
+class OffsetTrack(Protocol):
+    def offsets(self, times: torch.Tensor) -> KeypointEdit:
+        """Keypoint offsets (float64, CPU) at ``times [T]`` seconds."""
+        ...
+
+
 @dataclass(frozen=True)
 class Edits:
-    """A sum of slider tracks. ``edits + other`` combines two."""
+    """A sum of slider tracks and of offset tracks (offsets given directly, e.g.
+    :class:`~.mixing.ExpressionOffset`). ``edits + other`` combines two."""
 
     tracks: tuple[SliderTrack, ...] = ()
+    offset_tracks: tuple[OffsetTrack, ...] = ()
 
     def __add__(self, other: "Edits") -> "Edits":
-        return Edits(self.tracks + other.tracks)
+        return Edits(self.tracks + other.tracks, self.offset_tracks + other.offset_tracks)
 
     def sliders(self, times: torch.Tensor) -> torch.Tensor:
         """Summed slider values ``[T, 12]`` float64 (CPU) at ``times [T]`` seconds."""
@@ -44,7 +53,11 @@ class Edits:
     def at(self, times: torch.Tensor) -> KeypointEdit:
         """Offsets at ``times [T]`` seconds: ``delta_exp [T, 21, 3]``, ``delta_rot [T, 3]`` (degrees),
         float64 on the CPU (the caller moves them to its device and dtype)."""
-        return slider_offsets(self.sliders(times.detach().to("cpu", torch.float64)))
+        times = times.detach().to("cpu", torch.float64)
+        edit = slider_offsets(self.sliders(times))
+        for track in self.offset_tracks:
+            edit = edit + track.offsets(times)
+        return edit
 
     def at_frames(self, frames: torch.Tensor, fps: float) -> KeypointEdit:
         """Offsets for frame indices ``frames [T]`` of a sequence at ``fps`` (frame i at i / fps s)."""
