@@ -89,17 +89,17 @@ def build_parser() -> argparse.ArgumentParser:
         "expression control",
         "edits applied to the driving keypoints before stitching (syntax: README, "
         "'Expression control')")
-    edit.add_argument("--expression", type=_edit_text, metavar="TEXT",
+    edit.add_argument("--expression", type=_checked_text("expression"), metavar="TEXT",
                       help="slider constants and keyframes, e.g. 'smile=0.8, rotate_yaw=5' or "
                            "'smile: 0s=0, 2s=0.8 ease-in-out; blink=-3'")
-    edit.add_argument("--blink", default="off", type=_blink_text, metavar="auto|off|TIMES",
+    edit.add_argument("--blink", default="off", type=_checked_text("blink"), metavar="auto|off|TIMES",
                       help="natural blinks: auto (seeded by --seed), off (default), or blink "
                            "start times like '1.2, 3.5s'")
     edit.add_argument("--blink-rate", type=float, default=DEFAULT_BLINK_RATE,
                       help="automatic blinks per minute (default %(default)g)")
     edit.add_argument("--blink-strength", type=float, default=1.0,
                       help="how far a blink closes the eyes (1 = closed)")
-    edit.add_argument("--strength", type=_strength_text, metavar="TEXT",
+    edit.add_argument("--strength", type=_checked_text("strength"), metavar="TEXT",
                       help="strength of each region of the generated motion (edit syntax over "
                            "lips, eyes, brows, expression, pitch, yaw, roll, translation; "
                            "1 = as generated), e.g. 'yaw=0.5, roll=0, eyes=1.2'")
@@ -127,39 +127,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _edit_text(text: str) -> str:
-    """Checks ``--expression`` while the arguments are parsed (before any model loads)."""
-    from .edits import parse_timeline
+def _checked_text(kind: str):
+    """An argparse type that checks edit text while the arguments are parsed (before any
+    model loads) and keeps it as text. kind: ``expression``, ``strength`` or ``blink``."""
+    def check(text: str) -> str:
+        from .edits import parse_strengths, parse_timeline, parse_times
 
-    try:
-        parse_timeline(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _strength_text(text: str) -> str:
-    """Checks ``--strength`` while the arguments are parsed."""
-    from .edits import parse_strengths
-
-    try:
-        parse_strengths(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
-def _blink_text(text: str) -> str:
-    """Checks ``--blink``: auto, off, or start times."""
-    from .edits import parse_times
-
-    if text.strip().lower() not in ("auto", "off"):
         try:
-            parse_times(text)
+            if kind == "expression":
+                parse_timeline(text)
+            elif kind == "strength":
+                parse_strengths(text)
+            elif text.strip().lower() not in ("auto", "off"):
+                parse_times(text)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{exc}\n  (use auto, off or times like '1.2, 3.5s')") \
-                from None
-    return text
+            hint = "\n  (use auto, off or times like '1.2, 3.5s')" if kind == "blink" else ""
+            raise argparse.ArgumentTypeError(f"{exc}{hint}") from None
+        return text
+    return check
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
