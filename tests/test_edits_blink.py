@@ -89,3 +89,17 @@ def test_blinks_move_only_eye_and_brow_keypoints():
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Blinks(**kwargs)
+
+
+def test_edits_until_sets_the_clip_end_of_blinks():
+    from joyvasa_core.edits import parse_timeline
+
+    t = torch.arange(0, 6, 0.04, dtype=torch.float64)
+    open_ended = Edits((Blinks(seed=3, rate=60), parse_timeline("smile=0.5")))
+    bounded = open_ended.until(6.0)
+    blink = SLIDER_NAMES.index("blink")
+    assert open_ended.sliders(t)[t > 5.5, blink].abs().max() > 0
+    assert bounded.sliders(t)[t > 5.5, blink].abs().max() == 0
+    # the rest of the clip is unchanged, and so is the smile track
+    early = t < 4.5
+    assert torch.equal(bounded.sliders(t)[early], open_ended.sliders(t)[early])

@@ -49,13 +49,19 @@ class Blinks:
             raise ValueError(f"blink strength must be in [0, 2] (1 = closed eyes), got {strength:g}")
         if times is not None and any(t < 0 for t in times):
             raise ValueError(f"blink times must be >= 0 seconds, got {list(times)}")
-        self.rate, self.strength, self.end = rate, strength, end
+        self.rate, self.strength, self.seed, self.end = rate, strength, seed, end
+        self._times = None if times is None else tuple(times)
         self._rng = np.random.default_rng(seed)
         self._explicit = times is not None
         starts = sorted(float(t) for t in times) if times is not None else []
         self._starts: list[float] = starts
         self._durations: list[float] = [EXPLICIT_DURATION] * len(starts)
         self._drawn_until = float("inf") if self._explicit else 0.0
+
+    def with_end(self, end: float | None) -> "Blinks":
+        """The same blinks for a clip of ``end`` seconds (None: open-ended)."""
+        return Blinks(rate=self.rate, strength=self.strength, seed=self.seed, times=self._times,
+                      end=end)
 
     def schedule(self, until: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Blink start times and durations ``[n]`` (seconds, float64) of blinks starting before ``until``."""

@@ -248,6 +248,14 @@ def _curve(times: list[float], values: list[float], easings: list[int]) -> Curve
                  torch.tensor(easings, dtype=torch.long))
 
 
+def constant_timeline(values: Mapping[str, float]) -> Timeline:
+    """Sliders held at ``values`` (by name) on every frame; zeros are left out."""
+    unknown = sorted(set(values) - set(SLIDER_NAMES))
+    if unknown:
+        raise ValueError(f"unknown sliders {unknown}; the sliders are {', '.join(SLIDER_NAMES)}")
+    return Timeline({name: _curve([0.0], [float(v)], [0]) for name, v in values.items() if v != 0})
+
+
 def parse_times(text: str) -> list[float]:
     """``"1.2, 3.5s, 4000ms"`` -> times in seconds, in the order given.
 

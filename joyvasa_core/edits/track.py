@@ -43,6 +43,13 @@ class Edits:
     def __add__(self, other: "Edits") -> "Edits":
         return Edits(self.tracks + other.tracks, self.offset_tracks + other.offset_tracks)
 
+    def until(self, duration: float | None) -> "Edits":
+        """The same edits for a clip of ``duration`` seconds: tracks that care about the
+        clip's end (:class:`~.blink.Blinks`: none in its last half second) are told."""
+        def bounded(track):
+            return track.with_end(duration) if hasattr(track, "with_end") else track
+        return Edits(tuple(bounded(t) for t in self.tracks), self.offset_tracks)
+
     def sliders(self, times: torch.Tensor) -> torch.Tensor:
         """Summed slider values ``[T, 12]`` float64 (CPU) at ``times [T]`` seconds."""
         total = torch.zeros(times.shape[0], len(SLIDER_NAMES), dtype=torch.float64)
