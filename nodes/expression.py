@@ -83,7 +83,8 @@ class JoyVASABlink(io.ComfyNode):
                                tooltip="blinks per minute (auto)"),
                 io.Float.Input("strength", default=1.0, min=0.0, max=2.0, step=0.05,
                                tooltip="1 = the lids close"),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFF, control_after_generate=True,
+                             tooltip="seed of the blink schedule (auto)"),
                 io.String.Input("times", default="", tooltip="mode 'times': blink start times, "
                                                              "e.g. '1.2, 3.5s, 4000ms'"),
                 Edit.Input("edit", optional=True, tooltip="an edit to add this one to"),
