@@ -207,8 +207,8 @@ def run(args: argparse.Namespace) -> Path:
     """Do the job described by parsed arguments; returns the written MP4's path
     (the keypoint file's in keypoints-only mode)."""
     from . import pipeline
-    from .edits import build_edits
     from .audio import load_audio_file
+    from .edits import build_edits
     from .face.image_io import load_image
 
     log = _StageLog()
