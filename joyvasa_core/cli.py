@@ -29,6 +29,7 @@ from .devices import DEVICE_CHOICES, PRECISION_CHOICES
 from .dit.denoiser import PE_VARIANTS
 from .dit.samplers import SAMPLERS
 from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
+from .edits.blink import DEFAULT_RATE as DEFAULT_BLINK_RATE
 from .render import RenderOptions
 
 if TYPE_CHECKING:
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--image", required=True, type=Path, help="portrait photo (PNG, JPEG, ...)")
     io.add_argument("--audio", required=True, type=Path,
                     help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes)")
-    io.add_argument("--output", required=True, type=Path, help="MP4 file to write")
+    io.add_argument("--output", type=Path,
+                    help="MP4 file to write (required unless --save-keypoints is given)")
     io.add_argument("--save-motion", type=Path, metavar="FILE",
                     help="also save the generated motion (.safetensors)")
 
@@ -93,14 +95,87 @@ def build_parser() -> argparse.ArgumentParser:
     drive.add_argument("--no-relative-motion", action="store_true")
     drive.add_argument("--driving-multiplier", type=float, default=1.0)
 
+    edit = p.add_argument_group(
+        "expression control",
+        "edits applied to the driving keypoints before stitching (syntax: README, "
+        "'Expression control')")
+    edit.add_argument("--expression", type=_checked_text("expression"), metavar="TEXT",
+                      help="slider constants and keyframes, e.g. 'smile=0.8, rotate_yaw=5' or "
+                           "'smile: 0s=0, 2s=0.8 ease-in-out; blink=-3'")
+    edit.add_argument("--blink", default="off", type=_checked_text("blink"), metavar="auto|off|TIMES",
+                      help="natural blinks: auto (seeded by --seed), off (default), or blink "
+                           "start times like '1.2, 3.5s'")
+    edit.add_argument("--blink-rate", type=float, default=DEFAULT_BLINK_RATE,
+                      help="automatic blinks per minute (default %(default)g)")
+    edit.add_argument("--blink-strength", type=float, default=1.0,
+                      help="how far a blink closes the eyes (1 = closed)")
+    edit.add_argument("--strength", type=_checked_text("strength"), metavar="TEXT",
+                      help="strength of each region of the generated motion (edit syntax over "
+                           "lips, eyes, brows, expression, pitch, yaw, roll, translation; "
+                           "1 = as generated), e.g. 'yaw=0.5, roll=0, eyes=1.2'")
+    edit.add_argument("--pose-from", type=Path, metavar="VIDEO|MOTION.safetensors",
+                      help="take the head pose from a driving video or a saved motion "
+                           "(ping-pong looped or trimmed to the speech)")
+    edit.add_argument("--pose-eyes", action="store_true",
+                      help="with --pose-from: take the eyes and brows from it too")
+    edit.add_argument("--expression-from", type=Path, metavar="PHOTO",
+                      help="add a reference face's expression (minus the source's), outside "
+                           "the lips")
+    edit.add_argument("--expression-from-strength", type=float, default=1.0, metavar="F",
+                      help="strength of --expression-from (default 1)")
+    edit.add_argument("--save-keypoints", type=Path, metavar="FILE",
+                      help="write the driving keypoints (safetensors: x_d [T,21,3] as rendered, "
+                           "x_s [21,3]); without --output nothing is rendered")
+
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int,
-                     help="frames rendered at once (default: from free GPU memory; 4 on CPU)")
+                     help="frames rendered at once on a GPU (default: from free GPU memory); "
+                          "the CPU renders one frame at a time")
     run.add_argument("--cuda-graphs", action="store_true",
                      help="CUDA only: replay denoising steps and render chunks from captured "
                           "CUDA graphs (fewer kernel launches; same numbers)")
     run.add_argument("--debug", action="store_true", help="print tracebacks")
     return p
+
+
+def _checked_text(kind: str):
+    """An argparse type that checks edit text while the arguments are parsed (before any
+    model loads) and keeps it as text. kind: ``expression``, ``strength`` or ``blink``."""
+    def check(text: str) -> str:
+        from .edits import parse_strengths, parse_timeline, parse_times
+
+        try:
+            if kind == "expression":
+                parse_timeline(text)
+            elif kind == "strength":
+                parse_strengths(text)
+            elif text.strip().lower() not in ("auto", "off"):
+                parse_times(text)
+        except ValueError as exc:
+            hint = "\n  (use auto, off or times like '1.2, 3.5s')" if kind == "blink" else ""
+            raise argparse.ArgumentTypeError(f"{exc}{hint}") from None
+        return text
+    return check
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed and cross-checked arguments (argparse's usage error on a mistake)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output is None and args.save_keypoints is None:
+        parser.error("the following arguments are required: --output "
+                     "(or --save-keypoints FILE alone for keypoints without rendering)")
+    from .edits import Blinks
+
+    try:
+        Blinks(rate=args.blink_rate, strength=args.blink_strength)
+    except ValueError as exc:
+        parser.error(f"argument --blink-rate/--blink-strength: {exc}")
+    for option in ("pose_from", "expression_from"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            parser.error(f"argument --{option.replace('_', '-')}: file not found: {path}")
+    return args
 
 
 class UsageError(ValueError):
@@ -192,9 +267,12 @@ def check_options(args: argparse.Namespace) -> None:
     _check_number(args.steps, "--steps", minimum=1)
     _check_number(args.batch_size, "--batch-size", minimum=1)
     _check_number(args.face_index, "--face-index", minimum=0)
-    check_output_path(args.output, "--output", "talking.mp4")
-    if args.save_motion is not None:
-        check_output_path(args.save_motion, "--save-motion", "motion.safetensors")
+    if args.output is not None:
+        check_output_path(args.output, "--output", "talking.mp4")
+    for option, path, example in (("--save-motion", args.save_motion, "motion.safetensors"),
+                                  ("--save-keypoints", args.save_keypoints, "keypoints.safetensors")):
+        if path is not None:
+            check_output_path(path, option, example)
     if args.models_dir is not None and args.models_dir.exists() and not args.models_dir.is_dir():
         raise UsageError(f"--models-dir {args.models_dir} is a file; pass the pretrained_weights "
                          "folder")
@@ -240,8 +318,11 @@ def load_models(args: argparse.Namespace) -> "JoyVASAModels":
 
 def render_job(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs,
                log: _StageLog | None = None) -> Path:
-    """Face, motion and frames of one job with already loaded models; returns the MP4 path."""
+    """Face, motion and frames of one job with already loaded models; returns the MP4 path
+    (the keypoint file's in keypoints-only mode)."""
     from . import pipeline
+    from .edits import build_edits
+    from .face.image_io import load_image
 
     log = log or _StageLog()
     driving = DrivingSettings(
@@ -260,12 +341,30 @@ def render_job(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs
                                       progress=log.progress("motion"))
     if args.save_motion is not None:
         motion.save(args.save_motion)
+    motion = _mixed_motion(args, models, motion)
+    edits = build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
+                        blink_strength=args.blink_strength, seed=args.seed,
+                        duration=len(motion) / motion.fps)
+    if args.expression_from is not None:
+        from .edits import Edits, ExpressionOffset
+
+        reference = pipeline.extract_face(models, load_image(args.expression_from),
+                                          face_backend=args.face_backend)
+        offset = ExpressionOffset.from_faces(reference.source, face.source,
+                                             args.expression_from_strength)
+        edits = (edits or Edits()) + Edits(offset_tracks=(offset,))
+    if args.save_keypoints is not None:
+        _save_keypoints(args.save_keypoints, face.x_s,
+                        pipeline.driving_keypoints(models, face, motion, driving, edits=edits))
+        log.stage(f"wrote {args.save_keypoints}")
+        if args.output is None:
+            return args.save_keypoints
     log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")
     out = pipeline.render_to_file(models, face, motion, inputs.waveform, inputs.sample_rate,
                                   args.output, driving, batch_size=args.batch_size,
                                   paste=not args.crop_only,
                                   render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
-                                  progress=log.progress("frames"))
+                                  progress=log.progress("frames"), edits=edits)
     log.stage(f"wrote {out}")
     return out
 
@@ -287,9 +386,40 @@ def run(args: argparse.Namespace) -> Path:
     return render_job(models, args, inputs, log)
 
 
+def _mixed_motion(args: argparse.Namespace, models, motion):
+    """The generated motion with ``--pose-from`` mixed in and ``--strength`` applied."""
+    from .edits import apply_strengths, mix_motion, parse_strengths
+    from .motion import MotionSequence
+
+    if args.pose_from is not None:
+        if args.pose_from.suffix.lower() == ".safetensors":
+            other = MotionSequence.load(args.pose_from)
+        else:
+            from . import pipeline
+            from .video import read_video_frames
+
+            frames, fps = read_video_frames(args.pose_from,
+                                            max_frames=int(len(motion) / motion.fps * 120) + 1)
+            other = pipeline.motion_from_video(models, frames, face_backend=args.face_backend,
+                                               face_index=args.face_index, fps=fps)
+        motion = mix_motion(motion, other, eyes=args.pose_eyes)
+    if args.strength is not None:
+        motion = apply_strengths(motion, parse_strengths(args.strength))
+    return motion
+
+
+def _save_keypoints(path: Path, x_s, x_d) -> None:
+    """``x_d`` [T, 21, 3] and ``x_s`` [21, 3], float32, as safetensors."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"x_d": x_d.to("cpu", torch.float32).contiguous(),
+               "x_s": x_s.reshape(-1, 3).to("cpu", torch.float32).contiguous()}, str(path))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     # Library warnings are progress information here; stderr is kept for the one error line.
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         stream=sys.stdout, format="%(levelname)s: %(message)s")

@@ -12,6 +12,11 @@ Per frame i (frame 0 is the reference of the relative motion):
   ``LIP_INDICES`` take the driving exp **absolutely** (region ``all``/``exp``);
 * ``scale = s_s · s_d,i / s_d,0`` and ``t = t_s + (t_d,i − t_d,0)`` (tz = 0), for
   every region (JoyVASA keeps them relative even for ``lip``/``exp``);
+* edits (optional, :mod:`joyvasa_core.edits`): each frame's expression gets
+  ``delta_exp`` and its driving pitch/yaw/roll get ``delta_rot`` (degrees;
+  frame 0 stays the unedited reference, so a constant edit shows on every
+  frame; with a region that keeps the source's rotation, the source's angles
+  get it);
 * ``x_d = scale · (kp_s @ R + exp) + t``;
 * ``expression-friendly`` with relative motion: ``x_d = x_s + m·(x_d − x_d,0)``,
   m = :func:`~joyvasa_core.keypoints.expression_friendly_multiplier`;
@@ -29,6 +34,7 @@ from torch import nn
 
 from . import keypoints as kpm
 from .config import LIP_INDICES
+from .edits.sliders import KeypointEdit
 from .motion import MotionSequence
 
 DrivingOption = Literal["expression-friendly", "pose-friendly"]
@@ -134,6 +140,7 @@ def compose_driving_keypoints(
     retargeting: Mapping[str, nn.Module] | None = None,
     source_lip_ratio: torch.Tensor | None = None,
     multiplier: float | None = None,
+    edit: KeypointEdit | None = None,
 ) -> torch.Tensor:
     """Driving keypoints ``[T, K, 3]`` for all T frames at once.
 
@@ -144,14 +151,18 @@ def compose_driving_keypoints(
     source_lip_ratio ``[1, 1]``: :func:`~joyvasa_core.keypoints.lip_open_ratio`
     of the source's 203-point landmarks (for ``flag_normalize_lip``);
     multiplier: :func:`expression_multiplier` of the whole sequence, when it is
-    composed chunk by chunk (None: computed from ``motion``'s frame 0, one host sync).
+    composed chunk by chunk (None: computed from ``motion``'s frame 0, one host sync);
+    edit: per-frame offsets for the T frames (``delta_exp [T, K, 3]``, ``delta_rot
+    [T, 3]`` degrees, any device/dtype), applied before stitching.
     """
     cfg = settings
-    x_d = _posed_driving(source, motion, cfg.animation_region)
+    x_d = _posed_driving(source, motion, cfg.animation_region, edit)
     if _uses_multiplier(cfg):
+        reference = x_d[:1] if edit is None else \
+            _posed_driving(source, motion[:1], cfg.animation_region)
         if multiplier is None:
-            multiplier = kpm.expression_friendly_multiplier(x_s, x_d[:1])
-        x_d = x_s + (x_d - x_d[:1]) * multiplier
+            multiplier = kpm.expression_friendly_multiplier(x_s, reference)
+        x_d = x_s + (x_d - reference) * multiplier
     if cfg.flag_stitching:
         x_d = kpm.apply_stitching(_part(retargeting, "stitching"), x_s, x_d)
     if cfg.flag_normalize_lip and cfg.flag_relative_motion and source_lip_ratio is not None:
@@ -177,16 +188,25 @@ def _uses_multiplier(settings: DrivingSettings) -> bool:
     return settings.flag_relative_motion and settings.driving_option == "expression-friendly"
 
 
-def _posed_driving(source: kpm.KeypointInfo, motion: MotionSequence,
-                   region: AnimationRegion) -> torch.Tensor:
-    """Source keypoints moved by the motion relative to its frame 0: ``[T, K, 3]``."""
+def _posed_driving(source: kpm.KeypointInfo, motion: MotionSequence, region: AnimationRegion,
+                   edit: KeypointEdit | None = None) -> torch.Tensor:
+    """Source keypoints moved by the motion relative to its frame 0, then edited: ``[T, K, 3]``."""
     frames = motion.exp.shape[0]
     angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
-    rotation = source.rotation()
+    delta_rot = None if edit is None else edit.delta_rot.to(angles.device, angles.dtype)
     if region in ("all", "pose"):
-        rot_d = kpm.rotation_matrix(*angles.unbind(-1))
-        rotation = rot_d @ rot_d[:1].transpose(-1, -2) @ rotation
+        edited = angles if delta_rot is None else angles + delta_rot
+        rot_d = kpm.rotation_matrix(*edited.unbind(-1))
+        rot_0 = rot_d[:1] if delta_rot is None else kpm.rotation_matrix(*angles[:1].unbind(-1))
+        rotation = rot_d @ rot_0.transpose(-1, -2) @ source.rotation()
+    elif delta_rot is None:
+        rotation = source.rotation()
+    else:
+        source_angles = torch.stack([source.pitch, source.yaw, source.roll], -1).reshape(1, 3)
+        rotation = kpm.rotation_matrix(*(source_angles + delta_rot).unbind(-1))
     exp = driving_expression(source.exp, motion.exp, region)
+    if edit is not None:
+        exp = exp + edit.delta_exp.to(exp.device, exp.dtype)
     scale = source.scale * (motion.scale / motion.scale[:1])
     t = source.t + (motion.t - motion.t[:1])
     return kpm.transform_keypoints(source.kp, rotation, exp, scale, t)

@@ -27,6 +27,7 @@ import torch
 from . import config
 from .devices import resolve_device, resolve_dtype
 from .driving import DrivingSettings, compose_driving_keypoints, expression_multiplier
+from .edits import Edits
 from .face.backends import FaceCrop, detect_and_crop
 from .face.image_io import check_photo_size, load_image, to_float01
 from .face.paste import FEATHER_PX, PasteBack, feathered_mask
@@ -39,7 +40,7 @@ from .video import VideoWriter, frames_to_uint8_tensor
 __all__ = [
     "JoyVASAModels", "FaceRepresentation", "resolve_device", "resolve_dtype", "load_models",
     "extract_face", "audio_to_motion", "iter_frames", "render_to_file",
-    "motion_from_video",
+    "motion_from_video", "iter_driving_keypoints", "driving_keypoints",
 ]
 
 Progress = Callable[[int, int], None]
@@ -267,10 +268,38 @@ def _paste_dtype(models: JoyVASAModels) -> torch.dtype:
     return torch.float32
 
 
+def iter_driving_keypoints(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+                           driving: DrivingSettings = DrivingSettings(), *, batch_size: int,
+                           edits: Edits | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+    """The driving keypoints each frame is rendered with, ``batch_size`` frames at a time.
+
+    Yields ``(start, stop, x_d)`` with x_d ``[stop - start, 21, 3]`` float32 on the
+    models' device. Frame 0 of ``motion`` rides along with every chunk as the
+    reference of the relative motion; ``edits`` (:class:`joyvasa_core.edits.Edits`)
+    are evaluated at the chunk's frame times (frame i at ``i / motion.fps`` s).
+    """
+    retargeting = {"stitching": _Float32(models.liveportrait.stitching),
+                   "lip": _Float32(models.liveportrait.lip)}
+    lip_ratio = None if face.crop.lip_open is None else \
+        torch.tensor([[face.crop.lip_open]], dtype=torch.float32, device=models.device)
+    with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
+        multiplier = expression_multiplier(face.source, face.x_s,
+                                           _motion_rows(motion, 0, 0, models.device), driving)
+    for start in range(0, len(motion), batch_size):
+        stop = min(start + batch_size, len(motion))
+        rows = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
+        edit = None if edits is None else edits.at_frames(rows, motion.fps)
+        with torch.inference_mode():
+            x_d = compose_driving_keypoints(face.source, face.x_s,
+                                            _motion_rows(motion, start, stop, models.device),
+                                            driving, retargeting, lip_ratio, multiplier, edit)[1:]
+        yield start, stop, x_d
+
+
 def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
                 driving: DrivingSettings = DrivingSettings(), *, batch_size: int | None = None,
                 paste: bool = True, render_options: RenderOptions | None = None,
-                progress: Progress | None = None) -> Iterator[torch.Tensor]:
+                progress: Progress | None = None, edits: Edits | None = None) -> Iterator[torch.Tensor]:
     """Render ``len(motion)`` frames, ``batch_size`` at a time, on the models' device.
 
     batch_size: frames per chunk; None = :func:`joyvasa_core.render.auto_batch_size`
@@ -278,12 +307,14 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     (:func:`~joyvasa_core.render.frames_per_chunk`): batching gains nothing there,
     and ``progress`` (hence a cancel) then runs after every frame. render_options: W/G speed switches
     (:class:`~joyvasa_core.render.RenderOptions`: compile, CUDA graphs, ...).
+    edits: expression edits (:class:`joyvasa_core.edits.Edits`), applied to the
+    driving keypoints before stitching.
 
     Yields [b, H, W, 3] float 0..1: the photo with the animated face pasted
     back (H, W = the photo's size rounded up to even), or with ``paste=False``
     the [b, 512, 512, 3] crops. Only one chunk of frames exists at a time.
-    Driving keypoints are composed per chunk (frame 0 of ``motion`` rides along
-    as the reference of the relative motion), so nothing grows with ``len(motion)``.
+    Driving keypoints are composed per chunk (:func:`iter_driving_keypoints`),
+    so nothing grows with ``len(motion)``.
     """
     lp = models.liveportrait
     if batch_size is None and render_options is not None:
@@ -291,20 +322,11 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     batch_size = frames_per_chunk(models.device, models.dtype, batch_size)
     options = replace(render_options or RenderOptions(), output_device=None)
     total = len(motion)
-    retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
-    lip_ratio = None if face.crop.lip_open is None else \
-        torch.tensor([[face.crop.lip_open]], dtype=torch.float32, device=models.device)
     paster = None
-    with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
-        multiplier = expression_multiplier(face.source, face.x_s,
-                                           _motion_rows(motion, 0, 0, models.device), driving)
     _tick(progress, 0, total)
-    for start in range(0, total, batch_size):
-        stop = min(start + batch_size, total)
+    for start, stop, x_d in iter_driving_keypoints(models, face, motion, driving,
+                                                   batch_size=batch_size, edits=edits):
         with torch.inference_mode():
-            x_d = compose_driving_keypoints(face.source, face.x_s,
-                                            _motion_rows(motion, start, stop, models.device),
-                                            driving, retargeting, lip_ratio, multiplier)[1:]
             (crops,) = iter_render(lp.warping_module, lp.spade_generator, face.feature_3d,
                                    face.x_s, x_d, batch_size=stop - start, options=options)
             if paste:
@@ -316,6 +338,15 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
                 frames = crops.float().permute(0, 2, 3, 1)
         _tick(progress, stop, total)
         yield frames
+
+
+def driving_keypoints(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+                      driving: DrivingSettings = DrivingSettings(), *, edits: Edits | None = None,
+                      batch_size: int = 256) -> torch.Tensor:
+    """All driving keypoints ``[T, 21, 3]`` float32 on the CPU (nothing is rendered):
+    :func:`iter_driving_keypoints` collected."""
+    return torch.cat([x_d.cpu() for _, _, x_d in iter_driving_keypoints(
+        models, face, motion, driving, batch_size=batch_size, edits=edits)])
 
 
 def _paste_back_for(face: FaceRepresentation, size: int, device: torch.device,
@@ -338,21 +369,22 @@ def render_to_file(models: JoyVASAModels, face: FaceRepresentation, motion: Moti
                    output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
                    batch_size: int | None = None, paste: bool = True, crf: int = 18,
                    render_options: RenderOptions | None = None,
-                   progress: Progress | None = None) -> Path:
+                   progress: Progress | None = None, edits: Edits | None = None) -> Path:
     """Render and encode an MP4 (H.264 at ``motion.fps``, the speech muxed as AAC).
 
     waveform [N] or [C, N] at ``sample_rate`` Hz (its original rate and channels
     are kept; None = silent video). Each chunk of frames is converted to uint8 on
     the device and encoded as soon as the next chunk is queued (on a GPU the
     encoder works while the next chunk renders), so host memory stays flat
-    however long the speech is. Returns the output path.
+    however long the speech is. ``edits``: see :func:`iter_frames`. Returns the output path.
     """
     audio = None if waveform is None else (waveform, int(sample_rate))
     output_path = Path(output_path)
     with VideoWriter(output_path, motion.fps, audio=audio, crf=crf) as writer:
         pending = None
         for frames in iter_frames(models, face, motion, driving, batch_size=batch_size,
-                                  paste=paste, render_options=render_options, progress=progress):
+                                  paste=paste, render_options=render_options, progress=progress,
+                                  edits=edits):
             staged = _stage_uint8(frames)
             if pending is not None:
                 writer.write(_finish_stage(pending))

@@ -236,3 +236,29 @@ class VideoWriter:
                 pass
             self._container = None
         self.path.unlink(missing_ok=True)
+
+
+def read_video_frames(path: str | Path, max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode a video file into ``[N, H, W, 3]`` uint8 RGB frames and its frame rate.
+
+    The whole clip (or its first ``max_frames`` frames) is held in memory:
+    meant for short driving clips. Raises ValueError naming the file when it
+    cannot be read or holds no video.
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ValueError(f"{path} holds no video stream; give a video file "
+                                 "(mp4, mov, webm, ...) or a motion .safetensors")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            frames = []
+            for frame in container.decode(stream):
+                frames.append(frame.to_ndarray(format="rgb24"))
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+    except av.error.FFmpegError as exc:
+        raise ValueError(f"cannot read the video {path}: {exc}; give a video FFmpeg decodes") from None
+    if not frames:
+        raise ValueError(f"{path} has no video frames")
+    return np.stack(frames), fps

@@ -24,7 +24,10 @@ Models = io.Custom("JOYVASA_MODELS")
 Face = io.Custom("JOYVASA_FACE")
 #: A motion sequence (:class:`joyvasa_core.motion.MotionSequence`).
 Motion = io.Custom("JOYVASA_MOTION")
+#: Expression edits applied at render time (:class:`joyvasa_core.edits.Edits`).
+Edit = io.Custom("JOYVASA_EDIT")
 
 CATEGORY = "JoyVASA"
 
-__all__ = ["ComfyExtension", "io", "ui", "VideoFromFile", "Models", "Face", "Motion", "CATEGORY"]
+__all__ = ["ComfyExtension", "io", "ui", "VideoFromFile", "Models", "Face", "Motion", "Edit",
+           "CATEGORY"]

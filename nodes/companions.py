@@ -9,9 +9,9 @@ import folder_paths
 from joyvasa_core import config, pipeline
 from joyvasa_core.motion import MotionSequence
 from . import convert
-from .api import CATEGORY, Face, Models, Motion, VideoFromFile, io
+from .api import CATEGORY, Edit, Face, Models, Motion, VideoFromFile, io
 from .plot import plot_motion
-from .portrait import FACE_BACKENDS, driving_inputs, driving_settings
+from .portrait import FACE_BACKENDS, clip_edits, driving_inputs, driving_settings
 from .progress import progress_bar
 
 MOTION_SUFFIX = ".safetensors"
@@ -159,6 +159,8 @@ class JoyVASARenderToFile(io.ComfyNode):
                 io.Int.Input("crf", default=18, min=0, max=51,
                              tooltip="H.264 quality: lower is better and larger"),
                 io.Audio.Input("audio", optional=True, tooltip="muxed as AAC"),
+                Edit.Input("edit", optional=True,
+                           tooltip="expression edits (ExpressionEdit, Blink, ExpressionFromImage)"),
             ],
             outputs=[io.Video.Output(display_name="video")],
             is_output_node=True,
@@ -167,7 +169,7 @@ class JoyVASARenderToFile(io.ComfyNode):
     @classmethod
     def execute(cls, models, face, motion, paste_back, animation_region, driving_option,
                 relative_motion, stitching, driving_multiplier, batch_size, filename_prefix, crf,
-                audio=None) -> io.NodeOutput:
+                audio=None, edit=None) -> io.NodeOutput:
         core = models.ready("liveportrait")
         waveform, sample_rate = convert.audio_clip(audio) if audio is not None else (None, None)
         target, file, subfolder = output_file(filename_prefix, ".mp4")
@@ -175,7 +177,8 @@ class JoyVASARenderToFile(io.ComfyNode):
             core, face, motion, waveform, sample_rate, target,
             driving_settings(animation_region, driving_option, relative_motion, stitching,
                              driving_multiplier),
-            batch_size=batch_size, paste=paste_back, crf=crf, progress=progress_bar(len(motion)))
+            batch_size=batch_size, paste=paste_back, crf=crf, progress=progress_bar(len(motion)),
+            edits=clip_edits(edit, motion))
         preview = {"images": [{"filename": file, "subfolder": subfolder, "type": "output"}],
                    "animated": (True,)}  # what ui.PreviewVideo serialises to
         return io.NodeOutput(VideoFromFile(str(path)), ui=preview)

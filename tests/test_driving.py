@@ -182,3 +182,66 @@ def test_precomputed_multiplier_lets_chunks_match_the_whole_sequence():
     chunk = compose_driving_keypoints(source, x_s, motion[rows], cfg, multiplier=m)[1:]
     torch.testing.assert_close(chunk, whole[3:])
     assert expression_multiplier(source, x_s, motion, PLAIN) is None
+
+
+# ------------------------------------------------------------------------- edits
+
+def _edit(frames: int = T, dtype=torch.float64, **sliders: float):
+    from joyvasa_core.edits.sliders import slider_offsets, sliders_from_mapping
+
+    values = sliders_from_mapping(sliders, dtype).expand(frames, -1)
+    return slider_offsets(values)
+
+
+def test_expression_edit_adds_scaled_offset_on_every_frame_including_frame_0():
+    source, motion = make_source(), make_motion()
+    edit = _edit(smile=0.8)
+    plain = compose(PLAIN, source, motion)
+    edited = compose(PLAIN, source, motion, edit=edit)
+    scale = source.scale * motion.scale / motion.scale[:1]               # [T, 1]
+    torch.testing.assert_close(edited - plain, scale[..., None] * edit.delta_exp, rtol=0, atol=1e-12)
+    moved = (edited - plain).abs().amax(dim=(0, 2)).nonzero().flatten().tolist()
+    assert moved == [3, 7, 13, 14, 16, 17, 20]
+
+
+def test_expression_friendly_keeps_the_unedited_reference():
+    """A constant edit must not cancel against frame 0: x_d,0 = x_s + m·scale·delta."""
+    source = make_source()
+    motion, x_s = still_motion(source), source.transform()
+    cfg = replace(PLAIN, driving_option="expression-friendly")
+    m = expression_multiplier(source, x_s, motion, cfg)
+    edit = _edit(eyebrow=8)
+    edited = compose(cfg, source, motion, edit=edit)
+    # the still motion is posed somewhere else than the source: only the offset's size survives
+    scale = source.scale * motion.scale / motion.scale[:1]
+    torch.testing.assert_close(edited, x_s + m * scale[..., None] * edit.delta_exp, rtol=0, atol=1e-12)
+
+
+def test_rotation_edit_turns_each_frame_and_shows_on_frame_0():
+    source = make_source()
+    motion = still_motion(source)
+    edit = _edit(rotate_yaw=6, rotate_pitch=-4)
+    edited = compose(PLAIN, source, motion, edit=edit)
+    # Still motion: every frame is the source turned by the offsets on top of the source's pose
+    # (the driving frame's angles get them, frame 0 of the motion stays the reference).
+    r_d = kpm.rotation_matrix(motion.pitch, motion.yaw, motion.roll)
+    r_e = kpm.rotation_matrix(motion.pitch - 4, motion.yaw - 6, motion.roll)
+    rotation = r_e @ r_d.transpose(1, 2) @ source.rotation()
+    scale = source.scale * motion.scale / motion.scale[:1]
+    expected = kpm.transform_keypoints(source.kp, rotation, source.exp.expand(T, -1, -1), scale,
+                                       source.t.expand(T, -1))
+    torch.testing.assert_close(edited, expected, rtol=0, atol=1e-12)
+    assert not torch.allclose(edited[0], source.transform()[0])
+
+
+def test_rotation_edit_with_a_region_that_keeps_the_source_rotation():
+    source = make_source()
+    edit = _edit(rotate_roll=7)
+    edited = compose(replace(PLAIN, animation_region="exp"), source, edit=edit)
+    plain = compose(replace(PLAIN, animation_region="exp"), source)
+    motion = make_motion()
+    scale = source.scale * motion.scale / motion.scale[:1]
+    turned = kpm.rotation_matrix(source.pitch, source.yaw, source.roll + 7)
+    torch.testing.assert_close(edited - plain, scale[..., None] * (source.kp @ turned - source.kp
+                                                                   @ source.rotation()),
+                               rtol=0, atol=1e-12)

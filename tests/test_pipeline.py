@@ -206,3 +206,45 @@ def test_load_models_from_official_tree(tmp_path):
     (root / "JoyVASA" / "motion_template" / "motion_template.pkl").unlink()
     with pytest.raises(ModelFilesError, match="motion_template.pkl"):
         pipeline.load_models(root, download=False, device="cpu")
+
+
+def test_edits_are_evaluated_per_chunk_and_show_on_frame_0(models, face, motion):
+    from joyvasa_core.edits import build_edits
+
+    driving = DrivingSettings()   # expression-friendly + stitching: edits go in before both
+    short = motion[:11]
+    edits = build_edits("smile: 0s=0, 0.3s=1.0 ease-in-out; rotate_yaw=4", "0.1", seed=1)
+    chunks = list(pipeline.iter_driving_keypoints(models, face, short, driving, batch_size=4,
+                                                  edits=edits))
+    assert [(a, b) for a, b, _ in chunks] == [(0, 4), (4, 8), (8, 11)]
+    retarget = {"stitching": models.liveportrait.stitching, "lip": models.liveportrait.lip}
+    whole = compose_driving_keypoints(face.source, face.x_s, short, driving, retarget,
+                                      edit=edits.at_frames(torch.arange(11), short.fps))
+    # float32 GEMM blocking of the stitching MLP differs with the batch: a few ulps of |x| ~ 1
+    torch.testing.assert_close(torch.cat([x for _, _, x in chunks]), whole, atol=1e-5, rtol=0)
+    plain = pipeline.driving_keypoints(models, face, short, driving)
+    assert (torch.cat([x for _, _, x in chunks]) - plain).abs().amax(dim=(1, 2)).min() > 1e-3
+    first = next(pipeline.iter_frames(models, face, short[:2], driving, batch_size=2, paste=False,
+                                      edits=edits))
+    unedited = next(pipeline.iter_frames(models, face, short[:2], driving, batch_size=2, paste=False))
+    assert (first[0] - unedited[0]).abs().max() > 1e-3
+
+
+def test_expression_from_a_reference_photo(models, face, motion):
+    """M on a reference face; its expression minus the source's lands outside the lips."""
+    import skimage.data
+
+    from joyvasa_core.config import LIP_INDICES
+    from joyvasa_core.edits import Edits, ExpressionOffset
+
+    reference = pipeline.extract_face(models, skimage.data.chelsea(), face_backend="none")
+    offset = ExpressionOffset.from_faces(reference.source, face.source, strength=0.8)
+    driving = DrivingSettings(driving_option="pose-friendly", flag_stitching=False)
+    short = motion[:6]
+    edited = pipeline.driving_keypoints(models, face, short, driving,
+                                        edits=Edits(offset_tracks=(offset,)))
+    plain = pipeline.driving_keypoints(models, face, short, driving)
+    scale = face.source.scale * short.scale / short.scale[:1]            # [T, 1]
+    expected = 0.8 * (reference.source.exp - face.source.exp)[0]
+    expected[list(LIP_INDICES)] = 0
+    torch.testing.assert_close(edited - plain, scale[..., None] * expected, rtol=0, atol=2e-6)

@@ -91,3 +91,21 @@ def test_helpers():
     assert np.array_equal(frames_to_uint8(levels.float() / 255), levels.numpy())
     with pytest.raises(VideoWriterError):
         frames_to_uint8(torch.zeros(2, 8, 8, 4))
+
+
+def test_read_video_frames(tmp_path):
+    from joyvasa_core.video import read_video_frames
+
+    path = tmp_path / "clip.mp4"
+    levels = np.linspace(30, 220, 12).astype(np.uint8)
+    frames = np.broadcast_to(levels[:, None, None, None], (12, 32, 48, 3)).copy()
+    with VideoWriter(path, fps=12) as writer:
+        writer.write(frames)
+    decoded, fps = read_video_frames(path)
+    assert decoded.shape == (12, 32, 48, 3) and decoded.dtype == np.uint8 and fps == 12
+    assert np.abs(decoded.astype(int).mean(axis=(1, 2, 3)) - levels).max() < 3   # H.264 rounding
+    assert read_video_frames(path, max_frames=5)[0].shape[0] == 5
+    not_video = tmp_path / "notes.txt"
+    not_video.write_text("hello")
+    with pytest.raises(ValueError, match="notes.txt"):
+        read_video_frames(not_video)

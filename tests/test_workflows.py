@@ -37,7 +37,8 @@ def _load(path: Path) -> dict:
 def test_expected_workflows_are_shipped():
     names = {p.name for p in WORKFLOWS}
     assert {"JoyVASA_talking_portrait.json", "JoyVASA_talking_portrait_api.json",
-            "JoyVASA_talking_portrait_vhs.json"} <= names
+            "JoyVASA_talking_portrait_vhs.json", "JoyVASA_expression_control.json",
+            "JoyVASA_expression_control_api.json"} <= names
 
 
 def _known(pack, class_type: str):
@@ -139,9 +140,10 @@ def _ui_values(pack, node: dict) -> dict:
     return {n: v for n, v in zip(names, node["widgets_values"]) if n != "control_after_generate"}
 
 
-def test_api_twin_carries_the_ui_settings(pack):
-    ui = _load(hc.PACK_DIR / "workflows" / "JoyVASA_talking_portrait.json")
-    api = _load(hc.PACK_DIR / "workflows" / "JoyVASA_talking_portrait_api.json")
+@pytest.mark.parametrize("stem", ["JoyVASA_talking_portrait", "JoyVASA_expression_control"])
+def test_api_twin_carries_the_ui_settings(pack, stem):
+    ui = _load(hc.PACK_DIR / "workflows" / f"{stem}.json")
+    api = _load(hc.PACK_DIR / "workflows" / f"{stem}_api.json")
     assert Counter(n["type"] for n in ui["nodes"]) == Counter(n["class_type"] for n in api.values())
     by_type = {n["class_type"]: n for n in api.values()}
     for node in ui["nodes"]:

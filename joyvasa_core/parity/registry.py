@@ -23,6 +23,7 @@ HANDLER_MODULES = (
     "joyvasa_core.parity.audio_motion",
     "joyvasa_core.parity.crop",
     "joyvasa_core.parity.audio_resample",
+    "joyvasa_core.parity.edits",
 )
 
 _HANDLERS: dict[str, Handler] = {}
@@ -40,6 +41,9 @@ TOLERANCES: list[tuple[str, str, float, float]] = [
     ("crop", "*img_crop*", 1.0, 0.0),      # uint8 images: +-1 level
     ("crop", "paste_back", 1.0, 0.0),
     ("audio_resample", "*", 1e-5, 0.0),    # README section 5: soxr gives librosa's samples
+    # Plain float32 arithmetic (reference README section 5); the stored float32 sliders are
+    # themselves rounded from the reference's float64 values: one float32 ulp of the angle.
+    ("expression_edit", "*", 1e-6, 1.2e-7),
     ("*", "*", 1e-4, 1e-4),
 ]
 
