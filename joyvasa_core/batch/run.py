@@ -143,7 +143,7 @@ class _Progress:
     def done(self, result: JobResult) -> None:
         note = f": {result.error}" if result.error else f" ({result.seconds:.1f} s)" \
             if result.status == "ok" else ""
-        self._tqdm.write(f"row {result.row} {result.status} {result.output}{note}",
+        self._tqdm.write(f"row {result.row} {result.status} {result.output or '-'}{note}",
                          file=sys.stdout)
         self.jobs.update(1)
 
