@@ -48,13 +48,19 @@ def connect(ray, address: str, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     package = Path(__file__).resolve().parents[1]
-    if address == "local":
-        path = os.pathsep.join(p for p in (str(package.parent), os.environ.get("PYTHONPATH"))
-                               if p)
-        ray.init(num_cpus=num_cpus, include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": path}})
-    else:
-        ray.init(address=address, runtime_env={"py_modules": [str(package)]})
+    try:
+        if address == "local":
+            path = os.pathsep.join(p for p in (str(package.parent), os.environ.get("PYTHONPATH"))
+                                   if p)
+            ray.init(num_cpus=num_cpus, include_dashboard=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path}})
+        else:
+            ray.init(address=address, runtime_env={"py_modules": [str(package)]})
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise cli.UsageError(f"cannot start or join Ray at --ray {address}: "
+                             f"{' '.join(str(exc).split())}. Check the address (local, auto or "
+                             "ray://HOST:PORT) and that the cluster runs Ray "
+                             f"{ray.__version__}") from None
     return True
 
 
