@@ -90,8 +90,9 @@ def _long_name(action: argparse.Action) -> str:
     return next(s for s in action.option_strings if s.startswith("--"))
 
 
-def _read_rows(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, {column: value}) per data row of a CSV or JSONL file."""
+def _read_rows(path: Path) -> Iterator[tuple[int, dict, str | None]]:
+    """(line number, {column: value}, None) per data row of a CSV or JSONL file;
+    (line number, {}, why) for a row that cannot be read."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -109,22 +110,25 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict]]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield number, {"__error__": f"not valid JSON ({exc.msg} at column {exc.colno}). "
-                                             "Write one JSON object per line."}
+                yield number, {}, (f"not valid JSON ({exc.msg} at column {exc.colno}). "
+                                   "Write one JSON object per line.")
                 continue
-            if not isinstance(row, dict):
-                row = {"__error__": "not a JSON object. Write one {\"option\": value, ...} "
-                                    "object per line."}
-            yield number, row
+            if isinstance(row, dict):
+                yield number, row, None
+            else:
+                yield number, {}, ("not a JSON object. Write one {\"option\": value, ...} "
+                                   "object per line.")
         return
     reader = csv.DictReader(text.splitlines(), skipinitialspace=True)
     for row in reader:
         if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
             continue
         if None in row:
-            row = {"__error__": f"{len(reader.fieldnames) + len(row[None])} cells but the header "
-                                f"has {len(reader.fieldnames)} columns. Quote cells with commas."}
-        yield reader.line_num, row
+            yield reader.line_num, {}, (f"{len(reader.fieldnames) + len(row[None])} cells but "
+                                        f"the header has {len(reader.fieldnames)} columns. "
+                                        "Quote cells with commas.")
+            continue
+        yield reader.line_num, row, None
 
 
 def _argv(row: dict, options: dict[str, argparse.Action], refused: frozenset[str]) -> list[str]:
@@ -150,8 +154,10 @@ def _argv(row: dict, options: dict[str, argparse.Action], refused: frozenset[str
             if text in TRUE:
                 argv.append(name)
             continue
-        values = value if isinstance(value, list) else [value]
-        argv += [name, *(str(v).strip() if isinstance(v, str) else json.dumps(v) for v in values)]
+        texts = [v.strip() if isinstance(v, str) else json.dumps(v)
+                 for v in (value if isinstance(value, list) else [value])]
+        # --name=value: a value that starts with '-' is not taken for an option
+        argv += [f"{name}={texts[0]}"] if len(texts) == 1 else [name, *texts]
     return argv
 
 
@@ -206,12 +212,12 @@ def read_jobs(jobs_file: Path, out_dir: Path, defaults: Sequence[str] = (), *,
     out_dir = out_dir.resolve()
     jobs: list[Job] = []
     writers: dict[Path, int] = {}
-    for row_number, (line, row) in enumerate(_read_rows(jobs_file), start=1):
+    for row_number, (line, row, problem) in enumerate(_read_rows(jobs_file), start=1):
         job = Job(row_number, line)
         jobs.append(job)
         try:
-            if "__error__" in row:
-                raise cli.UsageError(row["__error__"])
+            if problem is not None:
+                raise cli.UsageError(problem)
             args = parser.parse_args([*defaults, *_argv(row, options, refused)])
             _resolve_paths(args, options, jobs_dir, out_dir, refused)
             job.args, job.output = args, args.output
