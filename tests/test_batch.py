@@ -112,7 +112,8 @@ def test_rows_are_checked_alone_with_their_numbers(tmp_path, inputs):
     jobs = tmp_path / "jobs.jsonl"
     rows = [
         {"image": str(inputs / "astronaut.png"), "audio": str(inputs / "hello.wav"),
-         "output": "a.mp4", "cfg-scale": 2.5, "no_stitching": True, "steps": None},
+         "output": "a.mp4", "cfg-scale": 2.5, "no_stitching": True, "steps": None,
+         "--pose-scale": "-0.5"},
         {"image": "nowhere.png", "audio": str(inputs / "hello.wav"), "output": "b.mp4"},
         {"image": str(inputs / "astronaut.png"), "audio": str(inputs / "hello.wav"),
          "output": "c.mp4", "cfg_scale": -1},
@@ -130,7 +131,8 @@ def test_rows_are_checked_alone_with_their_numbers(tmp_path, inputs):
     assert [j.row for j in checked] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert [j.status for j in checked] == ["", *["failed"] * 7]
     good = checked[0].args
-    assert (good.cfg_scale, good.no_stitching, good.seed, good.steps) == (2.5, True, 7, None)
+    assert (good.cfg_scale, good.no_stitching, good.seed, good.steps, good.pose_scale) == \
+        (2.5, True, 7, None, -0.5)
     assert good.output == (tmp_path / "out" / "a.mp4").resolve()
     for job, words in zip(checked[1:], (["nowhere.png", "not found"], ["--cfg-scale", ">= 0"],
                                         ["unknown column 'colour'"], ["--device", "batch command"],
