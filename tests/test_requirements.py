@@ -57,7 +57,9 @@ def imported_modules(package: Path) -> dict[str, set[str]]:
 
 
 def test_every_library_import_comes_from_the_headless_requirements():
-    declared = requirement_names(ROOT / "requirements-headless.txt") | {"torch"}
+    # requirements-ray.txt: the optional extra of ``joyvasa_core.batch --ray`` (imported lazily).
+    declared = requirement_names(ROOT / "requirements-headless.txt") | {"torch"} \
+        | requirement_names(ROOT / "requirements-ray.txt")
     providers = metadata.packages_distributions()
     third_party = {m: files for m, files in imported_modules(ROOT / "joyvasa_core").items()
                    if m not in sys.stdlib_module_names and m != "joyvasa_core"}
