@@ -1,6 +1,7 @@
-"""Headless command line: one photo + one speech file -> one MP4.
+"""Headless command line: one photo (or a video to dub) + one speech file -> one MP4.
 
     python -m joyvasa_core --image face.png --audio speech.wav --output out.mp4
+    python -m joyvasa_core --video clip.mp4 --audio speech.wav --output dubbed.mp4
 
 Cheap inputs (the photo, the audio) are checked before the models load, so a
 wrong path fails in a second. Progress goes to stdout; every failure ends with
@@ -22,7 +23,9 @@ from .devices import DEVICE_CHOICES, PRECISION_CHOICES
 from .dit.denoiser import PE_VARIANTS
 from .dit.samplers import SAMPLERS
 from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
+from .dubbing import DUBBING_REGIONS
 from .render import RenderOptions
+from .retime import LOOP_MODES
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -33,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m joyvasa_core",
         description="Animate a portrait photo with speech (JoyVASA + LivePortrait) into an MP4.")
     io = p.add_argument_group("inputs and output")
-    io.add_argument("--image", required=True, type=Path, help="portrait photo (PNG, JPEG, ...)")
+    source = io.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="portrait photo (PNG, JPEG, ...)")
+    source.add_argument("--video", type=Path,
+                        help="source video to dub with the speech (mp4, mov, mkv, ...)")
     io.add_argument("--audio", required=True, type=Path,
                     help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes)")
     io.add_argument("--output", required=True, type=Path, help="MP4 file to write")
@@ -83,6 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     drive.add_argument("--no-relative-motion", action="store_true")
     drive.add_argument("--driving-multiplier", type=float, default=1.0)
 
+    dub = p.add_argument_group("video dubbing (with --video)")
+    dub.add_argument("--region", default="lip", choices=DUBBING_REGIONS,
+                     help="what the speech drives on the video's own motion: lip (default, only "
+                          "the mouth), exp (the expression), all (expression and head turns)")
+    dub.add_argument("--loop", default="pingpong", choices=LOOP_MODES,
+                     help="when the speech is longer than the video: play it back and forth "
+                          "(pingpong) or restart it (loop)")
+
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int,
                      help="frames rendered at once (default: from free GPU memory; 4 on CPU)")
@@ -101,7 +115,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .video import VideoWriterError
 
     # CheckpointError covers model_files.MissingModelFilesError; FaceError covers
-    # ImageLoadError and NoFaceError.
+    # ImageLoadError, NoFaceError and NoFaceInVideoError; ValueError covers
+    # video_source.VideoSourceError.
     return (AudioError, CheckpointError, FaceError, VideoWriterError, FileNotFoundError,
             ValueError)
 
@@ -137,11 +152,14 @@ def run(args: argparse.Namespace) -> Path:
 
     log = _StageLog()
     driving = DrivingSettings(
-        driving_option=args.driving_option, animation_region=args.animation_region,
+        driving_option=args.driving_option,
+        animation_region=args.animation_region if args.video is None else args.region,
         flag_stitching=not args.no_stitching, flag_relative_motion=not args.no_relative_motion,
         driving_multiplier=args.driving_multiplier)
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.video is not None:
+        return _dub(args, driving, log)
     image = load_image(args.image)
     waveform, sample_rate = load_audio_file(args.audio)
     log.stage(f"photo {image.shape[1]}x{image.shape[0]}, speech "
@@ -153,6 +171,20 @@ def run(args: argparse.Namespace) -> Path:
     log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
     face = pipeline.extract_face(models, image, face_backend=args.face_backend,
                                  face_index=args.face_index)
+    motion = _motion(args, models, waveform, sample_rate, log)
+    log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")
+    out = pipeline.render_to_file(models, face, motion, waveform, sample_rate, args.output,
+                                  driving, batch_size=args.batch_size, paste=not args.crop_only,
+                                  render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
+                                  progress=log.progress("frames"))
+    log.stage(f"wrote {out}")
+    return out
+
+
+def _motion(args: argparse.Namespace, models, waveform, sample_rate: int, log: _StageLog):
+    """The speech's motion, as the options ask (saved with --save-motion)."""
+    from . import pipeline
+
     log.stage("generating motion")
     motion = pipeline.audio_to_motion(models, waveform, sample_rate, seed=args.seed,
                                       cfg_scale=args.cfg_scale, sampler=args.sampler,
@@ -163,11 +195,36 @@ def run(args: argparse.Namespace) -> Path:
                                       progress=log.progress("motion"))
     if args.save_motion is not None:
         motion.save(args.save_motion)
-    log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")
-    out = pipeline.render_to_file(models, face, motion, waveform, sample_rate, args.output,
-                                  driving, batch_size=args.batch_size, paste=not args.crop_only,
-                                  render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
-                                  progress=log.progress("frames"))
+    return motion
+
+
+def _dub(args: argparse.Namespace, driving: DrivingSettings, log: _StageLog) -> Path:
+    """--video: dub the source video with the speech (joyvasa_core.dubbing)."""
+    from . import pipeline
+    from .audio import load_audio_file
+    from .dubbing import dub_to_file, open_source_video
+    from .video_source import probe_video
+
+    info = probe_video(args.video)
+    waveform, sample_rate = load_audio_file(args.audio)
+    seconds = waveform.shape[-1] / sample_rate
+    log.stage(f"video {info.width}x{info.height} at {info.fps:.3f} fps, speech {seconds:.2f} s "
+              f"at {sample_rate} Hz")
+    log.stage("loading models")
+    models = pipeline.load_models(args.models_dir, variant="animal" if args.animal else "human",
+                                  device=args.device, precision=args.precision)
+    log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
+    log.stage("tracking the face")
+    with open_source_video(args.video, seconds, loop=args.loop, face_backend=args.face_backend,
+                           face_index=args.face_index, models_dir=models.models_dir,
+                           progress=log.progress("frames tracked")) as video:
+        motion = _motion(args, models, waveform, sample_rate, log)
+        log.stage(f"rendering {len(video)} frames at {info.fps:g} fps ({args.loop}, "
+                  f"region {driving.animation_region})")
+        out = dub_to_file(models, video, motion, waveform, sample_rate, args.output, driving,
+                          batch_size=args.batch_size, paste=not args.crop_only,
+                          render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
+                          progress=log.progress("frames"))
     log.stage(f"wrote {out}")
     return out
 

@@ -19,7 +19,9 @@ import numpy as np
 def drifting_astronaut(n: int, height: int = 200, width: int = 232, step: int = 3,
                        cutaways: tuple[int, ...] = ()) -> np.ndarray:
     """[n, height, width, 3] uint8: the astronaut's head (160 px) sliding right by ``step``
-    px per frame on a grey canvas; frames in ``cutaways`` are plain canvas (no face)."""
+    px per frame on a grey canvas; frames in ``cutaways`` are plain canvas (no face).
+    The bottom 8 rows hold a white bar 6 * (i + 1) px long: frame i is recognisable
+    far from the face."""
     import cv2
     import skimage.data
 
@@ -32,6 +34,8 @@ def drifting_astronaut(n: int, height: int = 200, width: int = 232, step: int = 
             continue
         x, y = 10 + step * i, 20
         frames[i, y:y + 160, x:x + 160] = head
+    for i in range(n):
+        frames[i, -8:, :6 * (i + 1)] = 255
     return frames
 
 
