@@ -43,19 +43,20 @@ DUBBING_REGIONS = ("lip", "exp", "all")
 def open_source_video(path: str | Path, speech_seconds: float, *, loop: LoopMode = "pingpong",
                       face_backend: str = "auto", face_index: int = 0,
                       models_dir: str | Path | None = None,
-                      crop_scale: float = config.CROP_SCALE,
+                      crop_scale: float = config.CROP_SCALE, box=None,
                       progress: Progress | None = None) -> VideoFaces:
     """Probe and track ``path``; the result renders ``speech_seconds`` of output frames.
 
     Use the returned :class:`VideoFaces` as a context manager (it keeps the file
-    open for seeking). Raises the named errors of :mod:`joyvasa_core.video_source`
+    open for seeking). box: a fixed face box instead of tracking
+    (:func:`~joyvasa_core.face_track.track_faces`). Raises the named errors of :mod:`joyvasa_core.video_source`
     and :class:`~joyvasa_core.face_track.NoFaceInVideoError`.
     """
     info: VideoInfo = probe_video(path)
     track = track_faces(iter_video(path, DEFAULT_CHUNK, info), info.fps,
                         face_backend=face_backend, models_dir=models_dir, face_index=face_index,
                         crop_scale=crop_scale, name=str(path), progress=progress,
-                        expected_frames=info.frame_count)
+                        expected_frames=info.frame_count, box=box)
     return VideoFaces(info, track, output_frame_count(speech_seconds, info.fps), loop)
 
 

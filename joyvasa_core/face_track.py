@@ -228,15 +228,16 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
                 vy_ratio: float = config.CROP_VY_RATIO, smooth_seconds: float = SMOOTH_SECONDS,
                 redetect_seconds: float = REDETECT_SECONDS, name: str = "the source video",
                 progress: Callable[[int, int], None] | None = None,
-                expected_frames: int = 0) -> FaceTrack:
+                expected_frames: int = 0, box=None) -> FaceTrack:
     """One pass over decoded chunks -> :class:`FaceTrack` (see the module docstring).
 
-    face_backend ``"none"`` is not a tracker (it has no detector): it raises.
+    box: (x1, y1, x2, y2) pixels of a face that stays there (a fixed camera and
+    sitter): no detection, every frame uses it (face_backend ``"none"`` needs it).
     """
-    if face_backend == "none":
+    if face_backend == "none" and box is None:
         raise ValueError("face_backend 'none' cannot track a face through a video; "
-                         "use 'auto', 'onnx' or 'mtcnn'")
-    detector = get_backend(face_backend, models_dir)
+                         "use 'auto', 'onnx' or 'mtcnn', or give the face box")
+    detector = get_backend("none" if box is not None else face_backend, models_dir, box=box)
     tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name)
     squares, found, times, pts = [], [], [], []
     for chunk in chunks:

@@ -64,6 +64,12 @@ def test_video_without_any_face_is_an_error(tmp_path):
                        name=str(path))
 
 
-def test_none_backend_cannot_track():
+def test_none_backend_needs_a_box(tmp_path):
     with pytest.raises(ValueError, match="cannot track"):
         ft.track_faces([], 25.0, face_backend="none")
+    frames = hv.drifting_astronaut(3)
+    path = hv.write_clip(tmp_path / "still.mp4", frames)
+    track = ft.track_faces(vs.iter_video(path, 2), 25.0, face_backend="none",
+                           box=(40, 40, 140, 140))
+    assert track.has_face.all() and track.backend == "none"
+    np.testing.assert_allclose(track.M_o2c[0], track.M_o2c[2])
