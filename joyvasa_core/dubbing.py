@@ -29,7 +29,8 @@ from .driving import DrivingSettings
 from .face_track import VideoFaces, track_faces
 from .motion import MotionSequence
 from .retime import LoopMode, output_frame_count, output_times, resample_motion
-from .video_source import DEFAULT_CHUNK, VideoInfo, iter_video, probe_video
+from .video_source import (DEFAULT_CHUNK, FrameReader, ImageFrames, VideoInfo, iter_images,
+                           iter_video, probe_video)
 
 Progress = Callable[[int, int], None]
 
@@ -57,12 +58,26 @@ def open_source_video(path: str | Path, speech_seconds: float, *, loop: LoopMode
                         face_backend=face_backend, models_dir=models_dir, face_index=face_index,
                         crop_scale=crop_scale, name=str(path), progress=progress,
                         expected_frames=info.frame_count, box=box)
-    return VideoFaces(info, track, output_frame_count(speech_seconds, info.fps), loop)
+    return VideoFaces(FrameReader(info.path, info, track.pts), info.fps, track,
+                      output_frame_count(speech_seconds, info.fps), loop)
+
+
+def open_source_frames(images, fps: float, speech_seconds: float, *,
+                       loop: LoopMode = "pingpong", face_backend: str = "auto",
+                       face_index: int = 0, models_dir: str | Path | None = None,
+                       crop_scale: float = config.CROP_SCALE, box=None,
+                       progress: Progress | None = None) -> VideoFaces:
+    """:func:`open_source_video` for frames already in memory: IMAGE [N, H, W, 3] at ``fps``."""
+    track = track_faces(iter_images(images, fps), fps, face_backend=face_backend,
+                        models_dir=models_dir, face_index=face_index, crop_scale=crop_scale,
+                        name="the video frames", progress=progress,
+                        expected_frames=int(images.shape[0]), box=box)
+    return VideoFaces(ImageFrames(images), fps, track, output_frame_count(speech_seconds, fps), loop)
 
 
 def motion_for_video(motion: MotionSequence, video: VideoFaces) -> MotionSequence:
     """The generated motion at the output frame times of ``video`` (interpolated)."""
-    fps = video.info.fps
+    fps = video.fps
     return resample_motion(motion, output_times(0, len(video), fps), fps)
 
 

@@ -41,7 +41,7 @@ from .face.errors import FaceError
 from .face.image_io import detection_view, to_float01
 from .keypoints import KeypointInfo
 from .retime import LoopMode, source_frame_indices
-from .video_source import FrameReader, VideoChunk, VideoInfo
+from .video_source import FrameReader, ImageFrames, VideoChunk
 
 if TYPE_CHECKING:
     from .pipeline import JoyVASAModels
@@ -286,15 +286,17 @@ def encode_crops(models: "JoyVASAModels", crops_256: torch.Tensor) -> tuple[torc
 class VideoFaces:
     """A tracked source video as the render loop reads it, ``count`` output frames long.
 
-    Output frame k shows decoded frame :func:`~joyvasa_core.retime.source_frame_indices`
-    ``[k]`` (the constant grid at ``info.fps``, then ping-pong / loop / trim).
-    Use as a context manager: it holds the file open for seeking.
+    reader: where frames come from by index (:class:`~joyvasa_core.video_source.FrameReader`
+    for a file, :class:`~joyvasa_core.video_source.ImageFrames` for frames in memory);
+    fps: the output rate (the source's average rate). Output frame k shows decoded
+    frame :func:`~joyvasa_core.retime.source_frame_indices` ``[k]`` (the constant
+    grid at ``fps``, then ping-pong / loop / trim). Use as a context manager:
+    a file stays open for seeking.
     """
 
-    def __init__(self, info: VideoInfo, track: FaceTrack, count: int,
-                 loop: LoopMode = "pingpong"):
-        self.info, self.track, self.count, self.loop = info, track, count, loop
-        self.reader = FrameReader(info.path, info, track.pts)
+    def __init__(self, reader: FrameReader | ImageFrames, fps: float, track: FaceTrack,
+                 count: int, loop: LoopMode = "pingpong"):
+        self.reader, self.fps, self.track, self.count, self.loop = reader, fps, track, count, loop
 
     def __enter__(self) -> "VideoFaces":
         return self
@@ -307,7 +309,7 @@ class VideoFaces:
 
     def source_indices(self, start: int, stop: int) -> torch.Tensor:
         """Decoded-frame index of output frames start..stop-1: [stop - start] int64."""
-        return source_frame_indices(stop - start, self.track.times, self.info.fps, self.loop, start)
+        return source_frame_indices(stop - start, self.track.times, self.fps, self.loop, start)
 
     def source_chunk(self, models: "JoyVASAModels", start: int, stop: int) -> SourceChunk:
         """Decode, crop and encode (F, M batched) the source frames of output frames start..stop-1."""

@@ -11,6 +11,8 @@
 * :class:`FrameReader` reads given frame indices again (seeking to the
   keyframe before them when they lie behind the decoder), which is how a
   video is played backwards for ping-pong without holding it in memory.
+* :func:`iter_images` / :class:`ImageFrames`: the same for frames already in
+  memory (a ComfyUI IMAGE batch at a given frame rate).
 
 Variable frame rate: every frame keeps its own presentation timestamp
 (``VideoChunk.times``); nothing assumes a constant rate. Rotation: phone
@@ -280,3 +282,48 @@ class FrameReader:
             return None
         i = int(np.searchsorted(self.pts, frame.pts))
         return i if i < len(self.pts) and self.pts[i] == frame.pts else None
+
+
+def _as_uint8(images: torch.Tensor) -> torch.Tensor:
+    """IMAGE [b, H, W, C] float 0..1 (or uint8) -> [b, H, W, 3] uint8 on the CPU."""
+    images = images[..., :3].detach().cpu()
+    if images.dtype == torch.uint8:
+        return images
+    return (images.float().clamp(0, 1) * 255).round_().to(torch.uint8)
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise VideoSourceError(f"video frames must be an IMAGE batch [B, H, W, 3]; got {shape}. "
+                               "Connect the images of a video loader.")
+    if images.shape[0] == 0:
+        raise VideoSourceError("the video frames are empty (0 images); load a video with frames")
+
+
+def iter_images(images: torch.Tensor, fps: float,
+                chunk_size: int = DEFAULT_CHUNK) -> Iterator[VideoChunk]:
+    """Frames in memory (IMAGE [N, H, W, 3], float 0..1 or uint8) as :class:`VideoChunk` s:
+    frame i at ``i / fps`` seconds, pts = i."""
+    _check_images(images)
+    if fps <= 0:
+        raise VideoSourceError(f"the frame rate must be positive, got {fps}")
+    for start in range(0, images.shape[0], chunk_size):
+        stop = min(start + chunk_size, images.shape[0])
+        index = torch.arange(start, stop)
+        yield VideoChunk(_as_uint8(images[start:stop]), index.to(torch.float64) / fps, index, start)
+
+
+class ImageFrames:
+    """:class:`FrameReader` for frames already in memory (IMAGE [N, H, W, 3])."""
+
+    def __init__(self, images: torch.Tensor):
+        _check_images(images)
+        self.images = images
+
+    def read(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Frames ``[len(indices), H, W, 3]`` uint8 in the order asked."""
+        return _as_uint8(self.images[torch.as_tensor(indices, dtype=torch.long)])
+
+    def close(self) -> None:
+        """Nothing to release (the frames belong to the caller)."""

