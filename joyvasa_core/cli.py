@@ -165,10 +165,7 @@ def run(args: argparse.Namespace) -> Path:
     log.stage(f"photo {image.shape[1]}x{image.shape[0]}, speech "
               f"{waveform.shape[-1] / sample_rate:.2f} s at {sample_rate} Hz")
 
-    log.stage("loading models")
-    models = pipeline.load_models(args.models_dir, variant="animal" if args.animal else "human",
-                                  device=args.device, precision=args.precision)
-    log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
+    models = _load_models(args, log)
     face = pipeline.extract_face(models, image, face_backend=args.face_backend,
                                  face_index=args.face_index)
     motion = _motion(args, models, waveform, sample_rate, log)
@@ -179,6 +176,16 @@ def run(args: argparse.Namespace) -> Path:
                                   progress=log.progress("frames"))
     log.stage(f"wrote {out}")
     return out
+
+
+def _load_models(args: argparse.Namespace, log: _StageLog):
+    from . import pipeline
+
+    log.stage("loading models")
+    models = pipeline.load_models(args.models_dir, variant="animal" if args.animal else "human",
+                                  device=args.device, precision=args.precision)
+    log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
+    return models
 
 
 def _motion(args: argparse.Namespace, models, waveform, sample_rate: int, log: _StageLog):
@@ -210,10 +217,7 @@ def _dub(args: argparse.Namespace, driving: DrivingSettings, log: _StageLog) -> 
     seconds = waveform.shape[-1] / sample_rate
     log.stage(f"video {info.width}x{info.height} at {info.fps:.3f} fps, speech {seconds:.2f} s "
               f"at {sample_rate} Hz")
-    log.stage("loading models")
-    models = pipeline.load_models(args.models_dir, variant="animal" if args.animal else "human",
-                                  device=args.device, precision=args.precision)
-    log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
+    models = _load_models(args, log)
     log.stage("tracking the face")
     with open_source_video(args.video, seconds, loop=args.loop, face_backend=args.face_backend,
                            face_index=args.face_index, models_dir=models.models_dir,
