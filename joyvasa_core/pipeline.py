@@ -28,9 +28,9 @@ from . import config
 from .devices import resolve_device, resolve_dtype
 from .driving import DrivingSettings, compose_driving_keypoints, expression_multiplier
 from .face.backends import FaceCrop, detect_and_crop
-from .face_track import SourceChunk, VideoFaces
 from .face.image_io import load_image, to_float01
 from .face.paste import PasteBack
+from .face_track import SourceChunk, VideoFaces
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
 from .motion import MotionSequence, MotionTemplate
@@ -315,7 +315,7 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
     _tick(progress, 0, total)
     for start in range(0, total, batch_size):
         stop = min(start + batch_size, total)
-        src = shared or face.source_chunk(models, start, stop)
+        src = shared if shared is not None else face.source_chunk(models, start, stop)
         with torch.inference_mode():
             info, x_s, lip_ratio = src.with_reference_row()
             x_d = compose_driving_keypoints(info, x_s,
@@ -335,7 +335,8 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
         yield frames
 
 
-def render_to_file(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+def render_to_file(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
+                   motion: MotionSequence,
                    waveform: torch.Tensor | np.ndarray | None, sample_rate: int | None,
                    output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
                    batch_size: int | None = None, paste: bool = True, crf: int = 18,
