@@ -11,7 +11,13 @@ audio and the motion, 70 floats per frame, scale with the length). The speech is
 16 kHz mono, 3.7 MiB per minute in float32, held by the caller; a 44.1 kHz
 stereo float32 waveform would be 20 MiB per minute.
 
-    python benchmarks/streaming_memory.py [--minutes 1 10] [--threads 2]
+    python benchmarks/streaming_memory.py [--minutes 1 10] [--threads 2] [--dubbing]
+
+``--dubbing`` measures video dubbing instead (``joyvasa_core.dubbing``): a
+synthetic source video as long as the speech (200x150, 25 fps, written
+beforehand, chunk by chunk, outside the measured process) is tracked with a
+fixed face box (no detector cost, same tracking code path), then decoded,
+encoded with F and M, rendered, pasted and encoded chunk by chunk.
 
 ``--full-size --device cuda`` runs the same path with the full-size networks
 (synthetic weights) on a GPU, the astronaut photo and the fast sampler, and
@@ -48,6 +54,49 @@ def full_size_models(device_name: str):
     lp = hcp.filled_liveportrait().to(device, dtype).requires_grad_(False)
     return pipeline.JoyVASAModels(lp, full_size_generator(device),
                                   MotionTemplate.from_dict(hcp.make_motion_template()), device, dtype)
+
+
+def write_source_video(path: Path, minutes: float) -> None:
+    """A synthetic 25 fps source video of ``minutes``, written 250 frames at a time."""
+    import numpy as np
+
+    from joyvasa_core.video import VideoWriter
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (*PHOTO_SIZE, 3), dtype=np.uint8)
+    frames = int(minutes * 60 * 25)
+    with VideoWriter(path, 25, crf=28, preset="ultrafast") as writer:
+        for start in range(0, frames, 250):
+            count = min(250, frames - start)
+            shift = (np.arange(start, start + count) % 20)[:, None, None, None]
+            writer.write(np.clip(base[None].astype(np.int16) + shift, 0, 255).astype(np.uint8))
+
+
+def dubbing_child(minutes: float, threads: int, batch_size: int | None, video: Path) -> dict:
+    """Dub ``video`` with ``minutes`` of speech in this process (tiny networks, CPU)."""
+    import torch
+
+    import helpers_pipeline as hp
+    from joyvasa_core import pipeline
+    from joyvasa_core.dubbing import dub_to_file, open_source_video
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    micro = {**hp.FAST_LIVEPORTRAIT, "appearance_feature_extractor": {
+        **hp.FAST_LIVEPORTRAIT["appearance_feature_extractor"], "num_down_blocks": 5}}
+    models = hp.fast_models(liveportrait_config=micro, generator_args=GENERATOR_ARGS)
+    waveform = hp.speech_like(minutes * 60, SAMPLE_RATE)
+    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE, sampler="ddim", steps=2)
+    motion_s = time.perf_counter() - start
+    box = (40, 50, 110, 120)
+    with open_source_video(video, minutes * 60, face_backend="none", box=box) as source, \
+            tempfile.TemporaryDirectory() as tmp:
+        out = dub_to_file(models, source, motion, waveform, SAMPLE_RATE, Path(tmp) / "dub.mp4",
+                          batch_size=batch_size)
+        size_mb, frames = out.stat().st_size / 2**20, len(source)
+    return {"minutes": minutes, "frames": frames, "motion_s": motion_s,
+            "total_s": time.perf_counter() - start, "mp4_mib": size_mb,
+            "peak_rss_mib": peak_rss_mib(), "peak_vram_mib": None}
 
 
 def child(minutes: float, threads: int, batch_size: int | None, full_size: bool, device: str) -> dict:
@@ -99,18 +148,28 @@ def main() -> None:
     parser.add_argument("--full-size", action="store_true",
                         help="full-size networks (for a GPU: about 1.2 TFLOP per frame)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dubbing", action="store_true",
+                        help="measure video dubbing (tiny networks, CPU) instead of a photo")
     parser.add_argument("--child", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--video", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     batch_size = args.batch_size or (None if args.full_size else 16)
     if args.child is not None:
-        print(json.dumps(child(args.child, args.threads, batch_size, args.full_size, args.device)))
+        result = dubbing_child(args.child, args.threads, batch_size, args.video) if args.video \
+            else child(args.child, args.threads, batch_size, args.full_size, args.device)
+        print(json.dumps(result))
         return
 
     results = []
+    tmp = tempfile.TemporaryDirectory()
     for minutes in args.minutes:
         cmd = [sys.executable, __file__, "--child", str(minutes), "--threads", str(args.threads),
                "--device", args.device] + (["--full-size"] if args.full_size else []) \
             + ([] if batch_size is None else ["--batch-size", str(batch_size)])
+        if args.dubbing:
+            video = Path(tmp.name) / f"source_{minutes:g}min.mp4"
+            write_source_video(video, minutes)
+            cmd += ["--video", str(video)]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
         if proc.returncode != 0:

@@ -1,6 +1,7 @@
-"""Headless command line: one photo + one speech file -> one MP4.
+"""Headless command line: one photo (or a video to dub) + one speech file -> one MP4.
 
     python -m joyvasa_core --image face.png --audio speech.wav --output out.mp4
+    python -m joyvasa_core --video clip.mp4 --audio speech.wav --output dubbed.mp4
 
 Cheap inputs (the photo, the audio) are checked before the models load, so a
 wrong path fails in a second. Progress goes to stdout; every failure ends with
@@ -30,10 +31,14 @@ from .dit.denoiser import PE_VARIANTS
 from .dit.samplers import SAMPLERS
 from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from .edits.blink import DEFAULT_RATE as DEFAULT_BLINK_RATE
+from .dubbing import DUBBING_REGIONS
 from .render import RenderOptions
+from .retime import LOOP_MODES
 
 if TYPE_CHECKING:
+    from .motion import MotionSequence
     from .pipeline import JoyVASAModels
+    from .video_source import VideoInfo
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -44,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m joyvasa_core",
         description="Animate a portrait photo with speech (JoyVASA + LivePortrait) into an MP4.")
     io = p.add_argument_group("inputs and output")
-    io.add_argument("--image", required=True, type=Path, help="portrait photo (PNG, JPEG, ...)")
+    source = io.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="portrait photo (PNG, JPEG, ...)")
+    source.add_argument("--video", type=Path,
+                        help="source video to dub with the speech (mp4, mov, mkv, ...)")
     io.add_argument("--audio", required=True, type=Path,
                     help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes)")
     io.add_argument("--output", type=Path,
@@ -127,6 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="write the driving keypoints (safetensors: x_d [T,21,3] as rendered, "
                            "x_s [21,3]); without --output nothing is rendered")
 
+    dub = p.add_argument_group("video dubbing (with --video)")
+    dub.add_argument("--region", default="lip", choices=DUBBING_REGIONS,
+                     help="what the speech drives on the video's own motion: lip (default, only "
+                          "the mouth), exp (the expression), all (expression and head turns)")
+    dub.add_argument("--loop", default="pingpong", choices=LOOP_MODES,
+                     help="when the speech is longer than the video: play it back and forth "
+                          "(pingpong) or restart it (loop)")
+
     run = p.add_argument_group("run")
     run.add_argument("--batch-size", type=int,
                      help="frames rendered at once on a GPU (default: from free GPU memory); "
@@ -190,7 +206,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from .video import VideoWriterError
 
     # CheckpointError covers model_files.MissingModelFilesError; FaceError covers
-    # ImageLoadError and NoFaceError.
+    # ImageLoadError, NoFaceError and NoFaceInVideoError; ValueError covers
+    # video_source.VideoSourceError.
     return (AudioError, CheckpointError, FaceError, VideoWriterError, FileNotFoundError,
             ValueError)
 
@@ -273,6 +290,12 @@ def check_options(args: argparse.Namespace) -> None:
                                   ("--save-keypoints", args.save_keypoints, "keypoints.safetensors")):
         if path is not None:
             check_output_path(path, option, example)
+    if args.video is not None:
+        for option, value in (("--expression-from", args.expression_from),
+                              ("--save-keypoints", args.save_keypoints)):
+            if value is not None:
+                raise UsageError(f"{option} works with --image only (a video's keypoints "
+                                 "change every frame); drop it or use a photo")
     if args.models_dir is not None and args.models_dir.exists() and not args.models_dir.is_dir():
         raise UsageError(f"--models-dir {args.models_dir} is a file; pass the pretrained_weights "
                          "folder")
@@ -282,30 +305,39 @@ def check_options(args: argparse.Namespace) -> None:
 class Inputs:
     """The decoded, checked inputs of one job.
 
-    image: [H, W, 3] uint8 RGB photo; waveform: [C, N] float32 speech as decoded
-    (muxed into the video at its own rate); sample_rate: its rate in Hz;
-    speech: [M] float32 mono 16 kHz, what the motion generator hears.
+    image: [H, W, 3] uint8 RGB photo (None with --video); waveform: [C, N] float32
+    speech as decoded (muxed into the video at its own rate); sample_rate: its
+    rate in Hz; speech: [M] float32 mono 16 kHz, what the motion generator
+    hears; video: the --video's stream facts (None with --image; its frames are
+    decoded chunk by chunk while rendering).
     """
 
-    image: np.ndarray
+    image: np.ndarray | None
     waveform: torch.Tensor
     sample_rate: int
     speech: torch.Tensor
+    video: "VideoInfo | None" = None
 
 
 def read_inputs(args: argparse.Namespace) -> Inputs:
-    """Decode and check the photo and the speech (seconds at most; no model is loaded).
+    """Decode and check the photo (or probe the video) and the speech (seconds at most; no
+    model is loaded).
 
-    Raises ImageLoadError / AudioError with the file's name and the fix.
+    Raises ImageLoadError / VideoSourceError / AudioError with the file's name and the fix.
     """
     from .audio import check_duration, load_audio_file, prepare_waveform
     from .face.image_io import check_photo_size, load_image
+    from .video_source import probe_video
 
-    image = check_photo_size(load_image(args.image), str(args.image))
+    image = video = None
+    if args.video is not None:
+        video = probe_video(args.video)
+    else:
+        image = check_photo_size(load_image(args.image), str(args.image))
     waveform, sample_rate = load_audio_file(args.audio)
     speech = prepare_waveform(waveform, sample_rate)
     check_duration(speech.shape[0], fps=config.DEFAULT_FPS)
-    return Inputs(image, waveform, sample_rate, speech)
+    return Inputs(image, waveform, sample_rate, speech, video)
 
 
 def load_models(args: argparse.Namespace) -> "JoyVASAModels":
@@ -321,30 +353,20 @@ def render_job(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs
     """Face, motion and frames of one job with already loaded models; returns the MP4 path
     (the keypoint file's in keypoints-only mode)."""
     from . import pipeline
-    from .edits import build_edits
     from .face.image_io import load_image
 
     log = log or _StageLog()
     driving = DrivingSettings(
-        driving_option=args.driving_option, animation_region=args.animation_region,
+        driving_option=args.driving_option,
+        animation_region=args.animation_region if args.video is None else args.region,
         flag_stitching=not args.no_stitching, flag_relative_motion=not args.no_relative_motion,
         driving_multiplier=args.driving_multiplier)
+    if args.video is not None:
+        return _dub(models, args, inputs, driving, log)
     face = pipeline.extract_face(models, inputs.image, face_backend=args.face_backend,
                                  face_index=args.face_index)
-    log.stage("generating motion")
-    motion = pipeline.audio_to_motion(models, inputs.speech, config.AUDIO_SAMPLE_RATE,
-                                      seed=args.seed, cfg_scale=args.cfg_scale,
-                                      sampler=args.sampler, steps=args.steps,
-                                      smoothing=args.smoothing, pose_scale=args.pose_scale,
-                                      expression_scale=args.expression_scale,
-                                      pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs,
-                                      progress=log.progress("motion"))
-    if args.save_motion is not None:
-        motion.save(args.save_motion)
-    motion = _mixed_motion(args, models, motion)
-    edits = build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
-                        blink_strength=args.blink_strength, seed=args.seed,
-                        duration=len(motion) / motion.fps)
+    motion = _motion(args, models, inputs, log)
+    edits = _edits(args, motion)
     if args.expression_from is not None:
         from .edits import Edits, ExpressionOffset
 
@@ -369,6 +391,56 @@ def render_job(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs
     return out
 
 
+def _motion(args: argparse.Namespace, models: "JoyVASAModels", inputs: Inputs,
+            log: _StageLog) -> "MotionSequence":
+    """The speech's motion as the options ask: generated (saved with --save-motion), then
+    --pose-from mixed in and --strength applied."""
+    from . import pipeline
+
+    log.stage("generating motion")
+    motion = pipeline.audio_to_motion(models, inputs.speech, config.AUDIO_SAMPLE_RATE,
+                                      seed=args.seed, cfg_scale=args.cfg_scale,
+                                      sampler=args.sampler, steps=args.steps,
+                                      smoothing=args.smoothing, pose_scale=args.pose_scale,
+                                      expression_scale=args.expression_scale,
+                                      pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs,
+                                      progress=log.progress("motion"))
+    if args.save_motion is not None:
+        motion.save(args.save_motion)
+    return _mixed_motion(args, models, motion)
+
+
+def _edits(args: argparse.Namespace, motion: "MotionSequence"):
+    """--expression and --blink over the motion's duration (None when there are none)."""
+    from .edits import build_edits
+
+    return build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
+                       blink_strength=args.blink_strength, seed=args.seed,
+                       duration=len(motion) / motion.fps)
+
+
+def _dub(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs,
+         driving: DrivingSettings, log: _StageLog) -> Path:
+    """--video: dub the source video with the speech (joyvasa_core.dubbing)."""
+    from .dubbing import dub_to_file, open_source_video
+
+    seconds = inputs.waveform.shape[-1] / inputs.sample_rate
+    log.stage("tracking the face")
+    with open_source_video(args.video, seconds, loop=args.loop, face_backend=args.face_backend,
+                           face_index=args.face_index, models_dir=models.models_dir,
+                           progress=log.progress("frames tracked")) as video:
+        motion = _motion(args, models, inputs, log)
+        log.stage(f"rendering {len(video)} frames at {inputs.video.fps:g} fps ({args.loop}, "
+                  f"region {driving.animation_region})")
+        out = dub_to_file(models, video, motion, inputs.waveform, inputs.sample_rate,
+                          args.output, driving, batch_size=args.batch_size,
+                          paste=not args.crop_only,
+                          render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
+                          progress=log.progress("frames"), edits=_edits(args, motion))
+    log.stage(f"wrote {out}")
+    return out
+
+
 def run(args: argparse.Namespace) -> Path:
     """Do the job described by parsed arguments; returns the written MP4's path.
 
@@ -378,8 +450,10 @@ def run(args: argparse.Namespace) -> Path:
     log = _StageLog()
     check_options(args)
     inputs = read_inputs(args)
-    log.stage(f"photo {inputs.image.shape[1]}x{inputs.image.shape[0]}, speech "
-              f"{inputs.waveform.shape[-1] / inputs.sample_rate:.2f} s at {inputs.sample_rate} Hz")
+    source = f"photo {inputs.image.shape[1]}x{inputs.image.shape[0]}" if inputs.video is None \
+        else f"video {inputs.video.width}x{inputs.video.height} at {inputs.video.fps:.3f} fps"
+    log.stage(f"{source}, speech {inputs.waveform.shape[-1] / inputs.sample_rate:.2f} s at "
+              f"{inputs.sample_rate} Hz")
     log.stage("loading models")
     models = load_models(args)
     log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")

@@ -22,6 +22,15 @@ Per frame i (frame 0 is the reference of the relative motion):
   m = :func:`~joyvasa_core.keypoints.expression_friendly_multiplier`;
 * stitching (optional), lip normalisation (optional), then
   ``x_d = x_s + driving_multiplier · (x_d − x_s)``.
+
+A **video** source (``per_frame=True``, dubbing) has its own keypoints for
+every frame i, and the motion edits them the way LivePortrait's video editing
+does: the frame keeps its own scale, translation and (except region ``all``)
+rotation; the region's expression entries become
+``exp_s,i + (exp_d,i − exp_d,0)`` (``lip``: ``LIP_INDICES``; ``exp``/``all``:
+:data:`VIDEO_EXP_ENTRIES`), the rest stay the frame's own; ``all`` also turns
+the head by ``R_d,i · R_d,0ᵀ``. No expression-friendly rescale (LivePortrait
+skips it for source videos); stitching and the multiplier use the frame's own x_s.
 """
 from __future__ import annotations
 
@@ -45,6 +54,11 @@ REGIONS: tuple[str, ...] = get_args(AnimationRegion)
 
 #: Eye keypoints of LivePortrait's ``animation_region='eyes'``.
 EYE_INDICES = (11, 13, 15, 16, 18)
+#: Expression entries (keypoint, axes) LivePortrait's video editing moves for regions
+#: ``exp``/``all``: whole keypoints 1, 2, 6, 11-20 and some single axes (x, y, z = 0, 1, 2).
+VIDEO_EXP_ENTRIES: tuple[tuple[int, tuple[int, ...]], ...] = (
+    *((k, (0, 1, 2)) for k in (1, 2, 6, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20)),
+    (3, (1,)), (4, (1,)), (5, (2,)), (8, (2,)), (9, (1, 2)))
 
 
 @dataclass(frozen=True)
@@ -141,6 +155,7 @@ def compose_driving_keypoints(
     source_lip_ratio: torch.Tensor | None = None,
     multiplier: float | None = None,
     edit: KeypointEdit | None = None,
+    per_frame: bool = False,
 ) -> torch.Tensor:
     """Driving keypoints ``[T, K, 3]`` for all T frames at once.
 
@@ -154,10 +169,18 @@ def compose_driving_keypoints(
     composed chunk by chunk (None: computed from ``motion``'s frame 0, one host sync);
     edit: per-frame offsets for the T frames (``delta_exp [T, K, 3]``, ``delta_rot
     [T, 3]`` degrees, any device/dtype), applied before stitching.
+
+    per_frame: ``source``, x_s ``[T, K, 3]`` (and source_lip_ratio ``[T, 1]``)
+    hold one row per motion row, from the frames of a source video (video
+    editing, see the module docstring). Row 0 of ``motion`` is the reference
+    of the relative motion; give it any source row (e.g. a copy of row 1).
     """
     cfg = settings
-    x_d = _posed_driving(source, motion, cfg.animation_region, edit)
-    if _uses_multiplier(cfg):
+    if per_frame:
+        x_d = _edited_video_keypoints(source, motion, cfg.animation_region, edit)
+    else:
+        x_d = _posed_driving(source, motion, cfg.animation_region, edit)
+    if _uses_multiplier(cfg) and not per_frame:
         reference = x_d[:1] if edit is None else \
             _posed_driving(source, motion[:1], cfg.animation_region)
         if multiplier is None:
@@ -210,6 +233,43 @@ def _posed_driving(source: kpm.KeypointInfo, motion: MotionSequence, region: Ani
     scale = source.scale * (motion.scale / motion.scale[:1])
     t = source.t + (motion.t - motion.t[:1])
     return kpm.transform_keypoints(source.kp, rotation, exp, scale, t)
+
+
+def _video_exp_mask(num_kp: int, region: AnimationRegion, device: torch.device) -> torch.Tensor:
+    """``[K, 3]`` bool: the expression entries the motion drives on a video source."""
+    mask = torch.zeros(num_kp, 3, dtype=torch.bool, device=device)
+    if region in ("all", "exp"):
+        for kp, axes in VIDEO_EXP_ENTRIES:
+            mask[kp, list(axes)] = True
+    elif region in ("lip", "eyes"):
+        mask[list(LIP_INDICES if region == "lip" else EYE_INDICES)] = True
+    return mask
+
+
+def _edited_video_keypoints(source: kpm.KeypointInfo, motion: MotionSequence,
+                            region: AnimationRegion, edit: KeypointEdit | None = None
+                            ) -> torch.Tensor:
+    """Video frames' own keypoints with the region moved by the motion, then edited: ``[T, K, 3]``.
+
+    source: T rows (one per source frame; row 0 is the reference frame's);
+    motion: T rows, row 0 the reference of the relative motion. An edit adds
+    its expression offsets and turns each frame's own pose by its angles.
+    """
+    frames = motion.exp.shape[0]
+    own_exp = source.exp
+    relative = own_exp + (motion.exp - motion.exp[:1])
+    exp = torch.where(_video_exp_mask(own_exp.shape[1], region, own_exp.device), relative, own_exp)
+    if edit is None:
+        rotation = source.rotation()
+    else:
+        exp = exp + edit.delta_exp.to(exp.device, exp.dtype)
+        own = torch.stack([a.reshape(-1) for a in (source.pitch, source.yaw, source.roll)], -1)
+        rotation = kpm.rotation_matrix(*(own + edit.delta_rot.to(own.device, own.dtype)).unbind(-1))
+    if region in ("all", "pose"):
+        angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
+        rot_d = kpm.rotation_matrix(*angles.unbind(-1))
+        rotation = rot_d @ rot_d[:1].transpose(-1, -2) @ rotation
+    return kpm.transform_keypoints(source.kp, rotation, exp, source.scale, source.t)
 
 
 def _part(retargeting: Mapping[str, nn.Module] | None, name: str) -> nn.Module:

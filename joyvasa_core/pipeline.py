@@ -30,7 +30,8 @@ from .driving import DrivingSettings, compose_driving_keypoints, expression_mult
 from .edits import Edits
 from .face.backends import FaceCrop, detect_and_crop
 from .face.image_io import check_photo_size, load_image, to_float01
-from .face.paste import FEATHER_PX, PasteBack, feathered_mask
+from .face.paste import PasteBack
+from .face_track import SourceChunk, VideoFaces
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
 from .motion import MotionSequence, MotionTemplate
@@ -82,6 +83,13 @@ class FaceRepresentation:
     x_s: torch.Tensor
     crop: FaceCrop
     image: torch.Tensor
+
+    def source_chunk(self, models: "JoyVASAModels", start: int, stop: int) -> SourceChunk:
+        """The photo as the source of any output frames: a track of one."""
+        lip_ratio = None if self.crop.lip_open is None else \
+            torch.tensor([[self.crop.lip_open]], dtype=torch.float32, device=models.device)
+        return SourceChunk(self.feature_3d, self.source, self.x_s, lip_ratio, self.crop.M_c2o,
+                           self.image)
 
 
 # ----------------------------------------------------------------------------- loading
@@ -268,50 +276,64 @@ def _paste_dtype(models: JoyVASAModels) -> torch.dtype:
     return torch.float32
 
 
-def iter_driving_keypoints(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
-                           driving: DrivingSettings = DrivingSettings(), *, batch_size: int,
-                           edits: Edits | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+def iter_driving_keypoints(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
+                           motion: MotionSequence, driving: DrivingSettings = DrivingSettings(), *,
+                           batch_size: int, edits: Edits | None = None
+                           ) -> Iterator[tuple[int, int, SourceChunk, torch.Tensor]]:
     """The driving keypoints each frame is rendered with, ``batch_size`` frames at a time.
 
-    Yields ``(start, stop, x_d)`` with x_d ``[stop - start, 21, 3]`` float32 on the
-    models' device. Frame 0 of ``motion`` rides along with every chunk as the
-    reference of the relative motion; ``edits`` (:class:`joyvasa_core.edits.Edits`)
-    are evaluated at the chunk's frame times (frame i at ``i / motion.fps`` s).
+    Yields ``(start, stop, source, x_d)``: the chunk's :class:`SourceChunk` (the
+    photo's, shared by every chunk, or the video frames' own) and x_d
+    ``[stop - start, 21, 3]`` float32 on the models' device. Frame 0 of
+    ``motion`` rides along with every chunk as the reference of the relative
+    motion; ``edits`` (:class:`joyvasa_core.edits.Edits`) are evaluated at the
+    chunk's frame times (frame i at ``i / motion.fps`` s).
     """
-    retargeting = {"stitching": _Float32(models.liveportrait.stitching),
-                   "lip": _Float32(models.liveportrait.lip)}
-    lip_ratio = None if face.crop.lip_open is None else \
-        torch.tensor([[face.crop.lip_open]], dtype=torch.float32, device=models.device)
-    with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
-        multiplier = expression_multiplier(face.source, face.x_s,
-                                           _motion_rows(motion, 0, 0, models.device), driving)
-    for start in range(0, len(motion), batch_size):
-        stop = min(start + batch_size, len(motion))
+    lp = models.liveportrait
+    retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
+    total = len(motion)
+    shared = None if isinstance(face, VideoFaces) else face.source_chunk(models, 0, total)
+    multiplier = None
+    if shared is not None:
+        with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
+            multiplier = expression_multiplier(shared.info, shared.x_s,
+                                               _motion_rows(motion, 0, 0, models.device), driving)
+    for start in range(0, total, batch_size):
+        stop = min(start + batch_size, total)
+        src = shared if shared is not None else face.source_chunk(models, start, stop)
         rows = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
         edit = None if edits is None else edits.at_frames(rows, motion.fps)
         with torch.inference_mode():
-            x_d = compose_driving_keypoints(face.source, face.x_s,
+            info, x_s, lip_ratio = src.with_reference_row()
+            x_d = compose_driving_keypoints(info, x_s,
                                             _motion_rows(motion, start, stop, models.device),
-                                            driving, retargeting, lip_ratio, multiplier, edit)[1:]
-        yield start, stop, x_d
+                                            driving, retargeting, lip_ratio, multiplier, edit,
+                                            per_frame=src.per_frame)[1:]
+        yield start, stop, src, x_d
 
 
-def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
-                driving: DrivingSettings = DrivingSettings(), *, batch_size: int | None = None,
-                paste: bool = True, render_options: RenderOptions | None = None,
+def iter_frames(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
+                motion: MotionSequence, driving: DrivingSettings = DrivingSettings(), *,
+                batch_size: int | None = None, paste: bool = True,
+                render_options: RenderOptions | None = None,
                 progress: Progress | None = None, edits: Edits | None = None) -> Iterator[torch.Tensor]:
     """Render ``len(motion)`` frames, ``batch_size`` at a time, on the models' device.
 
+    face: a photo (:class:`FaceRepresentation`, one source for every frame) or
+    a tracked video (:class:`~joyvasa_core.face_track.VideoFaces`: each frame
+    its own crop, F, M and background, decoded chunk by chunk; ``motion`` is
+    then already at the output frame times, see :mod:`joyvasa_core.retime`).
     batch_size: frames per chunk; None = :func:`joyvasa_core.render.auto_batch_size`
     (from free VRAM on CUDA). On the CPU chunks hold one frame whatever is asked
     (:func:`~joyvasa_core.render.frames_per_chunk`): batching gains nothing there,
-    and ``progress`` (hence a cancel) then runs after every frame. render_options: W/G speed switches
-    (:class:`~joyvasa_core.render.RenderOptions`: compile, CUDA graphs, ...).
+    and ``progress`` (hence a cancel) then runs after every frame.
+    render_options: W/G speed switches (:class:`~joyvasa_core.render.RenderOptions`:
+    compile, CUDA graphs, ...).
     edits: expression edits (:class:`joyvasa_core.edits.Edits`), applied to the
     driving keypoints before stitching.
 
-    Yields [b, H, W, 3] float 0..1: the photo with the animated face pasted
-    back (H, W = the photo's size rounded up to even), or with ``paste=False``
+    Yields [b, H, W, 3] float 0..1: the source with the animated face pasted
+    back (H, W = the source's size rounded up to even), or with ``paste=False``
     the [b, 512, 512, 3] crops. Only one chunk of frames exists at a time.
     Driving keypoints are composed per chunk (:func:`iter_driving_keypoints`),
     so nothing grows with ``len(motion)``.
@@ -324,15 +346,15 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     total = len(motion)
     paster = None
     _tick(progress, 0, total)
-    for start, stop, x_d in iter_driving_keypoints(models, face, motion, driving,
-                                                   batch_size=batch_size, edits=edits):
+    for start, stop, src, x_d in iter_driving_keypoints(models, face, motion, driving,
+                                                        batch_size=batch_size, edits=edits):
         with torch.inference_mode():
-            (crops,) = iter_render(lp.warping_module, lp.spade_generator, face.feature_3d,
-                                   face.x_s, x_d, batch_size=stop - start, options=options)
+            (crops,) = iter_render(lp.warping_module, lp.spade_generator, src.feature_3d,
+                                   src.x_s, x_d, batch_size=stop - start, options=options)
             if paste:
-                if paster is None:   # mask, sampling grid and photo: once per source
-                    paster = _paste_back_for(face, crops.shape[-1], models.device,
-                                             _paste_dtype(models))
+                if paster is None or src.per_frame:   # a photo's mask and grid: computed once
+                    paster = PasteBack.for_render(src.M_c2o, src.background, crops.shape[-1],
+                                                  models.device, _paste_dtype(models), src.active)
                 frames = paster(crops.to(paster.background.dtype))
             else:
                 frames = crops.float().permute(0, 2, 3, 1)
@@ -340,31 +362,17 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
         yield frames
 
 
-def driving_keypoints(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
-                      driving: DrivingSettings = DrivingSettings(), *, edits: Edits | None = None,
-                      batch_size: int = 256) -> torch.Tensor:
+def driving_keypoints(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
+                      motion: MotionSequence, driving: DrivingSettings = DrivingSettings(), *,
+                      edits: Edits | None = None, batch_size: int = 256) -> torch.Tensor:
     """All driving keypoints ``[T, 21, 3]`` float32 on the CPU (nothing is rendered):
     :func:`iter_driving_keypoints` collected."""
-    return torch.cat([x_d.cpu() for _, _, x_d in iter_driving_keypoints(
+    return torch.cat([x_d.cpu() for _, _, _, x_d in iter_driving_keypoints(
         models, face, motion, driving, batch_size=batch_size, edits=edits)])
 
 
-def _paste_back_for(face: FaceRepresentation, size: int, device: torch.device,
-                    dtype: torch.dtype) -> PasteBack:
-    """Paste-back of rendered ``size`` x ``size`` crops covering the official 512 crop.
-
-    G renders 512 px with the official networks; a smaller configuration renders
-    the same crop area at a lower resolution, mapped through the same M_c2o
-    (pixel centres: ``x_512 = (x + 0.5) * k - 0.5``, k = 512 / size).
-    """
-    k = config.CROP_DSIZE / size
-    to_512 = np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2], [0.0, 0.0, 1.0]])
-    mask = feathered_mask(size, max(1, round(FEATHER_PX / k)))
-    return PasteBack(np.asarray(face.crop.M_c2o) @ to_512, face.image, mask=mask,
-                     device=device, dtype=dtype)
-
-
-def render_to_file(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+def render_to_file(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
+                   motion: MotionSequence,
                    waveform: torch.Tensor | np.ndarray | None, sample_rate: int | None,
                    output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
                    batch_size: int | None = None, paste: bool = True, crf: int = 18,

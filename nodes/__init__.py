@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from .api import ComfyExtension, io
 from .companions import NODES as COMPANION_NODES
+from .dubbing import NODES as DUBBING_NODES
 from .expression import NODES as EXPRESSION_NODES
 from .models import register_folders
 from .portrait import NODES as PORTRAIT_NODES
 
-NODE_LIST: list[type[io.ComfyNode]] = [*PORTRAIT_NODES, *COMPANION_NODES, *EXPRESSION_NODES]
+NODE_LIST: list[type[io.ComfyNode]] = [*PORTRAIT_NODES, *COMPANION_NODES, *EXPRESSION_NODES,
+                                       *DUBBING_NODES]
 
 
 class JoyVASAExtension(ComfyExtension):

@@ -39,6 +39,8 @@ CORE_NODES: dict[str, dict] = {
                     "optional": ["audio"], "outputs": ["VIDEO"]},
     "SaveVideo": {"inputs": {"video": "VIDEO", "filename_prefix": "STRING", "format": "COMBO",
                              "codec": "COMBO"}, "outputs": []},
+    "LoadVideo": {"inputs": {"file": "COMBO"}, "outputs": ["VIDEO"]},
+    "GetVideoComponents": {"inputs": {"video": "VIDEO"}, "outputs": ["IMAGE", "AUDIO", "FLOAT"]},
     # Kosinkadink/ComfyUI-VideoHelperSuite VideoCombine (format widgets of video/h264-mp4).
     "VHS_VideoCombine": {"inputs": {"images": "IMAGE", "audio": "AUDIO", "meta_batch":
                                     "VHS_BatchManager", "vae": "VAE", "frame_rate": "FLOAT",

@@ -22,6 +22,7 @@ from helpers_cli import FAST
 from helpers_cli import error_line as _error_line
 from helpers_cli import run as _run
 from helpers_cli import write_tone as _write_tone
+from joyvasa_core import cli
 from joyvasa_core.audio import prepare_waveform
 from joyvasa_core.config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
 from joyvasa_core.face import mtcnn
@@ -187,3 +188,55 @@ def test_module_entry_point_exit_status(tmp_path):
                             "--audio", str(tmp_path / "a.wav"), "--output", str(tmp_path / "o.mp4")],
                            capture_output=True, text=True, cwd=ROOT, check=False)
     assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+# ---------------------------------------------------------------------- --video (dubbing)
+
+@needs_mtcnn
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_cli_dubs_a_rotated_phone_video(tmp_path, models_dir, capsys):
+    """A 30 fps clip stored sideways with a display matrix: written upright, at 30 fps, for
+    as long as the (longer) speech, with the speech as AAC."""
+    import helpers_video as hv
+
+    upright = hv.drifting_astronaut(4)                              # [4, 200, 232, 3]
+    stored = np.ascontiguousarray(np.rot90(upright, k=1, axes=(1, 2)))
+    video = hv.write_clip(tmp_path / "phone.mp4", stored, fps=30, rotation=-90)
+    speech = hv.espeak_wav(tmp_path / "hi.wav", "Hi.")
+    out = tmp_path / "dubbed.mp4"
+    with hp.fast_liveportrait_build():
+        code, stdout, err = _run(["--video", video, "--audio", speech, "--output", out,
+                                  "--models-dir", models_dir, "--face-backend", "mtcnn",
+                                  "--loop", "loop", *FAST[:-2], "--batch-size", "4"], capsys)
+    assert code == 0, err
+    assert "tracking the face" in stdout and "region lip" in stdout
+    with av.open(str(speech)) as src:
+        seconds = sum(f.samples for f in src.decode(audio=0)) / src.streams.audio[0].rate
+    with av.open(str(out)) as container:
+        vstream, astream = container.streams.video[0], container.streams.audio[0]
+        assert vstream.codec_context.name == "h264" and astream.codec_context.name == "aac"
+        assert float(vstream.average_rate) == pytest.approx(30.0)
+        assert (vstream.height, vstream.width) == (200, 232)            # upright
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == int(seconds * 30)
+    # loop order: output frame 5 shows source frame 1 (its bar is 12 px long)
+    bar = (frames[5][-6:-2].mean(axis=(0, 2)) > 200).sum()
+    assert abs(int(bar) - 12) <= 2
+
+
+def test_image_and_video_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--image", "a.png", "--video", "b.mp4", "--audio", "s.wav", "--output", "o.mp4"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_video_without_video_stream(tmp_path, capsys):
+    import helpers_video as hv
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng not installed")
+    speech = hv.espeak_wav(tmp_path / "s.wav", "Hi.")
+    code, _, err = _run(["--video", speech, "--audio", speech, "--output", tmp_path / "o.mp4"],
+                        capsys)
+    assert "s.wav has no video stream" in _error_line(code, err)

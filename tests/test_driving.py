@@ -245,3 +245,75 @@ def test_rotation_edit_with_a_region_that_keeps_the_source_rotation():
     torch.testing.assert_close(edited - plain, scale[..., None] * (source.kp @ turned - source.kp
                                                                    @ source.rotation()),
                                rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------- video sources (dubbing)
+
+def video_source(frames: int = T) -> kpm.KeypointInfo:
+    """One KeypointInfo row per frame of a source video (each frame its own pose/expression)."""
+    rows = [make_source(seed) for seed in range(10, 10 + frames)]
+    return kpm.KeypointInfo(*(torch.cat([getattr(r, f) for r in rows]) for f in
+                              ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")))
+
+
+def video_reference(source: kpm.KeypointInfo, motion: Motion, region: str) -> torch.Tensor:
+    """Per-frame transcription of LivePortrait's video editing with relative motion."""
+    from joyvasa_core.driving import VIDEO_EXP_ENTRIES
+    x = []
+    r_d = kpm.rotation_matrix(motion.pitch, motion.yaw, motion.roll)
+    for i in range(motion.exp.shape[0]):
+        own = kpm.KeypointInfo(*(getattr(source, f)[i:i + 1] for f in
+                                 ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")))
+        rel = own.exp + (motion.exp[i:i + 1] - motion.exp[:1])
+        exp = own.exp.clone()
+        rot = own.rotation()
+        if region == "lip":
+            exp[:, list(LIP_INDICES)] = rel[:, list(LIP_INDICES)]
+        else:
+            for kp, axes in VIDEO_EXP_ENTRIES:
+                exp[:, kp, list(axes)] = rel[:, kp, list(axes)]
+        if region == "all":
+            rot = r_d[i:i + 1] @ r_d[:1].transpose(1, 2) @ rot
+        t = own.t.clone()
+        t[..., 2] = 0
+        x.append(own.scale * (own.kp @ rot + exp) + t)
+    return torch.cat(x)
+
+
+@pytest.mark.parametrize("region", ["lip", "exp", "all"])
+def test_video_frames_keep_their_own_motion_outside_the_region(region):
+    source, motion = video_source(), make_motion()
+    settings = replace(PLAIN, animation_region=region)    # expression-friendly: ignored for video
+    for option in ("pose-friendly", "expression-friendly"):
+        got = compose_driving_keypoints(source, source.transform(), motion,
+                                        replace(settings, driving_option=option), per_frame=True)
+        torch.testing.assert_close(got, video_reference(source, motion, region))
+
+
+def test_video_lip_region_moves_only_the_lips_and_reference_frame_is_the_video():
+    source, motion = video_source(), make_motion()
+    x_s = source.transform()
+    got = compose_driving_keypoints(source, x_s, motion, replace(PLAIN, animation_region="lip"),
+                                    per_frame=True)
+    others = [k for k in range(K) if k not in LIP_INDICES]
+    own = x_s[:, others]
+    # scale, rotation and translation are the frame's own: non-lip keypoints are x_s exactly
+    torch.testing.assert_close(got[:, others], own)
+    assert (got[1:, list(LIP_INDICES)] - x_s[1:, list(LIP_INDICES)]).abs().max() > 1e-3
+    torch.testing.assert_close(got[0], x_s[0])          # row 0: zero relative motion
+
+
+def test_video_stitching_uses_each_frames_own_source():
+    torch.manual_seed(0)
+    parts = build_stitching_retargeting()
+    source, motion = video_source(), make_motion()
+    x_s = source.transform()
+    mlps = {"stitching": parts["stitching"].double()}
+    settings = replace(PLAIN, animation_region="lip", flag_stitching=True)
+    got = compose_driving_keypoints(source, x_s, motion, settings, mlps, per_frame=True)
+    for i in (1, 4):
+        one = compose_driving_keypoints(
+            kpm.KeypointInfo(*(getattr(source, f)[[0, i]] for f in
+                               ("pitch", "yaw", "roll", "t", "exp", "scale", "kp"))),
+            x_s[[0, i]], motion[torch.tensor([0, i])], settings, mlps, per_frame=True)
+        torch.testing.assert_close(got[i], one[1])

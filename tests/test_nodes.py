@@ -294,6 +294,9 @@ class _VideoFile:
     def __init__(self, file):
         self.file = file
 
+    def get_stream_source(self):
+        return self.file
+
     def get_dimensions(self):
         with av.open(self.file) as container:
             stream = container.streams.video[0]
@@ -352,3 +355,46 @@ def test_render_cancel_mid_run_raises_interrupt(tiny_runtime, monkeypatch):
             relative_motion=True, stitching=False, driving_multiplier=1.0, batch_size=2)
     assert isinstance(err.value.__cause__, mm.InterruptProcessingException)
     assert max(calls) < 10
+
+
+# ------------------------------------------------------------------------- video dubbing
+
+def test_dub_video_nodes_frames_and_file(tiny_runtime, monkeypatch):
+    """DubVideo on IMAGE frames (as GetVideoComponents gives them) and DubVideoToFile on a
+    VIDEO file, speech longer than the 4-frame clip; the no-download detector tracks the
+    drifting astronaut."""
+    import helpers_video as hv
+    from joyvasa_core import retime
+    from joyvasa_core.face import mtcnn
+
+    if not mtcnn.available():
+        pytest.skip("no-download face detector (pip install mtcnn) missing")
+    monkeypatch.setattr(_nodes_module("dubbing"), "VideoFromFile", _VideoFile)
+    (models,) = executor.execute_node(
+        "LoadJoyVASAModels", renderer="human", motion_generator="motion_generator_hubert_chinese.pt",
+        audio_encoder="chinese-hubert-base", motion_template="motion_template.pkl",
+        precision="auto", device="auto")
+    source = hv.drifting_astronaut(4)
+    images = torch.from_numpy(source).float() / 255
+    audio = {"waveform": 0.1 * torch.randn(1, 1, 16000 // 2), "sample_rate": 16000}   # 0.5 s
+    motion = _motion(n=13)
+    common = dict(models=models, motion=motion, audio=audio, region="lip", loop="pingpong",
+                  face_backend="mtcnn", face_index=0, driving_option="expression-friendly",
+                  stitching=True, driving_multiplier=1.0, batch_size=4)
+    frames, fps, cut = executor.execute_node("JoyVASADubVideo", images=images, fps=24.0, **common)
+    n = retime.output_frame_count(0.5, 24.0)
+    assert fps == 24.0 and frames.shape == (n, 200, 232, 3) and frames.dtype == torch.float32
+    assert cut["waveform"].shape == (1, 1, math.floor(n * 16000 / 24))
+    order = retime.playback_indices(n, 4, "pingpong")
+    assert torch.equal((frames[:, -8:] * 255).round().to(torch.uint8),
+                       torch.from_numpy(source[order.numpy(), -8:]))     # bars: ping-pong order
+
+    clip = hv.write_clip(tiny_runtime / "input" / "clip.mp4", source, fps=24)
+    (video,) = executor.execute_node("JoyVASADubVideoToFile", video=_VideoFile(str(clip)),
+                                     filename_prefix="joyvasa/dub", crf=23, **common)
+    files = list((tiny_runtime / "output" / "joyvasa").glob("dub_*.mp4"))
+    assert len(files) == 1 and video.get_dimensions() == (232, 200)
+    with av.open(str(files[0])) as container:
+        assert float(container.streams.video[0].average_rate) == pytest.approx(24.0)
+        assert len(container.streams.audio) == 1
+        assert sum(1 for _ in container.decode(video=0)) == n

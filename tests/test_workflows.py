@@ -38,7 +38,8 @@ def test_expected_workflows_are_shipped():
     names = {p.name for p in WORKFLOWS}
     assert {"JoyVASA_talking_portrait.json", "JoyVASA_talking_portrait_api.json",
             "JoyVASA_talking_portrait_vhs.json", "JoyVASA_expression_control.json",
-            "JoyVASA_expression_control_api.json"} <= names
+            "JoyVASA_expression_control_api.json", "JoyVASA_video_dubbing.json",
+            "JoyVASA_video_dubbing_api.json"} <= names
 
 
 def _known(pack, class_type: str):

@@ -57,63 +57,76 @@ def mask_to_original(mask_crop: np.ndarray, M_c2o: np.ndarray, size: tuple[int, 
 
 
 def _pad_even(image: torch.Tensor) -> torch.Tensor:
-    """[H, W, C] -> [H', W', C] with H', W' even, repeating the last row / column."""
-    if image.shape[0] % 2:
-        image = torch.cat([image, image[-1:]], dim=0)
-    if image.shape[1] % 2:
-        image = torch.cat([image, image[:, -1:]], dim=1)
+    """[..., H, W, C] -> [..., H', W', C] with H', W' even, repeating the last row / column."""
+    if image.shape[-3] % 2:
+        image = torch.cat([image, image[..., -1:, :, :]], dim=-3)
+    if image.shape[-2] % 2:
+        image = torch.cat([image, image[..., -1:, :]], dim=-2)
     return image.contiguous()
 
 
 class PasteBack:
-    """Paste chunks of rendered crops into one source image.
+    """Paste chunks of rendered crops into their source images.
 
     Built once per source (the mask, grid and background are precomputed on
-    ``device``), then called on every chunk of frames.
+    ``device``), then called on every chunk of frames. A photo is one source
+    for every frame; a video chunk gives each frame its own crop transform and
+    background (batch B), and a frame can be left out (``active``).
 
     Args:
-        M_c2o: [3, 3] crop -> original (pixels), e.g. ``FaceCrop.M_c2o``.
-        background: [H, W, 3] RGB, uint8 0..255 or float 0..1 (array or tensor),
-            at full resolution.
+        M_c2o: [3, 3] or [B, 3, 3] crop -> original (pixels), e.g. ``FaceCrop.M_c2o``.
+        background: [H, W, 3] or [B, H, W, 3] RGB, uint8 0..255 or float 0..1
+            (array or tensor), at full resolution.
         mask: crop-space blending mask, [S, S] or [S, S, C] uint8 (0..255);
             None = :func:`feathered_mask`. Its size S is the crop size the
             frames must have.
         device, dtype: where and in what precision the blend runs.
+        active: [B] bool, False for frames that keep their background
+            untouched (no face there); None = all.
     """
 
     def __init__(self, M_c2o, background, mask: np.ndarray | None = None,
-                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32):
+                 device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
+                 active: np.ndarray | None = None):
         bg = torch.as_tensor(background)
         device = torch.device(device) if device is not None else bg.device
-        if bg.ndim != 3 or bg.shape[2] != 3:
-            raise ValueError(f"background must be [H, W, 3], got {list(bg.shape)}")
-        height, width = int(bg.shape[0]), int(bg.shape[1])
+        if bg.ndim == 3:
+            bg = bg[None]
+        if bg.ndim != 4 or bg.shape[3] != 3:
+            raise ValueError(f"background must be [H, W, 3] or [B, H, W, 3], got {list(bg.shape)}")
+        height, width = int(bg.shape[1]), int(bg.shape[2])
         mask = feathered_mask() if mask is None else np.asarray(mask)
         self.crop_size = int(mask.shape[0])
-        self.M_c2o = np.asarray(M_c2o, dtype=np.float64)
-        mask_ori = mask_to_original(mask, self.M_c2o, (width, height))
-        if mask_ori.ndim == 2:
-            mask_ori = mask_ori[..., None]
+        M = np.asarray(M_c2o, dtype=np.float64)
+        self.M_c2o = M
+        M = M[None] if M.ndim == 2 else M
+        if bg.shape[0] not in (1, M.shape[0]) and M.shape[0] != 1:
+            raise ValueError(f"{M.shape[0]} crop transforms for {bg.shape[0]} backgrounds")
+        active = np.ones(M.shape[0], bool) if active is None else np.asarray(active, bool)
+        mask_ori = np.stack([mask_to_original(mask, m, (width, height)) * float(on)
+                             for m, on in zip(M, active)])
+        if mask_ori.ndim == 3:
+            mask_ori = mask_ori[..., None]                                   # [n, H, W, C]
         self.background = _pad_even(to_float01(bg.to(device), dtype))
         self.background_u8 = to_uint8(self.background)
-        self.height, self.width = int(self.background.shape[0]), int(self.background.shape[1])
-        mask_t = torch.from_numpy(mask_ori).to(device=device, dtype=dtype)
+        self.height, self.width = int(self.background.shape[1]), int(self.background.shape[2])
 
-        # Region of interest: the bounding box of the non-zero mask.
-        ys, xs = np.nonzero(mask_ori.max(axis=2) > 0)
-        if ys.size == 0:  # the crop lies outside the image: frames leave it unchanged
+        # Region of interest: the bounding box of the non-zero masks.
+        ys, xs = np.nonzero(mask_ori.max(axis=(0, 3)) > 0)
+        if ys.size == 0:  # the crops lie outside the image: frames leave it unchanged
             self.roi = (0, 0, 0, 0)
         else:
             self.roi = (int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1)
         y0, y1, x0, x1 = self.roi
-        self.mask = mask_t[y0:y1, x0:x1].permute(2, 0, 1)[None].contiguous()          # [1, C, h, w]
-        self.background_roi = self.background[y0:y1, x0:x1].permute(2, 0, 1)[None].contiguous()
-        self.grid = self._grid(device, dtype)                 # [1, h, w, 2]
+        mask_t = torch.from_numpy(np.ascontiguousarray(mask_ori[:, y0:y1, x0:x1]))
+        self.mask = mask_t.to(device=device, dtype=dtype).permute(0, 3, 1, 2).contiguous()  # [n, C, h, w]
+        self.background_roi = self.background[:, y0:y1, x0:x1].permute(0, 3, 1, 2).contiguous()
+        self.grid = torch.cat([self._grid(m, device, dtype) for m in M])        # [n, h, w, 2]
 
-    def _grid(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """Normalised crop coordinates of every ROI pixel (align_corners=False)."""
+    def _grid(self, M_c2o: np.ndarray, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Normalised crop coordinates of every ROI pixel (align_corners=False): [1, h, w, 2]."""
         y0, y1, x0, x1 = self.roi
-        M = np.linalg.inv(self.M_c2o)                          # original -> crop
+        M = np.linalg.inv(M_c2o)                               # original -> crop
         ys = torch.arange(y0, y1, device=device, dtype=torch.float32)
         xs = torch.arange(x0, x1, device=device, dtype=torch.float32)
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
@@ -133,7 +146,8 @@ class PasteBack:
         Float 0..1 in the construction dtype by default; ``as_uint8=True``
         returns uint8 directly (only the face region is blended in float, the
         rest is a byte copy of the background: 4x less memory and traffic for
-        video encoding). Frames are expected on the construction device.
+        video encoding). Frames are expected on the construction device; with
+        per-frame transforms or backgrounds B must be their batch.
         """
         if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[2:] != (self.crop_size,) * 2:
             raise ValueError(f"frames must be [B, 3, {self.crop_size}, {self.crop_size}], "
@@ -151,6 +165,22 @@ class PasteBack:
                 blended = blended.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
             out[:, y0:y1, x0:x1] = blended.permute(0, 2, 3, 1)
         return out
+
+    @classmethod
+    def for_render(cls, M_c2o, background, size: int, device: torch.device | str,
+                   dtype: torch.dtype, active: np.ndarray | None = None) -> "PasteBack":
+        """Paste-back of rendered ``size`` x ``size`` crops covering the official 512 crop.
+
+        G renders 512 px with the official networks; a smaller configuration
+        renders the same crop area at a lower resolution, mapped through the
+        same M_c2o ([3, 3] or [B, 3, 3]) (pixel centres:
+        ``x_512 = (x + 0.5) * k - 0.5``, k = 512 / size).
+        """
+        k = config.CROP_DSIZE / size
+        to_512 = np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2], [0.0, 0.0, 1.0]])
+        mask = feathered_mask(size, max(1, round(FEATHER_PX / k)))
+        return cls(np.asarray(M_c2o) @ to_512, background, mask=mask, device=device, dtype=dtype,
+                   active=active)
 
 
 def paste_back(frames: torch.Tensor, M_c2o, background, mask: np.ndarray | None = None) -> torch.Tensor:
