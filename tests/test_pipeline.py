@@ -216,12 +216,12 @@ def test_edits_are_evaluated_per_chunk_and_show_on_frame_0(models, face, motion)
     edits = build_edits("smile: 0s=0, 0.3s=1.0 ease-in-out; rotate_yaw=4", "0.1", seed=1)
     chunks = list(pipeline.iter_driving_keypoints(models, face, short, driving, batch_size=4,
                                                   edits=edits))
-    assert [(a, b) for a, b, _ in chunks] == [(0, 4), (4, 8), (8, 11)]
+    assert [(a, b) for a, b, _, _ in chunks] == [(0, 4), (4, 8), (8, 11)]
     retarget = {"stitching": models.liveportrait.stitching, "lip": models.liveportrait.lip}
     whole = compose_driving_keypoints(face.source, face.x_s, short, driving, retarget,
                                       edit=edits.at_frames(torch.arange(11), short.fps))
     # float32 GEMM blocking of the stitching MLP differs with the batch: a few ulps of |x| ~ 1
-    torch.testing.assert_close(torch.cat([x for _, _, x in chunks]), whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat([x for _, _, _, x in chunks]), whole, atol=1e-5, rtol=0)
     plain = pipeline.driving_keypoints(models, face, short, driving)
     assert (torch.cat([x for _, _, x in chunks]) - plain).abs().amax(dim=(1, 2)).min() > 1e-3
     first = next(pipeline.iter_frames(models, face, short[:2], driving, batch_size=2, paste=False,
