@@ -134,6 +134,7 @@ def run(args: argparse.Namespace) -> Path:
     from . import pipeline
     from .audio import load_audio_file
     from .face.image_io import load_image
+    from .motion import MotionSequence
 
     log = _StageLog()
     driving = DrivingSettings(
@@ -153,21 +154,23 @@ def run(args: argparse.Namespace) -> Path:
     log.stage(f"device {models.device}, {str(models.dtype).removeprefix('torch.')}")
     face = pipeline.extract_face(models, image, face_backend=args.face_backend,
                                  face_index=args.face_index)
-    log.stage("generating motion")
-    motion = pipeline.audio_to_motion(models, waveform, sample_rate, seed=args.seed,
-                                      cfg_scale=args.cfg_scale, sampler=args.sampler,
-                                      steps=args.steps, smoothing=args.smoothing,
-                                      pose_scale=args.pose_scale,
-                                      expression_scale=args.expression_scale,
-                                      pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs,
-                                      progress=log.progress("motion"))
+    motion = pipeline.audio_motion_stream(models, waveform, sample_rate, seed=args.seed,
+                                          cfg_scale=args.cfg_scale, sampler=args.sampler,
+                                          steps=args.steps, smoothing=args.smoothing,
+                                          pose_scale=args.pose_scale,
+                                          expression_scale=args.expression_scale,
+                                          pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs)
+    kept: list = []   # --save-motion: the chunks as they pass to the renderer
     if args.save_motion is not None:
-        motion.save(args.save_motion)
-    log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")
+        motion = motion.map(lambda chunk: kept.append(chunk) or chunk)
+    # Windows are sampled as the renderer asks for them: writing starts after the first one.
+    log.stage(f"generating motion and rendering {motion.n_frames} frames at {motion.fps:g} fps")
     out = pipeline.render_to_file(models, face, motion, waveform, sample_rate, args.output,
                                   driving, batch_size=args.batch_size, paste=not args.crop_only,
                                   render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
                                   progress=log.progress("frames"))
+    if args.save_motion is not None:
+        MotionSequence.cat(kept).save(args.save_motion)
     log.stage(f"wrote {out}")
     return out
 

@@ -30,7 +30,7 @@ from .config import DEFAULT_CFG_SCALE
 from .dit.audio_encoder import encode_audio
 from .dit.model import MotionGenerator
 from .dit.samplers import Threshold, sample_window
-from .motion import MotionSequence, MotionTemplate, PoseEMA, decode_motion
+from .motion import MotionSequence, MotionStream, MotionTemplate, PoseEMA, decode_motion
 
 #: Windows encoded together by the audio encoder.
 ENCODE_BATCH = 8
@@ -121,15 +121,16 @@ class WindowSampler:
         return self.ema(decode_motion(motion[0, :keep].float(), self.template, fps=self.fps))
 
 
-@torch.no_grad()
 def iter_motion(model: MotionGenerator, template: MotionTemplate,
                 waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
                 progress: Progress | None = None, allow_silence: bool = False,
-                **options) -> Iterator[MotionSequence]:
+                **options) -> MotionStream:
     """The motion of speech as a stream: one decoded, smoothed chunk per window, yielded as
     soon as the window is sampled (the first after one window's work, whatever the length).
 
-    Arguments as :func:`generate_motion`. The chunks joined equal its result exactly.
+    The audio is checked and the window plan made at once (so ``n_frames`` is
+    known and bad audio raises here); sampling happens as the stream is read.
+    Arguments as :func:`generate_motion`; the chunks joined equal its result exactly.
     """
     args = model.args
     device = next(model.parameters()).device
@@ -144,9 +145,14 @@ def iter_motion(model: MotionGenerator, template: MotionTemplate,
 
     sampler = WindowSampler(model, template, on_step=on_step if progress else None, **options)
     total = plan.n_windows * sampler.steps_per_window
-    features = iter_window_features(model, window_batches(audio, plan, args.pad_mode, ENCODE_BATCH))
-    for keep, feat in zip(plan.frames_per_window, features):
-        yield sampler(feat, keep)
+
+    @torch.no_grad()
+    def chunks() -> Iterator[MotionSequence]:
+        features = iter_window_features(model, window_batches(audio, plan, args.pad_mode, ENCODE_BATCH))
+        for keep, feat in zip(plan.frames_per_window, features):
+            yield sampler(feat, keep)
+
+    return MotionStream(chunks(), fps=args.fps, n_frames=plan.n_frames)
 
 
 def generate_motion(model: MotionGenerator, template: MotionTemplate,
@@ -179,8 +185,8 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         cuda_graphs: replay the denoiser from CUDA graphs (CUDA only; same numbers).
         allow_silence: accept an all-silent clip instead of raising ``AudioError``.
     """
-    return MotionSequence.cat(iter_motion(
+    return iter_motion(
         model, template, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, cfg_mode=cfg_mode,
         sampler=sampler, steps=steps, smoothing=smoothing, noise=noise, progress=progress,
         pe_variant=pe_variant, threshold=threshold, cuda_graphs=cuda_graphs,
-        allow_silence=allow_silence))
+        allow_silence=allow_silence).collect()

@@ -9,7 +9,7 @@ motion: ``exp = c * std_exp + mean_exp``, every other entry
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -235,6 +235,31 @@ class PoseEMA:
 def smooth_pose(seq: MotionSequence, alpha: float = POSE_EMA_ALPHA, strength: float = 1.0) -> MotionSequence:
     """Official EMA over scale, t and the angles of a whole sequence (see :class:`PoseEMA`)."""
     return PoseEMA(alpha, strength)(seq)
+
+
+@dataclass
+class MotionStream:
+    """A motion sequence produced chunk by chunk (iterate it once).
+
+    ``chunks`` yields consecutive :class:`MotionSequence` chunks at ``fps``;
+    ``n_frames`` is their total when known in advance (offline), None when not
+    (live). Frame 0 of the first chunk is the reference of relative motion.
+    """
+
+    chunks: Iterable[MotionSequence]
+    fps: float = DEFAULT_FPS
+    n_frames: int | None = None
+
+    def __iter__(self) -> Iterator[MotionSequence]:
+        return iter(self.chunks)
+
+    def map(self, fn: "Callable[[MotionSequence], MotionSequence]") -> "MotionStream":
+        """The same stream with ``fn`` applied to each chunk (lazily; lengths must not change)."""
+        return replace(self, chunks=(fn(chunk) for chunk in self.chunks))
+
+    def collect(self) -> MotionSequence:
+        """All chunks joined into one sequence."""
+        return MotionSequence.cat(self)
 
 
 def iter_chunks(motion: MotionSequence | Iterable[MotionSequence]) -> Iterator[MotionSequence]:

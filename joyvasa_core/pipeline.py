@@ -17,7 +17,8 @@ chunk; raising from one cancels the work (ComfyUI's interrupt does that).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,13 +33,13 @@ from .face.image_io import load_image, to_float01
 from .face.paste import FEATHER_PX, PasteBack, feathered_mask
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
-from .motion import MotionSequence, MotionTemplate
+from .motion import MotionSequence, MotionStream, MotionTemplate, iter_chunks
 from .render import RenderOptions, auto_batch_size, iter_render
 from .video import VideoWriter, frames_to_uint8_tensor
 
 __all__ = [
     "JoyVASAModels", "FaceRepresentation", "resolve_device", "resolve_dtype", "load_models",
-    "extract_face", "audio_to_motion", "iter_frames", "render_to_file",
+    "extract_face", "audio_to_motion", "audio_motion_stream", "iter_frames", "render_to_file",
     "motion_from_video",
 ]
 
@@ -198,17 +199,46 @@ def audio_to_motion(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, 
     pe_variant: ``"head"`` (fixed positional encoding) or ``"legacy"`` (the one
     the released weights were trained with). cuda_graphs: replay each denoising
     step from a CUDA graph (CUDA only; same numbers, far fewer kernel launches).
+    All chunks of :func:`audio_motion_stream` joined.
     """
-    from .generate import generate_motion
+    return audio_motion_stream(models, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale,
+                               sampler=sampler, steps=steps, smoothing=smoothing,
+                               pose_scale=pose_scale, expression_scale=expression_scale,
+                               pe_variant=pe_variant, cuda_graphs=cuda_graphs,
+                               progress=progress).collect()
+
+
+def audio_motion_stream(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, sample_rate: int,
+                        *, seed: int = 0, cfg_scale: float = config.DEFAULT_CFG_SCALE,
+                        sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
+                        pose_scale: float = 1.0, expression_scale: float = 1.0,
+                        pe_variant: str = "head", cuda_graphs: bool = False,
+                        progress: Progress | None = None) -> MotionStream:
+    """:func:`audio_to_motion` as a :class:`~joyvasa_core.motion.MotionStream`: one chunk per
+    sampled window (rescaled against the stream's frame 0), so rendering can start after
+    the first window. The audio is checked at once; sampling happens as it is read."""
+    from .generate import iter_motion
 
     if models.motion_generator is None or models.template is None:
         raise ValueError("these models have no motion generator: load them with load_models() "
                          "from a folder holding JoyVASA/motion_generator and motion_template")
-    motion = generate_motion(models.motion_generator, models.template, waveform, sample_rate,
-                             seed=seed, cfg_scale=cfg_scale, sampler=sampler, steps=steps,
-                             smoothing=smoothing, pe_variant=pe_variant, cuda_graphs=cuda_graphs,
-                             progress=progress)
-    return motion.rescaled(pose=pose_scale, expression=expression_scale)
+    stream = iter_motion(models.motion_generator, models.template, waveform, sample_rate,
+                         seed=seed, cfg_scale=cfg_scale, sampler=sampler, steps=steps,
+                         smoothing=smoothing, pe_variant=pe_variant, cuda_graphs=cuda_graphs,
+                         progress=progress)
+    return stream.map(rescaler(pose_scale, expression_scale))
+
+
+def rescaler(pose_scale: float, expression_scale: float) -> Callable[[MotionSequence], MotionSequence]:
+    """Per-chunk :meth:`MotionSequence.rescaled` of one stream (frame 0 of its first chunk is the reference)."""
+    reference: list[MotionSequence] = []
+
+    def rescale(chunk: MotionSequence) -> MotionSequence:
+        if not reference:
+            reference.append(chunk[:1])
+        return chunk.rescaled(pose=pose_scale, expression=expression_scale, reference=reference[0])
+
+    return rescale
 
 
 @torch.inference_mode()
@@ -240,10 +270,9 @@ def motion_from_video(models: JoyVASAModels, frames: np.ndarray | torch.Tensor, 
 
 # ----------------------------------------------------------------------------- frames
 
-def _motion_rows(motion: MotionSequence, start: int, stop: int, device: torch.device) -> MotionSequence:
-    """Frame 0 (the reference of relative motion) followed by frames start:stop, on device."""
-    index = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
-    return motion[index].to(device, torch.float32)
+def _motion_rows(reference: MotionSequence, rows: MotionSequence, device: torch.device) -> MotionSequence:
+    """Frame 0 of the stream (the reference of relative motion) followed by ``rows``, on device."""
+    return MotionSequence.cat([reference, rows]).to(device, torch.float32)
 
 
 class _Float32(torch.nn.Module):
@@ -267,21 +296,27 @@ def _paste_dtype(models: JoyVASAModels) -> torch.dtype:
     return torch.float32
 
 
-def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+def iter_frames(models: JoyVASAModels, face: FaceRepresentation,
+                motion: MotionSequence | Iterable[MotionSequence],
                 driving: DrivingSettings = DrivingSettings(), *, batch_size: int | None = None,
                 paste: bool = True, render_options: RenderOptions | None = None,
                 progress: Progress | None = None) -> Iterator[torch.Tensor]:
-    """Render ``len(motion)`` frames, ``batch_size`` at a time, on the models' device.
+    """Render the frames of ``motion``, ``batch_size`` at a time, on the models' device.
 
-    batch_size: frames per chunk; None = :func:`joyvasa_core.render.auto_batch_size`
-    (from free VRAM on CUDA). render_options: W/G speed switches
-    (:class:`~joyvasa_core.render.RenderOptions`: compile, CUDA graphs, ...).
+    motion: a whole :class:`MotionSequence`, or a stream of consecutive chunks
+    (a :class:`~joyvasa_core.motion.MotionStream`, or any iterable): each chunk
+    is rendered as soon as it is read. batch_size: frames per render chunk; None
+    = :func:`joyvasa_core.render.auto_batch_size` (from free VRAM on CUDA).
+    render_options: W/G speed switches (:class:`~joyvasa_core.render.RenderOptions`:
+    compile, CUDA graphs, ...).
 
     Yields [b, H, W, 3] float 0..1: the photo with the animated face pasted
     back (H, W = the photo's size rounded up to even), or with ``paste=False``
     the [b, 512, 512, 3] crops. Only one chunk of frames exists at a time.
-    Driving keypoints are composed per chunk (frame 0 of ``motion`` rides along
-    as the reference of the relative motion), so nothing grows with ``len(motion)``.
+    Driving keypoints are composed per chunk (frame 0 of the first motion chunk
+    rides along as the reference of the relative motion), so nothing grows with
+    the length of the motion. ``progress(done, total)``: total is the motion's
+    frame count when known (a stream's ``n_frames``), else the frames done.
     """
     lp = models.liveportrait
     if batch_size is None:
@@ -290,32 +325,40 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation, motion: MotionS
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     options = replace(render_options or RenderOptions(), output_device=None)
-    total = len(motion)
+    total = len(motion) if isinstance(motion, MotionSequence) else getattr(motion, "n_frames", None)
     retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
     lip_ratio = None if face.crop.lip_open is None else \
         torch.tensor([[face.crop.lip_open]], dtype=torch.float32, device=models.device)
-    paster = None
-    with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
-        multiplier = expression_multiplier(face.source, face.x_s,
-                                           _motion_rows(motion, 0, 0, models.device), driving)
-    _tick(progress, 0, total)
-    for start in range(0, total, batch_size):
-        stop = min(start + batch_size, total)
-        with torch.inference_mode():
-            x_d = compose_driving_keypoints(face.source, face.x_s,
-                                            _motion_rows(motion, start, stop, models.device),
-                                            driving, retargeting, lip_ratio, multiplier)[1:]
-            (crops,) = iter_render(lp.warping_module, lp.spade_generator, face.feature_3d,
-                                   face.x_s, x_d, batch_size=stop - start, options=options)
-            if paste:
-                if paster is None:   # mask, sampling grid and photo: once per source
-                    paster = _paste_back_for(face, crops.shape[-1], models.device,
-                                             _paste_dtype(models))
-                frames = paster(crops.to(paster.background.dtype))
-            else:
-                frames = crops.float().permute(0, 2, 3, 1)
-        _tick(progress, stop, total)
-        yield frames
+    paster = reference = multiplier = None
+    done = 0
+    for chunk in iter_chunks(motion):
+        if len(chunk) == 0:
+            continue
+        if reference is None:
+            reference = chunk[:1]
+            with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
+                multiplier = expression_multiplier(face.source, face.x_s,
+                                                   _motion_rows(reference, chunk[:0], models.device),
+                                                   driving)
+            _tick(progress, 0, total or 0)
+        for start in range(0, len(chunk), batch_size):
+            stop = min(start + batch_size, len(chunk))
+            with torch.inference_mode():
+                x_d = compose_driving_keypoints(face.source, face.x_s,
+                                                _motion_rows(reference, chunk[start:stop], models.device),
+                                                driving, retargeting, lip_ratio, multiplier)[1:]
+                (crops,) = iter_render(lp.warping_module, lp.spade_generator, face.feature_3d,
+                                       face.x_s, x_d, batch_size=stop - start, options=options)
+                if paste:
+                    if paster is None:   # mask, sampling grid and photo: once per source
+                        paster = _paste_back_for(face, crops.shape[-1], models.device,
+                                                 _paste_dtype(models))
+                    frames = paster(crops.to(paster.background.dtype))
+                else:
+                    frames = crops.float().permute(0, 2, 3, 1)
+            done += stop - start
+            _tick(progress, done, total or done)
+            yield frames
 
 
 def _paste_back_for(face: FaceRepresentation, size: int, device: torch.device,
@@ -333,23 +376,33 @@ def _paste_back_for(face: FaceRepresentation, size: int, device: torch.device,
                      device=device, dtype=dtype)
 
 
-def render_to_file(models: JoyVASAModels, face: FaceRepresentation, motion: MotionSequence,
+def render_to_file(models: JoyVASAModels, face: FaceRepresentation,
+                   motion: MotionSequence | Iterable[MotionSequence],
                    waveform: torch.Tensor | np.ndarray | None, sample_rate: int | None,
                    output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
                    batch_size: int | None = None, paste: bool = True, crf: int = 18,
                    render_options: RenderOptions | None = None,
                    progress: Progress | None = None) -> Path:
-    """Render and encode an MP4 (H.264 at ``motion.fps``, the speech muxed as AAC).
+    """Render and encode an MP4 (H.264 at the motion's fps, the speech muxed as AAC).
 
+    motion: a whole sequence or a stream of chunks (see :func:`iter_frames`): with a
+    stream, writing starts as soon as its first chunk is ready.
     waveform [N] or [C, N] at ``sample_rate`` Hz (its original rate and channels
     are kept; None = silent video). Each chunk of frames is converted to uint8 on
     the device and encoded as soon as the next chunk is queued (on a GPU the
     encoder works while the next chunk renders), so host memory stays flat
     however long the speech is. Returns the output path.
     """
+    fps = getattr(motion, "fps", None)
+    if fps is None:   # a plain iterable of chunks: its first chunk tells the fps
+        chunks = iter_chunks(motion)
+        first = next(chunks, None)
+        if first is None:
+            raise ValueError("the motion stream has no frames")
+        fps, motion = first.fps, itertools.chain([first], chunks)
     audio = None if waveform is None else (waveform, int(sample_rate))
     output_path = Path(output_path)
-    with VideoWriter(output_path, motion.fps, audio=audio, crf=crf) as writer:
+    with VideoWriter(output_path, fps, audio=audio, crf=crf) as writer:
         pending = None
         for frames in iter_frames(models, face, motion, driving, batch_size=batch_size,
                                   paste=paste, render_options=render_options, progress=progress):

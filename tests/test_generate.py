@@ -132,9 +132,11 @@ def test_stream_yields_each_window_and_joins_to_the_whole_clip(tiny_model, templ
     real = gen.sample_window
     monkeypatch.setattr(gen, "sample_window", lambda *a, **kw: sampled.append(1) or real(*a, **kw))
     stream = gen.iter_motion(tiny_model, template, audio, 16000, seed=5, sampler="ddim", steps=2)
-    first = next(stream)
+    assert not sampled and stream.n_frames == plan.n_frames and stream.fps == tiny_model.args.fps
+    chunks = iter(stream)
+    first = next(chunks)
     assert len(sampled) == 1 and len(first) == N_MOTIONS      # out after one window's sampling
-    chunks = [first, *stream]
+    chunks = [first, *chunks]
     assert [len(c) for c in chunks] == plan.frames_per_window
     monkeypatch.setattr(gen, "sample_window", real)
 
