@@ -31,7 +31,7 @@ rest: a stream of ``N`` samples gives the offline count ``int((N + 1920) / 640)`
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -152,12 +152,14 @@ class LiveSession:
     allows and renders its frames, yielding :class:`LiveFrames` as each render
     chunk is ready. Work not iterated is done by the next iterator. One thread
     at a time; :meth:`cancel` (from any thread) stops the work at the next
-    denoising step or render chunk.
+    denoising step or render chunk. ``on_motion(chunk)`` sees each committed
+    motion chunk (what the frames are rendered from) before it is rendered.
     """
 
     def __init__(self, models: JoyVASAModels, face: FaceRepresentation,
                  settings: LiveSettings = LiveSettings(),
-                 driving: DrivingSettings = DrivingSettings()) -> None:
+                 driving: DrivingSettings = DrivingSettings(),
+                 on_motion: Callable[[MotionSequence], None] | None = None) -> None:
         generator = models.motion_generator
         if generator is None or models.template is None:
             raise ValueError("these models have no motion generator: load them with load_models() "
@@ -167,7 +169,10 @@ class LiveSession:
         if spf != int(spf):
             raise ValueError(f"live mode needs a whole number of 16 kHz samples per frame; "
                              f"{args.fps} fps gives {spf}")
-        self.models, self.settings = models, settings
+        if settings.chunk + settings.lookahead > args.n_motions:
+            raise ValueError(f"chunk + lookahead must fit in one window of {args.n_motions} frames, "
+                             f"got {settings.chunk} + {settings.lookahead}")
+        self.models, self.settings, self.on_motion = models, settings, on_motion
         self.fps, self.spf = float(args.fps), int(spf)
         self.n_motions, self.pad_mode = args.n_motions, args.pad_mode
         self.window = self.n_motions * self.spf
@@ -298,7 +303,10 @@ class LiveSession:
         with torch.no_grad():
             feat = encode_audio(generator, row[None], frame_num=self.n_motions).audio_feat
         chunk = self._sampler(feat, keep)
-        self._pending.append(self._rescale(chunk))
+        chunk = self._rescale(chunk)
+        if self.on_motion is not None:
+            self.on_motion(chunk)
+        self._pending.append(chunk)
         self.committed += keep
         # Keep only the speech a later window can reach: windows start at the first uncommitted frame.
         keep_from = min(max(0, self.committed * self.spf - start), audio.shape[0])

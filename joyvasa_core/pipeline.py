@@ -382,7 +382,8 @@ def render_to_file(models: JoyVASAModels, face: FaceRepresentation,
                    output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
                    batch_size: int | None = None, paste: bool = True, crf: int = 18,
                    render_options: RenderOptions | None = None,
-                   progress: Progress | None = None) -> Path:
+                   progress: Progress | None = None,
+                   on_frames: Callable[[torch.Tensor], None] | None = None) -> Path:
     """Render and encode an MP4 (H.264 at the motion's fps, the speech muxed as AAC).
 
     motion: a whole sequence or a stream of chunks (see :func:`iter_frames`): with a
@@ -391,7 +392,8 @@ def render_to_file(models: JoyVASAModels, face: FaceRepresentation,
     are kept; None = silent video). Each chunk of frames is converted to uint8 on
     the device and encoded as soon as the next chunk is queued (on a GPU the
     encoder works while the next chunk renders), so host memory stays flat
-    however long the speech is. Returns the output path.
+    however long the speech is. ``on_frames(frames)`` sees each chunk as written
+    ([b, H, W, 3] uint8 on the host; e.g. a preview). Returns the output path.
     """
     fps = getattr(motion, "fps", None)
     if fps is None:   # a plain iterable of chunks: its first chunk tells the fps
@@ -408,11 +410,17 @@ def render_to_file(models: JoyVASAModels, face: FaceRepresentation,
                                   paste=paste, render_options=render_options, progress=progress):
             staged = _stage_uint8(frames)
             if pending is not None:
-                writer.write(_finish_stage(pending))
+                _write(writer, _finish_stage(pending), on_frames)
             pending = staged
         if pending is not None:
-            writer.write(_finish_stage(pending))
+            _write(writer, _finish_stage(pending), on_frames)
     return output_path
+
+
+def _write(writer: VideoWriter, frames: torch.Tensor, on_frames: Callable | None) -> None:
+    writer.write(frames)
+    if on_frames is not None:
+        on_frames(frames)
 
 
 def _stage_uint8(frames: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:

@@ -117,3 +117,5 @@ def test_bad_input_and_cancel(models, face):
     for bad in (dict(mode="fast"), dict(chunk=0), dict(lookahead=-1), dict(steps=0), dict(seed=1.5)):
         with pytest.raises(ValueError):
             LiveSettings(**bad)
+    with pytest.raises(ValueError, match="one window of 10 frames"):
+        LiveSession(models, face, LiveSettings(chunk=9, lookahead=2))

@@ -167,7 +167,7 @@ class LiveServer:
             if len(message) % 2:
                 raise ProtocolError(f"an audio message of {len(message)} bytes: s16le PCM has 2 bytes "
                                     "per sample, so send an even number of bytes")
-            await stream.inbox.put(np.frombuffer(message, dtype="<i2"))
+            await stream.inbox.put(np.frombuffer(message, dtype="<i2").copy())
             return stream
         try:
             data = json.loads(message)
