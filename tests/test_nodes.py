@@ -330,14 +330,20 @@ def test_render_to_file_and_motion_from_video(tiny_runtime, monkeypatch):
     assert len(driven) == 3 and driven.fps == 30.0 and driven.exp.shape == (3, 21, 3)
 
 
-def test_render_cancel_mid_run_raises_interrupt(tiny_runtime, monkeypatch):
+def _fp32_models_and_face(image: torch.Tensor):
+    """LoadJoyVASAModels (fp32, CPU) and ExtractFaceRepresentation of ``image`` (whole image as crop)."""
     (models,) = executor.execute_node(
         "LoadJoyVASAModels", renderer="human", motion_generator="motion_generator_hubert_chinese.pt",
         audio_encoder="chinese-hubert-base", motion_template="motion_template.pkl",
         precision="fp32", device="cpu")
-    face, _ = executor.execute_node("JoyVASAExtractFaceRepresentation", models=models,
-                                    image=torch.rand(1, 64, 64, 3), face_backend="none",
-                                    face_index=0, crop_scale=2.3, vx_ratio=0.0, vy_ratio=-0.125)
+    face, _ = executor.execute_node("JoyVASAExtractFaceRepresentation", models=models, image=image,
+                                    face_backend="none", face_index=0, crop_scale=2.3,
+                                    vx_ratio=0.0, vy_ratio=-0.125)
+    return models, face
+
+
+def test_render_cancel_mid_run_raises_interrupt(tiny_runtime, monkeypatch):
+    models, face = _fp32_models_and_face(torch.rand(1, 64, 64, 3))
     calls = []
 
     def hook(value, total, preview, node_id=None):
@@ -358,13 +364,7 @@ def test_render_nodes_preview_frames_while_they_run(tiny_runtime, monkeypatch):
     """Each render chunk's last frame goes to the node's progress bar as a JPEG preview."""
     monkeypatch.setattr(_nodes_module("progress"), "PREVIEW_INTERVAL_S", 0.0)
     monkeypatch.setattr(_nodes_module("companions"), "VideoFromFile", _VideoFile)
-    (models,) = executor.execute_node(
-        "LoadJoyVASAModels", renderer="human", motion_generator="motion_generator_hubert_chinese.pt",
-        audio_encoder="chinese-hubert-base", motion_template="motion_template.pkl",
-        precision="fp32", device="cpu")
-    face, _ = executor.execute_node("JoyVASAExtractFaceRepresentation", models=models,
-                                    image=torch.rand(1, 70, 54, 3), face_backend="none",
-                                    face_index=0, crop_scale=2.3, vx_ratio=0.0, vy_ratio=-0.125)
+    models, face = _fp32_models_and_face(torch.rand(1, 70, 54, 3))
     previews = []
 
     def hook(value, total, preview, node_id=None):

@@ -77,9 +77,13 @@ def test_page_and_info(server):
                 return reply.headers["Content-Type"], reply.read()
         page = await asyncio.to_thread(get, "/")
         info = await asyncio.to_thread(get, "/info")
-        return page, info
+        photo = await asyncio.to_thread(get, "/photo")
+        return page, info, photo
 
-    (page_type, page), (info_type, info) = run(server, scenario)
+    (page_type, page), (info_type, info), (photo_type, photo) = run(server, scenario)
+    assert photo_type == "image/jpeg"
+    with Image.open(io.BytesIO(photo)) as image:
+        assert image.size == (37, 45)
     assert page_type.startswith("text/html") and b"/live" in page and b"getUserMedia" in page
     assert info_type == "application/json"
     assert json.loads(info) == {"fps": 25.0, "width": 38, "height": 46}

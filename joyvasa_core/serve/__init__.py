@@ -5,6 +5,7 @@ port (the ``websockets`` library):
 
 * ``GET /``: a small page (microphone or audio file in, the talking head out);
 * ``GET /info``: ``{"fps": 25, "width": W, "height": H}`` of the frames;
+* ``GET /photo``: the photo (JPEG), shown by the page before the stream starts;
 * WebSocket ``/live``: the protocol of README.md "Live mode":
   client -> server ``{"type": "start", "sample_rate": N, ...settings}``, binary
   s16le mono PCM chunks, ``{"type": "end"}``; server -> client one binary JPEG per
@@ -107,6 +108,9 @@ class LiveServer:
         height, width = (int(s) + int(s) % 2 for s in face.image.shape[:2])
         fps = float(models.motion_generator.args.fps)
         self.info = json.dumps({"fps": fps, "width": width, "height": height}).encode()
+        from ..video import frames_to_uint8_tensor
+
+        self.photo = encode_jpegs(LiveFrames(0, fps, frames_to_uint8_tensor(face.image[None]).cpu()))[0]
 
     def serve(self, host: str = "127.0.0.1", port: int = 8765):
         """The websockets server (an async context manager; ``port`` 0 picks a free one)."""
@@ -133,6 +137,8 @@ class LiveServer:
             body, kind = PAGE.read_bytes(), "text/html; charset=utf-8"
         elif path == "/info":
             body, kind = self.info, "application/json"
+        elif path == "/photo":
+            body, kind = self.photo, "image/jpeg"
         else:
             return connection.respond(HTTPStatus.NOT_FOUND, f"no {path} here: open / or connect to /live\n")
         headers = Headers([("Content-Type", kind), ("Content-Length", str(len(body))),
