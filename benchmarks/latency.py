@@ -104,7 +104,7 @@ def consistency(models, face, speech: np.ndarray, settings: LiveSettings,
 
     def motion(s: LiveSettings) -> MotionSequence:
         chunks: list[MotionSequence] = []
-        session = LiveSession(models, face, replace(s, paste=False), on_motion=chunks.append)
+        session = LiveSession(models, face, s, on_motion=chunks.append, render=False)
         for _ in session.push(speech, config.AUDIO_SAMPLE_RATE):
             pass
         for _ in session.finish():

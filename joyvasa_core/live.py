@@ -153,13 +153,15 @@ class LiveSession:
     chunk is ready. Work not iterated is done by the next iterator. One thread
     at a time; :meth:`cancel` (from any thread) stops the work at the next
     denoising step or render chunk. ``on_motion(chunk)`` sees each committed
-    motion chunk (what the frames are rendered from) before it is rendered.
+    motion chunk (what the frames are rendered from) before it is rendered;
+    with ``render=False`` the session only samples motion (its iterators yield nothing).
     """
 
     def __init__(self, models: JoyVASAModels, face: FaceRepresentation,
                  settings: LiveSettings = LiveSettings(),
                  driving: DrivingSettings = DrivingSettings(),
-                 on_motion: Callable[[MotionSequence], None] | None = None) -> None:
+                 on_motion: Callable[[MotionSequence], None] | None = None,
+                 render: bool = True) -> None:
         generator = models.motion_generator
         if generator is None or models.template is None:
             raise ValueError("these models have no motion generator: load them with load_models() "
@@ -189,10 +191,10 @@ class LiveSession:
         self.committed = 0              # frames whose motion is sampled
         self.rendered = 0               # frames handed out
         self._pending: deque[MotionSequence] = deque()
-        self._frames = iter_frames(models, face, self._committed_chunks(), driving,
-                                   batch_size=settings.batch_size or settings.chunk,
-                                   paste=settings.paste,
-                                   progress=lambda _d, _t: self._check_cancel())
+        self._frames = None if not render else iter_frames(
+            models, face, self._committed_chunks(), driving,
+            batch_size=settings.batch_size or settings.chunk, paste=settings.paste,
+            progress=lambda _d, _t: self._check_cancel())
 
     # ------------------------------------------------------------------ input
 
@@ -264,7 +266,8 @@ class LiveSession:
             if step is None:
                 return
             self._commit(*step, last=last)
-            yield from self._render()
+            if self._frames is not None:
+                yield from self._render()
 
     def _next_step(self) -> tuple[int, int] | None:
         """(window start in padded samples, frames to commit) when the audio allows a step, else None."""
@@ -306,7 +309,8 @@ class LiveSession:
         chunk = self._rescale(chunk)
         if self.on_motion is not None:
             self.on_motion(chunk)
-        self._pending.append(chunk)
+        if self._frames is not None:
+            self._pending.append(chunk)
         self.committed += keep
         # Keep only the speech a later window can reach: windows start at the first uncommitted frame.
         keep_from = min(max(0, self.committed * self.spf - start), audio.shape[0])

@@ -117,5 +117,9 @@ def test_bad_input_and_cancel(models, face):
     for bad in (dict(mode="fast"), dict(chunk=0), dict(lookahead=-1), dict(steps=0), dict(seed=1.5)):
         with pytest.raises(ValueError):
             LiveSettings(**bad)
+    motion = []
+    quiet = LiveSession(models, face, LiveSettings(chunk=4, lookahead=1, steps=2), on_motion=motion.append,
+                        render=False)
+    assert list(quiet.push(hp.speech_like(0.2), 16000)) == [] and [len(m) for m in motion] == [4]
     with pytest.raises(ValueError, match="one window of 10 frames"):
         LiveSession(models, face, LiveSettings(chunk=9, lookahead=2))
