@@ -270,21 +270,33 @@ def window_batches(audio: torch.Tensor, plan: WindowPlan, pad_mode: str | None =
         raise ValueError(f"unknown pad_mode {pad_mode!r}: use 'zero' or 'replicate'")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    audio_start = plan.pad_before
-    audio_end = audio_start + plan.n_samples
-    tail_start = audio_end + plan.pad_after
-    tail = float(audio[-1]) if pad_mode == "replicate" and plan.pad_after == 0 else 0.0
     size = plan.samples_per_window
     for first in range(0, plan.n_windows, batch):
         starts = plan.starts[first:first + batch]
         out = audio.new_zeros((len(starts), size))
         for row, lo in zip(out, starts):
-            a, b = max(lo, audio_start), min(lo + size, audio_end)
-            if b > a:
-                row[a - lo:b - lo] = audio[a - audio_start:b - audio_start]
-            if tail and lo + size > tail_start:
-                row[max(tail_start, lo) - lo:] = tail
+            fill_window(row, lo, audio, plan.pad_before, plan.pad_after, pad_mode)
         yield out
+
+
+def fill_window(row: torch.Tensor, lo: int, audio: torch.Tensor, audio_start: int, pad_after: int,
+                pad_mode: str | None = "zero") -> None:
+    """Write samples ``[lo, lo + len(row))`` of a padded clip into the zeroed ``row``, in place.
+
+    The padded clip is: zeros up to ``audio_start``, ``audio`` ``[N]``, ``pad_after``
+    zeros, then the last window's tail, filled per ``pad_mode`` as the official code
+    does (see :func:`window_batches`). Live mode cuts its windows with it too,
+    with ``audio`` the speech heard so far (``audio_start`` its padded position).
+    """
+    size = row.shape[0]
+    audio_end = audio_start + audio.shape[0]
+    tail_start = audio_end + pad_after
+    tail = float(audio[-1]) if pad_mode == "replicate" and pad_after == 0 and audio.numel() else 0.0
+    a, b = max(lo, audio_start), min(lo + size, audio_end)
+    if b > a:
+        row[a - lo:b - lo] = audio[a - audio_start:b - audio_start]
+    if tail and lo + size > tail_start:
+        row[max(tail_start, lo) - lo:] = tail
 
 
 def split_windows(audio: torch.Tensor, plan: WindowPlan, pad_mode: str | None = "zero") -> torch.Tensor:

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,7 +36,7 @@ from .render import RenderOptions
 from .retime import LOOP_MODES
 
 if TYPE_CHECKING:
-    from .motion import MotionSequence
+    from .motion import MotionSequence, MotionStream
     from .pipeline import JoyVASAModels
     from .video_source import VideoInfo
 
@@ -365,7 +365,9 @@ def render_job(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs
         return _dub(models, args, inputs, driving, log)
     face = pipeline.extract_face(models, inputs.image, face_backend=args.face_backend,
                                  face_index=args.face_index)
-    motion = _motion(args, models, inputs, log)
+    # A stream is sampled as the renderer reads it: writing starts after the first window.
+    motion, finish = _motion(args, models, inputs, log,
+                             whole=args.save_keypoints is not None)
     edits = _edits(args, motion)
     if args.expression_from is not None:
         from .edits import Edits, ExpressionOffset
@@ -381,42 +383,63 @@ def render_job(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs
         log.stage(f"wrote {args.save_keypoints}")
         if args.output is None:
             return args.save_keypoints
-    log.stage(f"rendering {len(motion)} frames at {motion.fps:g} fps")
+    log.stage(f"rendering {_frames(motion)} frames at {motion.fps:g} fps")
     out = pipeline.render_to_file(models, face, motion, inputs.waveform, inputs.sample_rate,
                                   args.output, driving, batch_size=args.batch_size,
                                   paste=not args.crop_only,
                                   render_options=RenderOptions(cuda_graphs=args.cuda_graphs),
                                   progress=log.progress("frames"), edits=edits)
+    finish()
     log.stage(f"wrote {out}")
     return out
 
 
 def _motion(args: argparse.Namespace, models: "JoyVASAModels", inputs: Inputs,
-            log: _StageLog) -> "MotionSequence":
-    """The speech's motion as the options ask: generated (saved with --save-motion), then
-    --pose-from mixed in and --strength applied."""
+            log: _StageLog, *, whole: bool) -> tuple["MotionSequence | MotionStream", Callable]:
+    """The speech's motion as the options ask, and a ``finish()`` to call once it was read.
+
+    A :class:`~joyvasa_core.motion.MotionStream` whose windows are sampled as
+    the renderer reads them (``finish`` then writes --save-motion), or, when
+    ``whole`` or --pose-from / --strength need all of it, the collected
+    sequence (saved at once) with those applied.
+    """
     from . import pipeline
+    from .motion import MotionSequence
 
-    log.stage("generating motion")
-    motion = pipeline.audio_to_motion(models, inputs.speech, config.AUDIO_SAMPLE_RATE,
-                                      seed=args.seed, cfg_scale=args.cfg_scale,
-                                      sampler=args.sampler, steps=args.steps,
-                                      smoothing=args.smoothing, pose_scale=args.pose_scale,
-                                      expression_scale=args.expression_scale,
-                                      pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs,
-                                      progress=log.progress("motion"))
+    stream = pipeline.audio_motion_stream(
+        models, inputs.speech, config.AUDIO_SAMPLE_RATE, seed=args.seed,
+        cfg_scale=args.cfg_scale, sampler=args.sampler, steps=args.steps,
+        smoothing=args.smoothing, pose_scale=args.pose_scale,
+        expression_scale=args.expression_scale, pe_variant=args.pe_variant,
+        cuda_graphs=args.cuda_graphs,
+        progress=log.progress("motion") if whole or args.pose_from or args.strength else None)
+    if whole or args.pose_from is not None or args.strength is not None:
+        log.stage("generating motion")
+        motion = stream.collect()
+        if args.save_motion is not None:
+            motion.save(args.save_motion)
+        return _mixed_motion(args, models, motion), lambda: None
+    kept: list[MotionSequence] = []   # --save-motion: the chunks as they pass to the renderer
     if args.save_motion is not None:
-        motion.save(args.save_motion)
-    return _mixed_motion(args, models, motion)
+        stream = stream.map(lambda chunk: kept.append(chunk) or chunk)
+
+    def finish() -> None:
+        if kept:
+            MotionSequence.cat(kept).save(args.save_motion)
+    return stream, finish
 
 
-def _edits(args: argparse.Namespace, motion: "MotionSequence"):
+def _frames(motion: "MotionSequence | MotionStream") -> int:
+    return motion.n_frames if hasattr(motion, "n_frames") else len(motion)
+
+
+def _edits(args: argparse.Namespace, motion: "MotionSequence | MotionStream"):
     """--expression and --blink over the motion's duration (None when there are none)."""
     from .edits import build_edits
 
     return build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
                        blink_strength=args.blink_strength, seed=args.seed,
-                       duration=len(motion) / motion.fps)
+                       duration=_frames(motion) / motion.fps)
 
 
 def _dub(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs,
@@ -429,7 +452,7 @@ def _dub(models: "JoyVASAModels", args: argparse.Namespace, inputs: Inputs,
     with open_source_video(args.video, seconds, loop=args.loop, face_backend=args.face_backend,
                            face_index=args.face_index, models_dir=models.models_dir,
                            progress=log.progress("frames tracked")) as video:
-        motion = _motion(args, models, inputs, log)
+        motion, _ = _motion(args, models, inputs, log, whole=True)   # resampled to the video
         log.stage(f"rendering {len(video)} frames at {inputs.video.fps:g} fps ({args.loop}, "
                   f"region {driving.animation_region})")
         out = dub_to_file(models, video, motion, inputs.waveform, inputs.sample_rate,

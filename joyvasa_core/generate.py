@@ -11,8 +11,12 @@ For a clip of any length (see :func:`joyvasa_core.audio.plan_windows`):
    context, window w > 0 from the last ``n_prev_motions`` frames of window
    w - 1's motion and audio features; **every window starts from window 0's
    noise** ``x_T`` (as the official code does);
-4. the last window's padded frames are dropped, the coefficients decoded
-   with the motion template and the head pose EMA-smoothed.
+4. each window's frames (the last window's without its padded frames) are
+   decoded with the motion template and the head pose EMA-smoothed causally,
+   and yielded at once (:func:`iter_motion`); :func:`generate_motion` joins them.
+
+:class:`WindowSampler` holds what links one window to the next; live mode
+(:mod:`joyvasa_core.live`) drives it with windows cut from pushed audio.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from .config import DEFAULT_CFG_SCALE
 from .dit.audio_encoder import encode_audio
 from .dit.model import MotionGenerator
 from .dit.samplers import Threshold, sample_window
-from .motion import MotionSequence, MotionTemplate, decode_motion, smooth_pose
+from .motion import MotionSequence, MotionStream, MotionTemplate, PoseEMA, decode_motion
 
 #: Windows encoded together by the audio encoder.
 ENCODE_BATCH = 8
@@ -62,7 +66,95 @@ def _injected_noise(noise: torch.Tensor | Sequence[torch.Tensor]) -> tuple[torch
     return noise[0], draw
 
 
-@torch.no_grad()
+class WindowSampler:
+    """Samples consecutive motion windows of one stream and decodes what each one commits.
+
+    It carries what links a window to the next: the starting noise ``x_T``
+    (shared by every window, as the official code does), the random generator
+    or pre-drawn noise, the context (the last ``n_prev_motions`` committed
+    frames' coefficients and audio features) and the pose EMA state. Offline
+    every window commits all its frames (the last one its unpadded frames);
+    live low-latency mode commits only the first ``keep`` frames of each window.
+
+    Args: as :func:`generate_motion`; ``device`` is the model's.
+    """
+
+    def __init__(self, model: MotionGenerator, template: MotionTemplate, *, seed: int = 0,
+                 cfg_scale: float | None = DEFAULT_CFG_SCALE, cfg_mode: str | None = None,
+                 sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
+                 noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
+                 pe_variant: str = "head", threshold: Threshold | None = None,
+                 cuda_graphs: bool = False, on_step: Callable[[int, int, torch.Tensor], None] | None = None):
+        args = model.args
+        self.model, self.template, self.fps = model, template, args.fps
+        self.n_prev = args.n_prev_motions
+        device = next(model.parameters()).device
+        shape = (1, args.n_motions, args.motion_feat_dim)
+        self.generator, self.draw = None, None
+        if noise is None:
+            self.generator = torch.Generator(device=device).manual_seed(seed)
+            self.x_T = torch.randn(shape, generator=self.generator, device=device)
+        else:
+            x_T, self.draw = _injected_noise(noise)
+            self.x_T = x_T.reshape(shape).to(device)
+        self.options = dict(cfg_scale=cfg_scale, cfg_mode=cfg_mode or args.cfg_mode, sampler=sampler,
+                            steps=steps, pe_variant=pe_variant, threshold=threshold,
+                            cuda_graphs=cuda_graphs, callback=on_step)
+        self.steps_per_window = steps or model.diffusion_sched.schedule().num_steps
+        self.prev_motion: torch.Tensor | None = None   # [1, <= n_prev, D]
+        self.prev_audio: torch.Tensor | None = None    # [1, <= n_prev, F]
+        self.ema = PoseEMA(strength=smoothing)
+
+    @torch.no_grad()
+    def __call__(self, feat: torch.Tensor, keep: int) -> MotionSequence:
+        """Sample the window with audio features ``feat`` ``[1, n_motions, F]`` and commit its first
+        ``keep`` frames: they are returned decoded and smoothed, and they end the next window's context."""
+        motion = sample_window(self.model, feat, self.prev_motion, self.prev_audio, self.x_T,
+                               noise=self.draw, generator=self.generator, **self.options)
+        committed, audio = motion[:, :keep], feat[:, :keep]
+        if keep < self.n_prev:   # the context reaches back past this window
+            prev_motion, prev_audio = self.model.start_context(1) if self.prev_motion is None \
+                else (self.prev_motion, self.prev_audio)
+            committed = torch.cat([prev_motion.to(committed.dtype), committed], 1)
+            audio = torch.cat([prev_audio.to(audio.dtype), audio], 1)
+        self.prev_motion, self.prev_audio = committed[:, -self.n_prev:], audio[:, -self.n_prev:]
+        return self.ema(decode_motion(motion[0, :keep].float(), self.template, fps=self.fps))
+
+
+def iter_motion(model: MotionGenerator, template: MotionTemplate,
+                waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
+                progress: Progress | None = None, allow_silence: bool = False,
+                **options) -> MotionStream:
+    """The motion of speech as a stream: one decoded, smoothed chunk per window, yielded as
+    soon as the window is sampled (the first after one window's work, whatever the length).
+
+    The audio is checked and the window plan made at once (so ``n_frames`` is
+    known and bad audio raises here); sampling happens as the stream is read.
+    Arguments as :func:`generate_motion`; the chunks joined equal its result exactly.
+    """
+    args = model.args
+    device = next(model.parameters()).device
+    audio = prepare_waveform(waveform, sample_rate, allow_silence=allow_silence).to(device)
+    plan: WindowPlan = plan_windows(audio.shape[0], fps=args.fps, n_motions=args.n_motions)
+    done = 0
+
+    def on_step(_k: int, _t: int, _x: torch.Tensor) -> None:
+        nonlocal done
+        done += 1
+        progress(done, total)
+
+    sampler = WindowSampler(model, template, on_step=on_step if progress else None, **options)
+    total = plan.n_windows * sampler.steps_per_window
+
+    @torch.no_grad()
+    def chunks() -> Iterator[MotionSequence]:
+        features = iter_window_features(model, window_batches(audio, plan, args.pad_mode, ENCODE_BATCH))
+        for keep, feat in zip(plan.frames_per_window, features):
+            yield sampler(feat, keep)
+
+    return MotionStream(chunks(), fps=args.fps, n_frames=plan.n_frames)
+
+
 def generate_motion(model: MotionGenerator, template: MotionTemplate,
                     waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
                     seed: int = 0, cfg_scale: float | None = DEFAULT_CFG_SCALE, cfg_mode: str | None = None,
@@ -71,7 +163,8 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
                     progress: Progress | None = None, pe_variant: str = "head",
                     threshold: Threshold | None = None, cuda_graphs: bool = False,
                     allow_silence: bool = False) -> MotionSequence:
-    """Generate a :class:`MotionSequence` (one frame per ``1/fps`` s of audio) from speech.
+    """Generate a :class:`MotionSequence` (one frame per ``1/fps`` s of audio) from speech:
+    all of :func:`iter_motion`'s chunks joined.
 
     Args:
         model: motion generator with its audio encoder, in eval mode, on its device.
@@ -92,39 +185,8 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         cuda_graphs: replay the denoiser from CUDA graphs (CUDA only; same numbers).
         allow_silence: accept an all-silent clip instead of raising ``AudioError``.
     """
-    args = model.args
-    param = next(model.parameters())
-    device = param.device
-    audio = prepare_waveform(waveform, sample_rate, allow_silence=allow_silence).to(device)
-    plan: WindowPlan = plan_windows(audio.shape[0], fps=args.fps, n_motions=args.n_motions)
-
-    shape = (1, args.n_motions, args.motion_feat_dim)
-    generator = None
-    if noise is None:
-        generator = torch.Generator(device=device).manual_seed(seed)
-        x_T, draw = torch.randn(shape, generator=generator, device=device), None
-    else:
-        x_T, draw = _injected_noise(noise)
-        x_T = x_T.reshape(shape).to(device)
-
-    steps_per_window = steps or model.diffusion_sched.schedule().num_steps
-    total, done = plan.n_windows * steps_per_window, 0
-
-    def on_step(_k: int, _t: int, _x: torch.Tensor) -> None:
-        nonlocal done
-        done += 1
-        progress(done, total)
-
-    coefs, prev_motion, prev_audio = [], None, None
-    features = iter_window_features(model, window_batches(audio, plan, args.pad_mode, ENCODE_BATCH))
-    for keep, feat in zip(plan.frames_per_window, features):
-        motion = sample_window(model, feat, prev_motion, prev_audio, x_T, cfg_scale=cfg_scale,
-                               cfg_mode=cfg_mode or args.cfg_mode, sampler=sampler, steps=steps,
-                               noise=draw, generator=generator, pe_variant=pe_variant, threshold=threshold,
-                               cuda_graphs=cuda_graphs,
-                               callback=on_step if progress else None)
-        prev_motion = motion[:, -args.n_prev_motions:]
-        prev_audio = feat[:, -args.n_prev_motions:]
-        coefs.append(motion[0, :keep])
-    seq = decode_motion(torch.cat(coefs).float(), template, fps=args.fps)
-    return smooth_pose(seq, strength=smoothing)
+    return iter_motion(
+        model, template, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, cfg_mode=cfg_mode,
+        sampler=sampler, steps=steps, smoothing=smoothing, noise=noise, progress=progress,
+        pe_variant=pe_variant, threshold=threshold, cuda_graphs=cuda_graphs,
+        allow_silence=allow_silence).collect()

@@ -9,7 +9,7 @@ motion: ``exp = c * std_exp + mean_exp``, every other entry
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -122,19 +122,33 @@ class MotionSequence:
         scale, t, pitch, yaw, roll = pose.split(_POSE_SIZES, dim=1)
         return replace(self, scale=scale, t=t, pitch=pitch[:, 0], yaw=yaw[:, 0], roll=roll[:, 0])
 
-    def rescaled(self, pose: float = 1.0, expression: float = 1.0) -> "MotionSequence":
+    def rescaled(self, pose: float = 1.0, expression: float = 1.0,
+                 reference: "MotionSequence | None" = None) -> "MotionSequence":
         """Scale each channel's change from frame 0 (user strength controls).
 
         ``pose`` scales pitch/yaw/roll (degrees) and t; ``expression`` scales
         exp. 1.0 returns the motion unchanged (official), 0 freezes the channel
         at frame 0, values above 1 exaggerate. Scale (zoom) is left alone.
+        ``reference``: the stream's frame 0 when this is a later chunk of it
+        (default: this sequence's own frame 0), so chunks rescale like the whole.
         """
-        def scaled(x: torch.Tensor, k: float) -> torch.Tensor:
-            return x if k == 1.0 else x[:1] + k * (x - x[:1])
+        ref = self[:1] if reference is None else reference[:1]
 
-        return replace(self, exp=scaled(self.exp, expression), t=scaled(self.t, pose),
-                       pitch=scaled(self.pitch, pose), yaw=scaled(self.yaw, pose),
-                       roll=scaled(self.roll, pose))
+        def scaled(name: str, k: float) -> torch.Tensor:
+            x, x0 = getattr(self, name), getattr(ref, name)
+            return x if k == 1.0 else x0 + k * (x - x0)
+
+        return replace(self, exp=scaled("exp", expression), t=scaled("t", pose),
+                       pitch=scaled("pitch", pose), yaw=scaled("yaw", pose),
+                       roll=scaled("roll", pose))
+
+    @classmethod
+    def cat(cls, chunks: "Iterable[MotionSequence]") -> "MotionSequence":
+        """Consecutive chunks of one stream -> one sequence (the first chunk's fps)."""
+        parts = list(chunks)
+        if not parts:
+            raise ValueError("no motion chunks to join: the stream was empty")
+        return replace(parts[0], **{k: torch.cat([getattr(p, k) for p in parts]) for k in cls._TENSORS})
 
     def rotation(self) -> torch.Tensor:
         """Head rotation ``[T, 3, 3]`` (LivePortrait's transposed Rz·Ry·Rx, for row-vector keypoints)."""
@@ -181,23 +195,75 @@ def decode_motion(coef: torch.Tensor, template: MotionTemplate, fps: float = DEF
                           yaw=yaw[:, 0], roll=roll[:, 0], fps=fps)
 
 
-def smooth_pose(seq: MotionSequence, alpha: float = POSE_EMA_ALPHA, strength: float = 1.0) -> MotionSequence:
-    """Official EMA over scale, t and the angles (exp untouched).
+class PoseEMA:
+    """The official head-pose EMA as a causal filter over consecutive chunks of a stream.
 
-    ``y_0 = x_0``, ``y_i = a * x_i + (1 - a) * y_{i-1}`` with ``a = alpha ** strength``:
-    strength 1 is the official filter (alpha 0.01, head pose nearly frozen at
-    frame 0), 0 turns it off, values between shorten the time constant
-    geometrically (0.5 -> a = 0.1).
+    ``y_0 = x_0``, ``y_i = a * x_i + (1 - a) * y_{i-1}`` over scale, t and the
+    angles (exp untouched), with ``a = alpha ** strength``: strength 1 is the
+    official filter (alpha 0.01, head pose nearly frozen at frame 0), 0 turns it
+    off, values between shorten the time constant geometrically (0.5 -> a = 0.1).
+    The last output row is carried to the next chunk, so filtering a sequence
+    chunk by chunk gives exactly (bit for bit) what filtering it whole gives.
     """
-    if not 0.0 < alpha <= 1.0:
-        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    if strength < 0.0:
-        raise ValueError(f"strength must be >= 0, got {strength}")
-    a = alpha ** strength
-    if a >= 1.0 or len(seq) < 2:
-        return seq
-    pose = seq.pose()
-    rows = list(pose.detach().to("cpu").unbind(0))   # a recursive filter: T tiny steps on the CPU
-    for i in range(1, len(rows)):
-        rows[i] = a * rows[i] + (1.0 - a) * rows[i - 1]
-    return seq.with_pose(torch.stack(rows).to(pose.device))
+
+    def __init__(self, alpha: float = POSE_EMA_ALPHA, strength: float = 1.0) -> None:
+        if not 0.0 < alpha <= 1.0:
+            raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+        if strength < 0.0:
+            raise ValueError(f"strength must be >= 0, got {strength}")
+        self.a = alpha ** strength
+        self._last: torch.Tensor | None = None   # previous output row [7], float on the CPU
+
+    def __call__(self, seq: MotionSequence) -> MotionSequence:
+        """Filter the next chunk (T >= 0 frames) of the stream."""
+        if self.a >= 1.0 or len(seq) == 0:
+            return seq
+        pose = seq.pose()
+        rows = list(pose.detach().to("cpu").unbind(0))   # a recursive filter: T tiny steps on the CPU
+        first = 0 if self._last is None else None
+        prev = self._last
+        for i in range(len(rows)):
+            if i != first:
+                rows[i] = self.a * rows[i] + (1.0 - self.a) * prev
+            prev = rows[i]
+        self._last = prev
+        if first == 0 and len(rows) == 1:
+            return seq
+        return seq.with_pose(torch.stack(rows).to(pose.device))
+
+
+def smooth_pose(seq: MotionSequence, alpha: float = POSE_EMA_ALPHA, strength: float = 1.0) -> MotionSequence:
+    """Official EMA over scale, t and the angles of a whole sequence (see :class:`PoseEMA`)."""
+    return PoseEMA(alpha, strength)(seq)
+
+
+@dataclass
+class MotionStream:
+    """A motion sequence produced chunk by chunk (iterate it once).
+
+    ``chunks`` yields consecutive :class:`MotionSequence` chunks at ``fps``;
+    ``n_frames`` is their total when known in advance (offline), None when not
+    (live). Frame 0 of the first chunk is the reference of relative motion.
+    """
+
+    chunks: Iterable[MotionSequence]
+    fps: float = DEFAULT_FPS
+    n_frames: int | None = None
+
+    def __iter__(self) -> Iterator[MotionSequence]:
+        return iter(self.chunks)
+
+    def map(self, fn: "Callable[[MotionSequence], MotionSequence]") -> "MotionStream":
+        """The same stream with ``fn`` applied to each chunk (lazily; lengths must not change)."""
+        return replace(self, chunks=(fn(chunk) for chunk in self.chunks))
+
+    def collect(self) -> MotionSequence:
+        """All chunks joined into one sequence."""
+        return MotionSequence.cat(self)
+
+
+def iter_chunks(motion: MotionSequence | Iterable[MotionSequence]) -> Iterator[MotionSequence]:
+    """A whole sequence (one chunk) or a stream of chunks -> an iterator of chunks."""
+    if isinstance(motion, MotionSequence):
+        return iter((motion,))
+    return iter(motion)

@@ -17,7 +17,8 @@ chunk; raising from one cancels the work (ComfyUI's interrupt does that).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -34,13 +35,13 @@ from .face.paste import PasteBack
 from .face_track import SourceChunk, VideoFaces
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
-from .motion import MotionSequence, MotionTemplate
+from .motion import MotionSequence, MotionStream, MotionTemplate, iter_chunks
 from .render import RenderOptions, frames_per_chunk, iter_render
 from .video import VideoWriter, frames_to_uint8_tensor
 
 __all__ = [
     "JoyVASAModels", "FaceRepresentation", "resolve_device", "resolve_dtype", "load_models",
-    "extract_face", "audio_to_motion", "iter_frames", "render_to_file",
+    "extract_face", "audio_to_motion", "audio_motion_stream", "iter_frames", "render_to_file",
     "motion_from_video", "iter_driving_keypoints", "driving_keypoints",
 ]
 
@@ -207,17 +208,46 @@ def audio_to_motion(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, 
     pe_variant: ``"head"`` (fixed positional encoding) or ``"legacy"`` (the one
     the released weights were trained with). cuda_graphs: replay each denoising
     step from a CUDA graph (CUDA only; same numbers, far fewer kernel launches).
+    All chunks of :func:`audio_motion_stream` joined.
     """
-    from .generate import generate_motion
+    return audio_motion_stream(models, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale,
+                               sampler=sampler, steps=steps, smoothing=smoothing,
+                               pose_scale=pose_scale, expression_scale=expression_scale,
+                               pe_variant=pe_variant, cuda_graphs=cuda_graphs,
+                               progress=progress).collect()
+
+
+def audio_motion_stream(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, sample_rate: int,
+                        *, seed: int = 0, cfg_scale: float = config.DEFAULT_CFG_SCALE,
+                        sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
+                        pose_scale: float = 1.0, expression_scale: float = 1.0,
+                        pe_variant: str = "head", cuda_graphs: bool = False,
+                        progress: Progress | None = None) -> MotionStream:
+    """:func:`audio_to_motion` as a :class:`~joyvasa_core.motion.MotionStream`: one chunk per
+    sampled window (rescaled against the stream's frame 0), so rendering can start after
+    the first window. The audio is checked at once; sampling happens as it is read."""
+    from .generate import iter_motion
 
     if models.motion_generator is None or models.template is None:
         raise ValueError("these models have no motion generator: load them with load_models() "
                          "from a folder holding JoyVASA/motion_generator and motion_template")
-    motion = generate_motion(models.motion_generator, models.template, waveform, sample_rate,
-                             seed=seed, cfg_scale=cfg_scale, sampler=sampler, steps=steps,
-                             smoothing=smoothing, pe_variant=pe_variant, cuda_graphs=cuda_graphs,
-                             progress=progress)
-    return motion.rescaled(pose=pose_scale, expression=expression_scale)
+    stream = iter_motion(models.motion_generator, models.template, waveform, sample_rate,
+                         seed=seed, cfg_scale=cfg_scale, sampler=sampler, steps=steps,
+                         smoothing=smoothing, pe_variant=pe_variant, cuda_graphs=cuda_graphs,
+                         progress=progress)
+    return stream.map(rescaler(pose_scale, expression_scale))
+
+
+def rescaler(pose_scale: float, expression_scale: float) -> Callable[[MotionSequence], MotionSequence]:
+    """Per-chunk :meth:`MotionSequence.rescaled` of one stream (frame 0 of its first chunk is the reference)."""
+    reference: list[MotionSequence] = []
+
+    def rescale(chunk: MotionSequence) -> MotionSequence:
+        if not reference:
+            reference.append(chunk[:1])
+        return chunk.rescaled(pose=pose_scale, expression=expression_scale, reference=reference[0])
+
+    return rescale
 
 
 @torch.inference_mode()
@@ -249,10 +279,9 @@ def motion_from_video(models: JoyVASAModels, frames: np.ndarray | torch.Tensor, 
 
 # ----------------------------------------------------------------------------- frames
 
-def _motion_rows(motion: MotionSequence, start: int, stop: int, device: torch.device) -> MotionSequence:
-    """Frame 0 (the reference of relative motion) followed by frames start:stop, on device."""
-    index = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
-    return motion[index].to(device, torch.float32)
+def _motion_rows(reference: MotionSequence, rows: MotionSequence, device: torch.device) -> MotionSequence:
+    """Frame 0 of the stream (the reference of relative motion) followed by ``rows``, on device."""
+    return MotionSequence.cat([reference, rows]).to(device, torch.float32)
 
 
 class _Float32(torch.nn.Module):
@@ -277,52 +306,68 @@ def _paste_dtype(models: JoyVASAModels) -> torch.dtype:
 
 
 def iter_driving_keypoints(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
-                           motion: MotionSequence, driving: DrivingSettings = DrivingSettings(), *,
-                           batch_size: int, edits: Edits | None = None
+                           motion: MotionSequence | Iterable[MotionSequence],
+                           driving: DrivingSettings = DrivingSettings(), *, batch_size: int,
+                           edits: Edits | None = None
                            ) -> Iterator[tuple[int, int, SourceChunk, torch.Tensor]]:
     """The driving keypoints each frame is rendered with, ``batch_size`` frames at a time.
 
-    Yields ``(start, stop, source, x_d)``: the chunk's :class:`SourceChunk` (the
-    photo's, shared by every chunk, or the video frames' own) and x_d
-    ``[stop - start, 21, 3]`` float32 on the models' device. Frame 0 of
-    ``motion`` rides along with every chunk as the reference of the relative
-    motion; ``edits`` (:class:`joyvasa_core.edits.Edits`) are evaluated at the
-    chunk's frame times (frame i at ``i / motion.fps`` s).
+    motion: a whole :class:`MotionSequence`, or a stream of consecutive chunks
+    (a :class:`~joyvasa_core.motion.MotionStream`, or any iterable): each chunk
+    is composed as soon as it is read. Yields ``(start, stop, source, x_d)``
+    with frame indices counted over the whole motion, the chunk's
+    :class:`SourceChunk` (the photo's, shared by every chunk, or the video
+    frames' own) and x_d ``[stop - start, 21, 3]`` float32 on the models'
+    device. Frame 0 of the first motion chunk rides along with every chunk as
+    the reference of the relative motion; ``edits``
+    (:class:`joyvasa_core.edits.Edits`) are evaluated at the chunk's frame
+    times (frame i at ``i / fps`` s).
     """
     lp = models.liveportrait
     retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
-    total = len(motion)
-    shared = None if isinstance(face, VideoFaces) else face.source_chunk(models, 0, total)
-    multiplier = None
-    if shared is not None:
-        with torch.inference_mode():   # frame 0 fixes it: one host sync, not one per chunk
-            multiplier = expression_multiplier(shared.info, shared.x_s,
-                                               _motion_rows(motion, 0, 0, models.device), driving)
-    for start in range(0, total, batch_size):
-        stop = min(start + batch_size, total)
-        src = shared if shared is not None else face.source_chunk(models, start, stop)
-        rows = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
-        edit = None if edits is None else edits.at_frames(rows, motion.fps)
-        with torch.inference_mode():
-            info, x_s, lip_ratio = src.with_reference_row()
-            x_d = compose_driving_keypoints(info, x_s,
-                                            _motion_rows(motion, start, stop, models.device),
-                                            driving, retargeting, lip_ratio, multiplier, edit,
-                                            per_frame=src.per_frame)[1:]
-        yield start, stop, src, x_d
+    shared = None if isinstance(face, VideoFaces) else face.source_chunk(models, 0, 0)
+    reference = multiplier = None
+    base = 0
+    for chunk in iter_chunks(motion):
+        if len(chunk) == 0:
+            continue
+        if reference is None:
+            reference = chunk[:1]
+            if shared is not None:
+                with torch.inference_mode():   # frame 0 fixes it: one host sync, not per chunk
+                    multiplier = expression_multiplier(
+                        shared.info, shared.x_s, _motion_rows(reference, chunk[:0], models.device),
+                        driving)
+        for offset in range(0, len(chunk), batch_size):
+            start, stop = base + offset, base + min(offset + batch_size, len(chunk))
+            src = shared if shared is not None else face.source_chunk(models, start, stop)
+            rows = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
+            edit = None if edits is None else edits.at_frames(rows, chunk.fps)
+            with torch.inference_mode():
+                info, x_s, lip_ratio = src.with_reference_row()
+                x_d = compose_driving_keypoints(
+                    info, x_s, _motion_rows(reference, chunk[offset:offset + stop - start],
+                                            models.device),
+                    driving, retargeting, lip_ratio, multiplier, edit,
+                    per_frame=src.per_frame)[1:]
+            yield start, stop, src, x_d
+        base += len(chunk)
 
 
 def iter_frames(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
-                motion: MotionSequence, driving: DrivingSettings = DrivingSettings(), *,
-                batch_size: int | None = None, paste: bool = True,
-                render_options: RenderOptions | None = None,
+                motion: MotionSequence | Iterable[MotionSequence],
+                driving: DrivingSettings = DrivingSettings(), *, batch_size: int | None = None,
+                paste: bool = True, render_options: RenderOptions | None = None,
                 progress: Progress | None = None, edits: Edits | None = None) -> Iterator[torch.Tensor]:
-    """Render ``len(motion)`` frames, ``batch_size`` at a time, on the models' device.
+    """Render the frames of ``motion``, ``batch_size`` at a time, on the models' device.
 
     face: a photo (:class:`FaceRepresentation`, one source for every frame) or
     a tracked video (:class:`~joyvasa_core.face_track.VideoFaces`: each frame
     its own crop, F, M and background, decoded chunk by chunk; ``motion`` is
     then already at the output frame times, see :mod:`joyvasa_core.retime`).
+    motion: a whole :class:`MotionSequence`, or a stream of consecutive chunks
+    (a :class:`~joyvasa_core.motion.MotionStream`, or any iterable): each chunk
+    is rendered as soon as it is read.
     batch_size: frames per chunk; None = :func:`joyvasa_core.render.auto_batch_size`
     (from free VRAM on CUDA). On the CPU chunks hold one frame whatever is asked
     (:func:`~joyvasa_core.render.frames_per_chunk`): batching gains nothing there,
@@ -336,16 +381,18 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
     back (H, W = the source's size rounded up to even), or with ``paste=False``
     the [b, 512, 512, 3] crops. Only one chunk of frames exists at a time.
     Driving keypoints are composed per chunk (:func:`iter_driving_keypoints`),
-    so nothing grows with ``len(motion)``.
+    so nothing grows with the length of the motion. ``progress(done, total)``:
+    total is the motion's frame count when known (a stream's ``n_frames``),
+    else the frames done.
     """
     lp = models.liveportrait
     if batch_size is None and render_options is not None:
         batch_size = render_options.batch_size
     batch_size = frames_per_chunk(models.device, models.dtype, batch_size)
     options = replace(render_options or RenderOptions(), output_device=None)
-    total = len(motion)
+    total = len(motion) if isinstance(motion, MotionSequence) else getattr(motion, "n_frames", None)
     paster = None
-    _tick(progress, 0, total)
+    _tick(progress, 0, total or 0)
     for start, stop, src, x_d in iter_driving_keypoints(models, face, motion, driving,
                                                         batch_size=batch_size, edits=edits):
         with torch.inference_mode():
@@ -358,7 +405,7 @@ def iter_frames(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
                 frames = paster(crops.to(paster.background.dtype))
             else:
                 frames = crops.float().permute(0, 2, 3, 1)
-        _tick(progress, stop, total)
+        _tick(progress, stop, total or stop)
         yield frames
 
 
@@ -372,34 +419,52 @@ def driving_keypoints(models: JoyVASAModels, face: FaceRepresentation | VideoFac
 
 
 def render_to_file(models: JoyVASAModels, face: FaceRepresentation | VideoFaces,
-                   motion: MotionSequence,
+                   motion: MotionSequence | Iterable[MotionSequence],
                    waveform: torch.Tensor | np.ndarray | None, sample_rate: int | None,
                    output_path: str | Path, driving: DrivingSettings = DrivingSettings(), *,
                    batch_size: int | None = None, paste: bool = True, crf: int = 18,
                    render_options: RenderOptions | None = None,
-                   progress: Progress | None = None, edits: Edits | None = None) -> Path:
-    """Render and encode an MP4 (H.264 at ``motion.fps``, the speech muxed as AAC).
+                   progress: Progress | None = None, edits: Edits | None = None,
+                   on_frames: Callable[[torch.Tensor], None] | None = None) -> Path:
+    """Render and encode an MP4 (H.264 at the motion's fps, the speech muxed as AAC).
 
+    motion: a whole sequence or a stream of chunks (see :func:`iter_frames`): with a
+    stream, writing starts as soon as its first chunk is ready.
     waveform [N] or [C, N] at ``sample_rate`` Hz (its original rate and channels
     are kept; None = silent video). Each chunk of frames is converted to uint8 on
     the device and encoded as soon as the next chunk is queued (on a GPU the
     encoder works while the next chunk renders), so host memory stays flat
-    however long the speech is. ``edits``: see :func:`iter_frames`. Returns the output path.
+    however long the speech is. ``edits``: see :func:`iter_frames`.
+    ``on_frames(frames)`` sees each chunk as written ([b, H, W, 3] uint8 on the
+    host; e.g. a preview). Returns the output path.
     """
+    fps = getattr(motion, "fps", None)
+    if fps is None:   # a plain iterable of chunks: its first chunk tells the fps
+        chunks = iter_chunks(motion)
+        first = next(chunks, None)
+        if first is None:
+            raise ValueError("the motion stream has no frames")
+        fps, motion = first.fps, itertools.chain([first], chunks)
     audio = None if waveform is None else (waveform, int(sample_rate))
     output_path = Path(output_path)
-    with VideoWriter(output_path, motion.fps, audio=audio, crf=crf) as writer:
+    with VideoWriter(output_path, fps, audio=audio, crf=crf) as writer:
         pending = None
         for frames in iter_frames(models, face, motion, driving, batch_size=batch_size,
                                   paste=paste, render_options=render_options, progress=progress,
                                   edits=edits):
             staged = _stage_uint8(frames)
             if pending is not None:
-                writer.write(_finish_stage(pending))
+                _write(writer, _finish_stage(pending), on_frames)
             pending = staged
         if pending is not None:
-            writer.write(_finish_stage(pending))
+            _write(writer, _finish_stage(pending), on_frames)
     return output_path
+
+
+def _write(writer: VideoWriter, frames: torch.Tensor, on_frames: Callable | None) -> None:
+    writer.write(frames)
+    if on_frames is not None:
+        on_frames(frames)
 
 
 def _stage_uint8(frames: torch.Tensor) -> tuple[torch.Tensor, torch.cuda.Event | None]:

@@ -173,12 +173,13 @@ class JoyVASARenderToFile(io.ComfyNode):
         core = models.ready("liveportrait")
         waveform, sample_rate = convert.audio_clip(audio) if audio is not None else (None, None)
         target, file, subfolder = output_file(filename_prefix, ".mp4")
+        progress = progress_bar(len(motion))
         path = pipeline.render_to_file(
             core, face, motion, waveform, sample_rate, target,
             driving_settings(animation_region, driving_option, relative_motion, stitching,
                              driving_multiplier),
-            batch_size=batch_size, paste=paste_back, crf=crf, progress=progress_bar(len(motion)),
-            edits=clip_edits(edit, motion))
+            batch_size=batch_size, paste=paste_back, crf=crf, progress=progress,
+            on_frames=progress.preview, edits=clip_edits(edit, motion))
         preview = {"images": [{"filename": file, "subfolder": subfolder, "type": "output"}],
                    "animated": (True,)}  # what ui.PreviewVideo serialises to
         return io.NodeOutput(VideoFromFile(str(path)), ui=preview)

@@ -210,9 +210,10 @@ class JoyVASARenderPortrait(io.ComfyNode):
         settings = driving_settings(animation_region, driving_option, relative_motion,
                                     stitching, driving_multiplier)
         n = len(motion)
-        frames = convert.collect_frames(
+        progress = progress_bar(n)
+        frames = convert.collect_frames(progress.previewing(
             pipeline.iter_frames(core, face, motion, settings, batch_size=batch_size,
-                                 paste=paste_back, progress=progress_bar(n),
+                                 paste=paste_back, progress=progress,
                                  edits=clip_edits(edit, motion)), n)
         fps = float(motion.fps)
         if audio is None:  # silence of the same length keeps the AUDIO socket valid

@@ -15,7 +15,7 @@ from joyvasa_core.audio import AudioError, plan_windows, split_windows
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.model import build_motion_generator
 from joyvasa_core.fill import fill_module_
-from joyvasa_core.motion import MotionTemplate
+from joyvasa_core.motion import MotionSequence, MotionTemplate, decode_motion, smooth_pose
 from joyvasa_core.parity.fixture import Fixture
 
 N_MOTIONS, N_PREV, STEPS = 8, 3, 3
@@ -122,3 +122,58 @@ def test_parity_gen_motion_sequence_e2e():
     out = gen_motion_sequence_e2e(fx, torch.device("cpu"))
     for name in fx.names("output"):
         torch.testing.assert_close(out[name], fx.tensor(name), atol=1e-3, rtol=1e-3)
+
+
+def test_stream_yields_each_window_and_joins_to_the_whole_clip(tiny_model, template, monkeypatch):
+    """iter_motion yields one chunk per window, as each is sampled, and the chunks equal the
+    whole-clip computation (all windows sampled, decoded at once, smoothed at once) bit for bit."""
+    audio = speech(2.1)
+    plan = plan_windows(audio.shape[0], fps=tiny_model.args.fps, n_motions=N_MOTIONS)
+    assert plan.n_windows >= 4
+    sampled = []
+    real = gen.sample_window
+    monkeypatch.setattr(gen, "sample_window", lambda *a, **kw: sampled.append(1) or real(*a, **kw))
+    stream = gen.iter_motion(tiny_model, template, audio, 16000, seed=5, sampler="ddim", steps=2)
+    assert not sampled and stream.n_frames == plan.n_frames and stream.fps == tiny_model.args.fps
+    chunks = iter(stream)
+    first = next(chunks)
+    assert len(sampled) == 1 and len(first) == N_MOTIONS      # out after one window's sampling
+    chunks = [first, *chunks]
+    assert [len(c) for c in chunks] == plan.frames_per_window
+    monkeypatch.setattr(gen, "sample_window", real)
+
+    # the whole-clip reference, written out: one decode and one EMA over all frames
+    with torch.no_grad():        # as generation runs (the attention fast path)
+        windows = split_windows(audio, plan, tiny_model.args.pad_mode)
+        feats = gen.encode_audio(tiny_model, windows, frame_num=N_MOTIONS).audio_feat
+        x_T = torch.randn((1, N_MOTIONS, tiny_model.motion_feat_dim),
+                          generator=torch.Generator().manual_seed(5))
+        coefs, prev_m, prev_a = [], None, None
+        for w, keep in enumerate(plan.frames_per_window):
+            m = real(tiny_model, feats[w:w + 1], prev_m, prev_a, x_T, cfg_scale=gen.DEFAULT_CFG_SCALE,
+                     sampler="ddim", steps=2)
+            prev_m, prev_a = m[:, -N_PREV:], feats[w:w + 1, -N_PREV:]
+            coefs.append(m[0, :keep])
+        whole = smooth_pose(decode_motion(torch.cat(coefs), template, fps=tiny_model.args.fps))
+    joined = MotionSequence.cat(chunks)
+    for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
+        assert torch.equal(getattr(joined, name), getattr(whole, name)), name
+    collected = gen.generate_motion(tiny_model, template, audio, 16000, seed=5, sampler="ddim", steps=2)
+    for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
+        assert torch.equal(getattr(collected, name), getattr(joined, name))
+
+
+def test_window_sampler_commits_part_of_a_window(tiny_model, template):
+    """Committing fewer frames than the context holds keeps a full-length context (start context
+    first), so a chain of short commits runs; each commit returns exactly ``keep`` frames."""
+    feat = gen.encode_audio(tiny_model, speech(N_MOTIONS / 25)[None, :N_MOTIONS * 640],
+                            frame_num=N_MOTIONS).audio_feat
+    sampler = gen.WindowSampler(tiny_model, template, sampler="ddim", steps=2)
+    assert len(sampler(feat, 2)) == 2
+    start_motion, start_audio = tiny_model.start_context(1)
+    assert sampler.prev_motion.shape[1] == N_PREV and sampler.prev_audio.shape[1] == N_PREV
+    assert torch.equal(sampler.prev_motion[:, 0], start_motion[:, -1])
+    assert torch.equal(sampler.prev_audio[:, 1:], feat[:, :2])
+    first_context = sampler.prev_motion
+    assert len(sampler(feat, 2)) == 2
+    assert torch.equal(sampler.prev_motion[:, 0], first_context[:, -1])   # slid by two frames

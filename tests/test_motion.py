@@ -7,7 +7,7 @@ import torch
 
 from conftest import PARITY
 from helpers_precision import gamma
-from joyvasa_core.motion import MotionSequence, MotionTemplate, decode_motion, smooth_pose
+from joyvasa_core.motion import MotionSequence, MotionTemplate, PoseEMA, decode_motion, smooth_pose
 from joyvasa_core.parity.fixture import Fixture
 
 
@@ -135,3 +135,21 @@ def test_rescaled_scales_changes_from_frame0():
     still = seq.rescaled(pose=0.0, expression=0.0)
     torch.testing.assert_close(still.pitch, seq.pitch[:1].expand(T))
     torch.testing.assert_close(still.exp, seq.exp[:1].expand(T, 21, 3))
+
+
+def test_pose_ema_over_chunks_equals_the_whole():
+    """The EMA is causal: carried across chunks of any sizes it equals the whole-sequence filter bit for bit."""
+    seq = random_sequence(40)
+    whole = smooth_pose(seq, alpha=0.05)
+    ema = PoseEMA(alpha=0.05)
+    parts = [ema(seq[a:b]) for a, b in ((0, 1), (1, 9), (9, 9), (9, 31), (31, 40))]
+    joined = MotionSequence.cat(parts)
+    assert torch.equal(joined.pose(), whole.pose()) and torch.equal(joined.exp, seq.exp)
+
+
+def test_rescaled_chunk_uses_the_stream_reference():
+    seq = random_sequence(10)
+    whole = seq.rescaled(pose=0.5, expression=2.0)
+    tail = seq[4:].rescaled(pose=0.5, expression=2.0, reference=seq[:1])
+    assert torch.equal(tail.exp, whole.exp[4:]) and torch.equal(tail.yaw, whole.yaw[4:])
+    assert not torch.equal(seq[4:].rescaled(pose=0.5).yaw, whole.yaw[4:])

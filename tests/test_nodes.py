@@ -333,14 +333,20 @@ def test_render_to_file_and_motion_from_video(tiny_runtime, monkeypatch):
     assert len(driven) == 3 and driven.fps == 30.0 and driven.exp.shape == (3, 21, 3)
 
 
-def test_render_cancel_mid_run_raises_interrupt(tiny_runtime, monkeypatch):
+def _fp32_models_and_face(image: torch.Tensor):
+    """LoadJoyVASAModels (fp32, CPU) and ExtractFaceRepresentation of ``image`` (whole image as crop)."""
     (models,) = executor.execute_node(
         "LoadJoyVASAModels", renderer="human", motion_generator="motion_generator_hubert_chinese.pt",
         audio_encoder="chinese-hubert-base", motion_template="motion_template.pkl",
         precision="fp32", device="cpu")
-    face, _ = executor.execute_node("JoyVASAExtractFaceRepresentation", models=models,
-                                    image=torch.rand(1, 64, 64, 3), face_backend="none",
-                                    face_index=0, crop_scale=2.3, vx_ratio=0.0, vy_ratio=-0.125)
+    face, _ = executor.execute_node("JoyVASAExtractFaceRepresentation", models=models, image=image,
+                                    face_backend="none", face_index=0, crop_scale=2.3,
+                                    vx_ratio=0.0, vy_ratio=-0.125)
+    return models, face
+
+
+def test_render_cancel_mid_run_raises_interrupt(tiny_runtime, monkeypatch):
+    models, face = _fp32_models_and_face(torch.rand(1, 64, 64, 3))
     calls = []
 
     def hook(value, total, preview, node_id=None):
@@ -398,3 +404,33 @@ def test_dub_video_nodes_frames_and_file(tiny_runtime, monkeypatch):
         assert float(container.streams.video[0].average_rate) == pytest.approx(24.0)
         assert len(container.streams.audio) == 1
         assert sum(1 for _ in container.decode(video=0)) == n
+
+
+def test_render_nodes_preview_frames_while_they_run(tiny_runtime, monkeypatch):
+    """Each render chunk's last frame goes to the node's progress bar as a JPEG preview."""
+    from joyvasa_core import render as render_module
+
+    monkeypatch.setattr(render_module, "CPU_CHUNK_FRAMES", 64)   # chunks of 2, as on a GPU
+    monkeypatch.setattr(_nodes_module("progress"), "PREVIEW_INTERVAL_S", 0.0)
+    monkeypatch.setattr(_nodes_module("companions"), "VideoFromFile", _VideoFile)
+    models, face = _fp32_models_and_face(torch.rand(1, 70, 54, 3))
+    previews = []
+
+    def hook(value, total, preview, node_id=None):
+        if preview is not None:
+            previews.append((value, total, preview))
+    monkeypatch.setattr(comfy.utils, "PROGRESS_BAR_HOOK", hook)
+    render = dict(models=models, face=face, motion=_motion(n=6), paste_back=True, animation_region="all",
+                  driving_option="expression-friendly", relative_motion=True, stitching=True,
+                  driving_multiplier=1.0, batch_size=2)
+    frames, _, _ = executor.execute_node("JoyVASARenderPortrait", **render)
+    assert [(v, t) for v, t, _ in previews] == [(2, 6), (4, 6), (6, 6)]
+    for (_, _, (kind, picture, size)), index in zip(previews, (1, 3, 5)):
+        assert kind == "JPEG" and size == 512 and picture.size == (54, 70)
+        expected = (frames[index] * 255).round().to(torch.uint8).numpy()
+        assert np.abs(np.asarray(picture).astype(int) - expected).max() <= 1
+    previews.clear()
+    executor.execute_node("JoyVASARenderToFile", **render, filename_prefix="joyvasa/preview", crf=23)
+    # each chunk is shown as it is written, while the next one renders: one chunk behind the bar
+    assert [(v, t) for v, t, _ in previews] == [(4, 6), (6, 6), (6, 6)]
+    assert all(p.size == (54, 70) for _, _, (_, p, _) in previews)

@@ -13,7 +13,7 @@ from joyvasa_core.audio import prepare_waveform
 from joyvasa_core.config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
 from joyvasa_core.driving import DrivingSettings, compose_driving_keypoints
 from joyvasa_core.model_files import ModelFilesError
-from joyvasa_core.motion import MotionSequence
+from joyvasa_core.motion import MotionSequence, MotionStream
 
 FACE_BOX = (60, 30, 150, 130)      # x0, y0, x1, y1 in the photo below (pixels)
 
@@ -181,6 +181,55 @@ def test_render_to_file_streams_video_and_audio(tmp_path, models, face, motion, 
         assert container.streams.audio[0].codec_context.name == "aac"
         assert (video.height, video.width) == (258, 200)
         assert sum(1 for _ in container.decode(video=0)) == len(motion)
+
+
+def test_motion_stream_chunks_join_to_the_rescaled_whole(models, speech):
+    stream = pipeline.audio_motion_stream(models, speech, 16000, sampler="ddim", steps=2, seed=3,
+                                          pose_scale=0.3, expression_scale=1.7)
+    chunks = list(stream)
+    assert len(chunks) > 1 and sum(map(len, chunks)) == stream.n_frames
+    whole = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3,
+                                     pose_scale=0.3, expression_scale=1.7)
+    joined = MotionSequence.cat(chunks)
+    for name in ("exp", "t", "yaw", "scale"):
+        assert torch.equal(getattr(joined, name), getattr(whole, name)), name
+
+
+def test_iter_frames_renders_a_stream_of_chunks_like_the_whole(models, face, motion):
+    """Frame 0 of the first chunk is the reference of every chunk: same frames as the whole
+    sequence (up to conv batch reordering), each chunk rendered as soon as it is read."""
+    short = motion[:13]
+    whole = torch.cat(list(pipeline.iter_frames(models, face, short, batch_size=4, paste=False)))
+    read = []
+
+    def chunks():
+        for a, b in ((0, 5), (5, 5), (5, 7), (7, 13)):
+            read.append(b)
+            yield short[a:b]
+
+    calls = []
+    stream = MotionStream(chunks(), fps=short.fps, n_frames=13)
+    frames = pipeline.iter_frames(models, face, stream, batch_size=4, paste=False,
+                                  progress=lambda d, t: calls.append((d, t)))
+    first = next(frames)
+    assert read == [5] and first.shape[0] == 4          # rendering started after the first chunk
+    streamed = torch.cat([first, *frames])
+    assert calls == [(0, 13), (4, 13), (5, 13), (7, 13), (11, 13), (13, 13)]
+    torch.testing.assert_close(streamed, whole, atol=1e-4, rtol=0)
+    # The expression-friendly multiplier comes from frame 0: a different frame 0 changes the frames.
+    shifted = torch.cat(list(pipeline.iter_frames(models, face, [short[1:5]], batch_size=4, paste=False)))
+    assert (shifted - whole[1:5]).abs().max() > 1e-3
+
+
+def test_render_to_file_from_a_plain_iterable_of_chunks(tmp_path, models, face, motion, speech):
+    chunks = (motion[a:a + 10] for a in range(0, len(motion), 10))
+    out = pipeline.render_to_file(models, face, chunks, speech, 16000, tmp_path / "s.mp4", batch_size=8)
+    with av.open(str(out)) as container:
+        video = container.streams.video[0]
+        assert float(video.average_rate) == motion.fps
+        assert sum(1 for _ in container.decode(video=0)) == len(motion)
+    with pytest.raises(ValueError, match="no frames"):
+        pipeline.render_to_file(models, face, iter(()), speech, 16000, tmp_path / "e.mp4")
 
 
 def test_motion_from_video_gives_a_usable_sequence(models, photo, face):

@@ -1,0 +1,125 @@
+"""Live sessions on tiny real-architecture models: exact mode equals offline, low-latency cadence."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import helpers_pipeline as hp
+from joyvasa_core import pipeline
+from joyvasa_core.audio import AudioError, plan_windows
+from joyvasa_core.live import LiveCancelled, LiveSession, LiveSettings
+from joyvasa_core.video import frames_to_uint8_tensor
+
+N_MOTIONS = hp.htm.TINY_GENERATOR_ARGS["n_motions"]   # 10 frames per window
+
+
+@pytest.fixture(scope="module")
+def models() -> pipeline.JoyVASAModels:
+    return hp.fast_models()
+
+
+@pytest.fixture(scope="module")
+def face(models) -> pipeline.FaceRepresentation:
+    import skimage.data
+    from skimage.transform import resize
+
+    photo = resize(skimage.data.astronaut()[:400, 40:350], (63, 49), anti_aliasing=True)
+    return pipeline.extract_face(models, (photo * 255).round().astype(np.uint8), face_backend="none")
+
+
+def push_all(session: LiveSession, pcm: np.ndarray, rate: int, size: int) -> tuple[list, list[int]]:
+    """Push ``pcm`` in chunks of ``size``; returns the frame batches and the frames out after each push."""
+    batches, counts = [], []
+    for start in range(0, len(pcm), size):
+        batches += list(session.push(pcm[start:start + size], rate))
+        counts.append(sum(len(b) for b in batches))
+    batches += list(session.finish())
+    return batches, counts
+
+
+def test_exact_mode_equals_offline(models, face, monkeypatch):
+    """Windows sampled once their audio is complete: the offline frames, and every window's frames
+    out before finish() except the last window's. Bit for bit (16 kHz input) when offline encodes
+    one window at a time, as live must; with offline's batches of 8 windows the audio encoder's
+    float32 reordering (~1e-6 in the features) moves a few pixels by one level at most."""
+    import joyvasa_core.generate as gen
+
+    speech = hp.speech_like(0.9, seed=1)
+    n_frames = plan_windows(len(speech), fps=25, n_motions=N_MOTIONS).n_frames    # 25
+    settings = LiveSettings(mode="exact", steps=3, seed=7, batch_size=5)
+    session = LiveSession(models, face, settings)
+    batches, counts = push_all(session, speech, 16000, 1111)
+    assert counts[-1] == 2 * N_MOTIONS and counts[0] == 0       # two full windows before the end
+    assert [b.start for b in batches] == list(range(0, n_frames, 5))
+    assert batches[1].times == [i / 25 for i in range(5, 10)]
+    live = torch.cat([b.images for b in batches])
+
+    def offline() -> torch.Tensor:
+        motion = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=3, seed=7)
+        return torch.cat([frames_to_uint8_tensor(f).cpu()
+                          for f in pipeline.iter_frames(models, face, motion, batch_size=5)])
+
+    batched = offline()
+    assert live.shape == batched.shape == (n_frames, 64, 50, 3)
+    diff = (live.int() - batched.int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-2
+    monkeypatch.setattr(gen, "ENCODE_BATCH", 1)
+    assert torch.equal(live, offline())
+
+
+def test_low_latency_commits_chunks_as_audio_arrives(models, face):
+    """A step commits ``chunk`` frames once the audio reaches ``lookahead`` frames beyond them;
+    the stream ends with the offline frame count, and the same speech gives the same frames
+    however it is chunked."""
+    speech = hp.speech_like(0.5, seed=2)
+    n_frames = plan_windows(len(speech), fps=25, n_motions=N_MOTIONS).n_frames    # 15
+    settings = LiveSettings(chunk=4, lookahead=2, steps=2)
+    session = LiveSession(models, face, settings)
+    batches, counts = push_all(session, speech, 16000, 640)    # one frame of audio per push
+    # after k pushes, 1280 + 640 k padded samples are known: frames committed = 4 * floor((k + 2 - 2) / 4)
+    assert counts == [4 * ((k + 2 - 2) // 4) for k in range(1, len(counts) + 1)]
+    assert sum(len(b) for b in batches) == n_frames == session.rendered
+    again, _ = push_all(LiveSession(models, face, settings), speech, 16000, 3000)
+    assert torch.equal(torch.cat([b.images for b in again]), torch.cat([b.images for b in batches]))
+
+
+def test_pushed_pcm_is_resampled_incrementally(models, face):
+    """int16 PCM at 44.1 kHz in uneven chunks: the same frames as one soxr HQ resampling of the whole."""
+    import soxr
+
+    speech = hp.speech_like(0.4, rate=44100, seed=3)
+    pcm = (speech * 32767).astype(np.int16)
+    settings = LiveSettings(chunk=5, steps=2)
+    pushed, _ = push_all(LiveSession(models, face, settings), pcm, 44100, 4567)
+    whole = soxr.resample(pcm.astype(np.float32) / 32768, 44100, 16000, quality="HQ")
+    reference, _ = push_all(LiveSession(models, face, settings), whole, 16000, len(whole))
+    assert sum(map(len, pushed)) == plan_windows(len(whole), fps=25, n_motions=N_MOTIONS).n_frames
+    assert torch.equal(torch.cat([b.images for b in pushed]), torch.cat([b.images for b in reference]))
+
+
+def test_bad_input_and_cancel(models, face):
+    session = LiveSession(models, face, LiveSettings(chunk=2, lookahead=0, steps=2))
+    list(session.push(np.zeros(10, np.int16), 16000))
+    with pytest.raises(AudioError, match="sample rate is 16000"):
+        session.push(np.zeros(10, np.int16), 48000)
+    with pytest.raises(AudioError, match="NaN"):
+        session.push(np.array([0.0, np.nan], np.float32), 16000)
+    frames = session.push(hp.speech_like(0.3), 16000)
+    session.cancel()
+    with pytest.raises(LiveCancelled):
+        list(frames)
+    assert list(LiveSession(models, face).finish()) == []        # no speech, no frames
+    done = LiveSession(models, face)
+    list(done.finish())
+    with pytest.raises(ValueError, match="finished"):
+        done.push(np.zeros(4, np.int16), 16000)
+    for bad in (dict(mode="fast"), dict(chunk=0), dict(lookahead=-1), dict(steps=0), dict(seed=1.5)):
+        with pytest.raises(ValueError):
+            LiveSettings(**bad)
+    motion = []
+    quiet = LiveSession(models, face, LiveSettings(chunk=4, lookahead=1, steps=2), on_motion=motion.append,
+                        render=False)
+    assert list(quiet.push(hp.speech_like(0.2), 16000)) == [] and [len(m) for m in motion] == [4]
+    with pytest.raises(ValueError, match="one window of 10 frames"):
+        LiveSession(models, face, LiveSettings(chunk=9, lookahead=2))

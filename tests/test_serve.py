@@ -1,0 +1,182 @@
+"""The live server over loopback, with a real websockets client and tiny real-architecture models."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import helpers_pipeline as hp
+from joyvasa_core import pipeline
+from joyvasa_core.audio import plan_windows
+from joyvasa_core.live import LiveSettings
+from joyvasa_core.serve import LiveServer
+
+websockets = pytest.importorskip("websockets")
+from websockets.asyncio.client import connect  # noqa: E402
+
+PHOTO_SIZE = (45, 37)            # H, W: odd, so frames come out 46 x 38
+TIMEOUT = 120                    # seconds for any one reply (CI runners are slow, never hit normally)
+
+
+@pytest.fixture(scope="module")
+def server():
+    import skimage.data
+    from skimage.transform import resize
+
+    models = hp.fast_models()
+    photo = resize(skimage.data.astronaut()[:400, 40:350], PHOTO_SIZE, anti_aliasing=True)
+    face = pipeline.extract_face(models, (photo * 255).round().astype(np.uint8), face_backend="none")
+    live = LiveServer(models, face, LiveSettings(chunk=4, lookahead=1, steps=2))
+    yield live
+    live.close()
+
+
+def pcm(seconds: float, seed: int = 0) -> bytes:
+    return (hp.speech_like(seconds, seed=seed) * 32767).astype("<i2").tobytes()
+
+
+def n_frames(audio: bytes) -> int:
+    return plan_windows(len(audio) // 2, fps=25, n_motions=hp.htm.TINY_GENERATOR_ARGS["n_motions"]).n_frames
+
+
+def run(server: LiveServer, scenario) -> object:
+    """Serve on a free loopback port for the length of ``scenario(url)``."""
+    async def main():
+        async with server.serve("127.0.0.1", 0) as ws_server:
+            port = ws_server.sockets[0].getsockname()[1]
+            return await asyncio.wait_for(scenario(f"127.0.0.1:{port}"), 4 * TIMEOUT)
+    return asyncio.run(main())
+
+
+async def receive(ws) -> str | bytes:
+    return await asyncio.wait_for(ws.recv(), TIMEOUT)
+
+
+async def stream_clip(url: str, audio: bytes, chunk: int = 3200) -> tuple[list[bytes], dict]:
+    """Start, send the clip in chunks, end; returns (frames, done message)."""
+    frames = []
+    async with connect(f"ws://{url}/live") as ws:
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        for start in range(0, len(audio), chunk):
+            await ws.send(audio[start:start + chunk])
+        await ws.send(json.dumps({"type": "end"}))
+        while isinstance(message := await receive(ws), bytes):
+            frames.append(message)
+    return frames, json.loads(message)
+
+
+def test_page_and_info(server):
+    async def scenario(url):
+        def get(path):
+            with urllib.request.urlopen(f"http://{url}{path}", timeout=TIMEOUT) as reply:
+                return reply.headers["Content-Type"], reply.read()
+        page = await asyncio.to_thread(get, "/")
+        info = await asyncio.to_thread(get, "/info")
+        photo = await asyncio.to_thread(get, "/photo")
+        return page, info, photo
+
+    (page_type, page), (info_type, info), (photo_type, photo) = run(server, scenario)
+    assert photo_type == "image/jpeg"
+    with Image.open(io.BytesIO(photo)) as image:
+        assert image.size == (37, 45)
+    assert page_type.startswith("text/html") and b"/live" in page and b"getUserMedia" in page
+    assert info_type == "application/json"
+    assert json.loads(info) == {"fps": 25.0, "width": 38, "height": 46}
+
+
+def test_short_clip_ends_with_done_and_every_frame_at_the_photo_size(server):
+    audio = pcm(0.35)
+    frames, done = run(server, lambda url: stream_clip(url, audio))
+    assert done == {"type": "done", "frames": n_frames(audio)} and len(frames) == n_frames(audio)
+    for jpeg in frames:
+        with Image.open(io.BytesIO(jpeg)) as image:
+            assert image.format == "JPEG" and image.size == (38, 46)
+
+
+def test_frames_arrive_while_audio_is_still_being_sent(server):
+    audio = pcm(0.6, seed=1)
+    half = len(audio) // 2
+
+    async def scenario(url):
+        async with connect(f"ws://{url}/live") as ws:
+            await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+            await ws.send(audio[:half])             # 0.3 s: enough for a few 4-frame steps
+            first = await receive(ws)               # ... a frame, with half the speech unsent
+            await ws.send(audio[half:])
+            await ws.send(json.dumps({"type": "end"}))
+            rest = []
+            while isinstance(message := await receive(ws), bytes):
+                rest.append(message)
+            return first, rest, json.loads(message)
+
+    first, rest, done = run(server, scenario)
+    assert isinstance(first, bytes) and first[:2] == b"\xff\xd8"     # a JPEG
+    assert done["frames"] == 1 + len(rest) == n_frames(audio)
+
+
+def test_bad_messages_each_get_an_error_and_the_connection_stays_usable(server):
+    async def scenario(url):
+        errors = []
+        async with connect(f"ws://{url}/live") as ws:
+            for bad in ("hello", b"\x00\x01", json.dumps({"type": "start", "sample_rate": 12}),
+                        json.dumps({"type": "start"}), json.dumps({"type": "end"}),
+                        json.dumps({"type": "start", "sample_rate": 16000, "chunk": 0}),
+                        json.dumps({"type": "dance"})):
+                await ws.send(bad)
+                errors.append(json.loads(await receive(ws)))
+            await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+            await ws.send(b"\x00\x01\x02")             # odd byte count
+            errors.append(json.loads(await receive(ws)))
+            audio = pcm(0.2, seed=2)
+            await ws.send(audio)
+            await ws.send(json.dumps({"type": "end"}))
+            frames = 0
+            while isinstance(message := await receive(ws), bytes):
+                frames += 1
+            return errors, frames, json.loads(message), n_frames(audio)
+
+    errors, frames, done, expected = run(server, scenario)
+    assert [e["type"] for e in errors] == ["error"] * 8
+    messages = [e["message"] for e in errors]
+    for message, words in zip(messages, ("JSON", "before start", "sample_rate", "sample_rate",
+                                         "without a running stream", "chunk", "unknown message type",
+                                         "2 bytes per sample")):
+        assert words in message, (words, message)
+    assert done == {"type": "done", "frames": expected} and frames == expected
+
+
+def test_dropped_client_frees_its_session_and_does_not_hold_up_the_next(server):
+    async def scenario(url):
+        ws = await connect(f"ws://{url}/live")
+        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+        await ws.send(pcm(3.0, seed=3))               # 75 frames of work queued ...
+        await receive(ws)                             # ... started (a frame came) ...
+        ws.transport.abort()                          # ... and the line drops
+        for _ in range(TIMEOUT * 10):
+            if not server.sessions:
+                break
+            await asyncio.sleep(0.1)
+        freed = not server.sessions
+        frames, done = await stream_clip(url, pcm(0.2, seed=4))
+        return freed, frames, done
+
+    freed, frames, done = run(server, scenario)
+    assert freed
+    assert done["type"] == "done" and done["frames"] == len(frames) == n_frames(pcm(0.2, seed=4))
+
+
+def test_concurrent_clients_all_finish(server):
+    clips = [pcm(0.2 + 0.08 * i, seed=10 + i) for i in range(3)]
+
+    async def scenario(url):
+        return await asyncio.gather(*(stream_clip(url, clip, chunk=1000) for clip in clips))
+
+    results = run(server, scenario)
+    for clip, (frames, done) in zip(clips, results):
+        assert done == {"type": "done", "frames": n_frames(clip)} and len(frames) == n_frames(clip)
+    assert not server.sessions
