@@ -214,7 +214,7 @@ class JoyVASARenderPortrait(io.ComfyNode):
         frames = convert.collect_frames(progress.previewing(
             pipeline.iter_frames(core, face, motion, settings, batch_size=batch_size,
                                  paste=paste_back, progress=progress,
-                                 edits=clip_edits(edit, motion)), n)
+                                 edits=clip_edits(edit, motion))), n)
         fps = float(motion.fps)
         if audio is None:  # silence of the same length keeps the AUDIO socket valid
             waveform, sample_rate = frames.new_zeros((1, 0)), config.AUDIO_SAMPLE_RATE
