@@ -44,7 +44,9 @@ def test_exact_mode_equals_offline(models, face, monkeypatch):
     one window at a time, as live must; with offline's batches of 8 windows the audio encoder's
     float32 reordering (~1e-6 in the features) moves a few pixels by one level at most."""
     import joyvasa_core.generate as gen
+    from joyvasa_core import render
 
+    monkeypatch.setattr(render, "CPU_CHUNK_FRAMES", 64)   # chunks of batch_size, as on a GPU
     speech = hp.speech_like(0.9, seed=1)
     n_frames = plan_windows(len(speech), fps=25, n_motions=N_MOTIONS).n_frames    # 25
     settings = LiveSettings(mode="exact", steps=3, seed=7, batch_size=5)

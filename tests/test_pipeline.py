@@ -195,7 +195,7 @@ def test_motion_stream_chunks_join_to_the_rescaled_whole(models, speech):
         assert torch.equal(getattr(joined, name), getattr(whole, name)), name
 
 
-def test_iter_frames_renders_a_stream_of_chunks_like_the_whole(models, face, motion):
+def test_iter_frames_renders_a_stream_of_chunks_like_the_whole(models, face, motion, gpu_chunking):
     """Frame 0 of the first chunk is the reference of every chunk: same frames as the whole
     sequence (up to conv batch reordering), each chunk rendered as soon as it is read."""
     short = motion[:13]
@@ -272,7 +272,7 @@ def test_edits_are_evaluated_per_chunk_and_show_on_frame_0(models, face, motion)
     # float32 GEMM blocking of the stitching MLP differs with the batch: a few ulps of |x| ~ 1
     torch.testing.assert_close(torch.cat([x for _, _, _, x in chunks]), whole, atol=1e-5, rtol=0)
     plain = pipeline.driving_keypoints(models, face, short, driving)
-    assert (torch.cat([x for _, _, x in chunks]) - plain).abs().amax(dim=(1, 2)).min() > 1e-3
+    assert (torch.cat([x for _, _, _, x in chunks]) - plain).abs().amax(dim=(1, 2)).min() > 1e-3
     first = next(pipeline.iter_frames(models, face, short[:2], driving, batch_size=2, paste=False,
                                       edits=edits))
     unedited = next(pipeline.iter_frames(models, face, short[:2], driving, batch_size=2, paste=False))

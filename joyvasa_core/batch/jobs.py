@@ -69,6 +69,8 @@ def job_parser(*, inputs_required: bool = True) -> argparse.ArgumentParser:
     if not inputs_required:
         for action in parser._actions:  # noqa: SLF001 - argparse has no public accessor
             action.required = False
+        for group in parser._mutually_exclusive_groups:  # noqa: SLF001 - --image | --video
+            group.required = False
     return parser
 
 

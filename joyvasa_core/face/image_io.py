@@ -33,7 +33,7 @@ import torch
 from .errors import ImageLoadError
 
 MAX_DETECT_SIDE = 1280   # pixels: longer side of the image the detectors see
-MIN_PHOTO_SIDE = 64      # pixels: a smaller photo cannot hold a face worth animating
+MIN_PHOTO_SIDE = 32      # pixels: a smaller photo cannot hold a face worth animating
 ALPHA_MODES = ("composite", "drop")
 
 
