@@ -31,6 +31,7 @@ from .dit.denoiser import PE_VARIANTS
 from .dit.samplers import SAMPLERS
 from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from .edits.blink import DEFAULT_RATE as DEFAULT_BLINK_RATE
+from .edits.gaze import MAX_STRENGTH as EYE_CONTACT_MAX
 from .dubbing import DUBBING_REGIONS
 from .render import RenderOptions
 from .retime import LOOP_MODES
@@ -117,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="automatic blinks per minute (default %(default)g)")
     edit.add_argument("--blink-strength", type=float, default=1.0,
                       help="how far a blink closes the eyes (1 = closed)")
+    edit.add_argument("--eye-contact", type=float, nargs="?", const=1.0, default=0.0,
+                      metavar="STRENGTH",
+                      help="keep the eyes on the camera: the pupils turn against the head's "
+                           "turns (strength 0-2, 1 when given alone; default 0 = off)")
     edit.add_argument("--strength", type=_checked_text("strength"), metavar="TEXT",
                       help="strength of each region of the generated motion (edit syntax over "
                            "lips, eyes, brows, expression, pitch, yaw, roll, translation; "
@@ -281,6 +286,7 @@ def check_options(args: argparse.Namespace) -> None:
                           ("--driving-multiplier", args.driving_multiplier)):
         _check_number(value, option)
     _check_number(args.smoothing, "--smoothing", minimum=0.0)
+    _check_number(args.eye_contact, "--eye-contact", minimum=0.0, maximum=EYE_CONTACT_MAX)
     _check_number(args.steps, "--steps", minimum=1)
     _check_number(args.batch_size, "--batch-size", minimum=1)
     _check_number(args.face_index, "--face-index", minimum=0)
@@ -434,11 +440,12 @@ def _frames(motion: "MotionSequence | MotionStream") -> int:
 
 
 def _edits(args: argparse.Namespace, motion: "MotionSequence | MotionStream"):
-    """--expression and --blink over the motion's duration (None when there are none)."""
+    """--expression, --blink and --eye-contact over the motion's duration (None when there are none)."""
     from .edits import build_edits
 
     return build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
                        blink_strength=args.blink_strength, seed=args.seed,
+                       eye_contact=args.eye_contact,
                        duration=_frames(motion) / motion.fps)
 
 

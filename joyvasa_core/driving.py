@@ -16,7 +16,9 @@ Per frame i (frame 0 is the reference of the relative motion):
   ``delta_exp`` and its driving pitch/yaw/roll get ``delta_rot`` (degrees;
   frame 0 stays the unedited reference, so a constant edit shows on every
   frame; with a region that keeps the source's rotation, the source's angles
-  get it);
+  get it); eye contact (:mod:`joyvasa_core.edits.gaze`) turns the pupils
+  against the turn added to the source's pose: the motion's angles relative
+  to frame 0 (regions ``all``/``pose``) plus the edit's ``delta_rot``;
 * ``x_d = scale · (kp_s @ R + exp) + t``;
 * ``expression-friendly`` with relative motion: ``x_d = x_s + m·(x_d − x_d,0)``,
   m = :func:`~joyvasa_core.keypoints.expression_friendly_multiplier`;
@@ -43,6 +45,7 @@ from torch import nn
 
 from . import keypoints as kpm
 from .config import LIP_INDICES
+from .edits.gaze import with_eye_contact
 from .edits.sliders import KeypointEdit
 from .motion import MotionSequence
 
@@ -214,8 +217,8 @@ def _uses_multiplier(settings: DrivingSettings) -> bool:
 def _posed_driving(source: kpm.KeypointInfo, motion: MotionSequence, region: AnimationRegion,
                    edit: KeypointEdit | None = None) -> torch.Tensor:
     """Source keypoints moved by the motion relative to its frame 0, then edited: ``[T, K, 3]``."""
-    frames = motion.exp.shape[0]
-    angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
+    angles = _angles(motion)
+    edit = _resolved(edit, angles, region)
     delta_rot = None if edit is None else edit.delta_rot.to(angles.device, angles.dtype)
     if region in ("all", "pose"):
         edited = angles if delta_rot is None else angles + delta_rot
@@ -233,6 +236,25 @@ def _posed_driving(source: kpm.KeypointInfo, motion: MotionSequence, region: Ani
     scale = source.scale * (motion.scale / motion.scale[:1])
     t = source.t + (motion.t - motion.t[:1])
     return kpm.transform_keypoints(source.kp, rotation, exp, scale, t)
+
+
+def _angles(motion: MotionSequence) -> torch.Tensor:
+    """The motion's pitch, yaw and roll ``[T, 3]`` (degrees)."""
+    frames = motion.exp.shape[0]
+    return torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
+
+
+def _resolved(edit: KeypointEdit | None, angles: torch.Tensor,
+              region: AnimationRegion) -> KeypointEdit | None:
+    """The edit with its eye contact resolved against the turn the pipeline adds to the
+    source's own pose (degrees ``[T, 3]``): the motion's ``angles [T, 3]`` relative to
+    row 0 (regions ``all``/``pose``) plus the edit's rotation offsets."""
+    if edit is None or edit.eye_contact is None:
+        return edit
+    turn = edit.delta_rot.to(angles.device, angles.dtype)
+    if region in ("all", "pose"):
+        turn = turn + (angles - angles[:1])
+    return with_eye_contact(edit, turn)
 
 
 def _video_exp_mask(num_kp: int, region: AnimationRegion, device: torch.device) -> torch.Tensor:
@@ -255,7 +277,8 @@ def _edited_video_keypoints(source: kpm.KeypointInfo, motion: MotionSequence,
     motion: T rows, row 0 the reference of the relative motion. An edit adds
     its expression offsets and turns each frame's own pose by its angles.
     """
-    frames = motion.exp.shape[0]
+    angles = _angles(motion)
+    edit = _resolved(edit, angles, region)
     own_exp = source.exp
     relative = own_exp + (motion.exp - motion.exp[:1])
     exp = torch.where(_video_exp_mask(own_exp.shape[1], region, own_exp.device), relative, own_exp)
@@ -266,7 +289,6 @@ def _edited_video_keypoints(source: kpm.KeypointInfo, motion: MotionSequence,
         own = torch.stack([a.reshape(-1) for a in (source.pitch, source.yaw, source.roll)], -1)
         rotation = kpm.rotation_matrix(*(own + edit.delta_rot.to(own.device, own.dtype)).unbind(-1))
     if region in ("all", "pose"):
-        angles = torch.stack([a.reshape(frames) for a in (motion.pitch, motion.yaw, motion.roll)], -1)
         rot_d = kpm.rotation_matrix(*angles.unbind(-1))
         rotation = rot_d @ rot_d[:1].transpose(-1, -2) @ rotation
     return kpm.transform_keypoints(source.kp, rotation, exp, source.scale, source.t)

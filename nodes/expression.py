@@ -1,6 +1,7 @@
-"""Expression control nodes: sliders and keyframes, blinks, motion mixing, expression from a photo.
+"""Expression control nodes: sliders and keyframes, blinks, eye contact, motion mixing,
+expression from a photo.
 
-ExpressionEdit, Blink and ExpressionFromImage build a JOYVASA_EDIT
+ExpressionEdit, Blink, EyeContact and ExpressionFromImage build a JOYVASA_EDIT
 (:class:`joyvasa_core.edits.Edits`), each adding to an optional incoming
 edit; RenderPortrait and RenderToFile take it as their last, optional input.
 MotionMix works on the motion itself. Node IDs and input names are part of
@@ -10,9 +11,10 @@ from __future__ import annotations
 
 from joyvasa_core import pipeline
 from joyvasa_core.edits import (SLIDER_NAMES, SLIDER_RANGES, Edits, ExpressionOffset,
-                                apply_strengths, build_edits, mix_motion, parse_strengths,
+                                EyeContact, apply_strengths, build_edits, mix_motion, parse_strengths,
                                 parse_timeline, parse_times)
 from joyvasa_core.edits.blink import DEFAULT_RATE
+from joyvasa_core.edits.gaze import MAX_STRENGTH as EYE_CONTACT_MAX
 from joyvasa_core.edits.timeline import constant_timeline
 from . import convert
 from .api import CATEGORY, Edit, Face, Models, Motion, io
@@ -107,6 +109,31 @@ class JoyVASABlink(io.ComfyNode):
         return io.NodeOutput(_chained(edit, blinks or Edits()))
 
 
+class JoyVASAEyeContact(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="JoyVASAEyeContact",
+            display_name="EyeContact",
+            category=CATEGORY,
+            description="Keeps the eyes on the camera: the pupils turn against the head's turns "
+                        "(the motion's yaw and pitch, and any rotate_* edits), through the "
+                        "pupil_x / pupil_y sliders.",
+            inputs=[
+                io.Float.Input("strength", default=1.0, min=0.0, max=EYE_CONTACT_MAX, step=0.05,
+                               tooltip="1 = the pupils counter the head's turn (about 0.4 "
+                                       "pupil slider units per degree); 0 = off"),
+                Edit.Input("edit", optional=True, tooltip="an edit to add this one to"),
+            ],
+            outputs=[Edit.Output(display_name="edit")],
+        )
+
+    @classmethod
+    def execute(cls, strength, edit=None) -> io.NodeOutput:
+        added = Edits(eye_contact_tracks=(EyeContact(strength),)) if strength else Edits()
+        return io.NodeOutput(_chained(edit, added))
+
+
 class JoyVASAMotionMix(io.ComfyNode):
     @classmethod
     def define_schema(cls) -> io.Schema:
@@ -175,4 +202,5 @@ class JoyVASAExpressionFromImage(io.ComfyNode):
         return io.NodeOutput(_chained(edit, Edits(offset_tracks=(offset,))))
 
 
-NODES = [JoyVASAExpressionEdit, JoyVASABlink, JoyVASAMotionMix, JoyVASAExpressionFromImage]
+NODES = [JoyVASAExpressionEdit, JoyVASABlink, JoyVASAEyeContact, JoyVASAMotionMix,
+         JoyVASAExpressionFromImage]

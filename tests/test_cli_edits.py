@@ -92,6 +92,23 @@ def test_auto_blinks_move_only_eyes_and_brows_in_separate_blinks(inputs, plain_k
     assert not closed[-12:].any()                    # none in the last half second
 
 
+def test_eye_contact_moves_only_eyes_and_brows_as_the_head_turns(inputs, plain_keypoints):
+    looking = keypoints(inputs, "eye_contact", "--eye-contact")
+    diff = (looking["x_d"] - plain_keypoints["x_d"]).abs().amax(-1)         # [T, 21]
+    others = [i for i in range(21) if i not in EYE_BROW_KEYPOINTS]
+    assert diff[:, others].max() < 1e-6
+    assert diff[0].max() < 1e-6                      # frame 0: the head has not turned yet
+    assert (diff[:, 11] > 1e-6).float().mean() > 0.5  # the pupils follow the head's turns
+
+
+def test_bad_eye_contact_strength_is_refused(inputs, capsys):
+    code = cli.main(["--image", str(inputs["image"]), "--audio", str(inputs["speech"]),
+                     "--save-keypoints", str(inputs["dir"] / "no.safetensors"),
+                     "--eye-contact", "3"])
+    assert code == cli.EXIT_ERROR
+    assert "error: --eye-contact must be <= 2, got 3" in capsys.readouterr().err
+
+
 def test_output_stays_required_without_save_keypoints(inputs, capsys):
     with pytest.raises(SystemExit) as info:
         cli.main(["--image", str(inputs["image"]), "--audio", str(inputs["speech"])])

@@ -15,7 +15,7 @@ from joyvasa_core.edits.sliders import EYE_BROW_KEYPOINTS
 from joyvasa_core.motion import MotionSequence
 
 EXPRESSION_NODES = {"JoyVASAExpressionEdit": "ExpressionEdit", "JoyVASABlink": "Blink",
-                    "JoyVASAMotionMix": "MotionMix",
+                    "JoyVASAEyeContact": "EyeContact", "JoyVASAMotionMix": "MotionMix",
                     "JoyVASAExpressionFromImage": "ExpressionFromImage"}
 ZERO_SLIDERS = {name: 0.0 for name in SLIDER_NAMES}
 
@@ -60,7 +60,7 @@ def test_registered_with_ids_and_renderers_take_the_edit_last(pack):
         assert pack[node_id].GET_SCHEMA().category == "JoyVASA"
     outputs = {nid: hc.node_outputs(pack[nid]) for nid in EXPRESSION_NODES}
     assert outputs == {"JoyVASAExpressionEdit": ["JOYVASA_EDIT"], "JoyVASABlink": ["JOYVASA_EDIT"],
-                       "JoyVASAMotionMix": ["JOYVASA_MOTION"],
+                       "JoyVASAEyeContact": ["JOYVASA_EDIT"], "JoyVASAMotionMix": ["JOYVASA_MOTION"],
                        "JoyVASAExpressionFromImage": ["JOYVASA_EDIT"]}
     for renderer in ("JoyVASARenderPortrait", "JoyVASARenderToFile"):
         inputs = hc.node_inputs(pack[renderer])
@@ -120,6 +120,19 @@ def test_motion_mix_node(pack):
                                     strength="")
     assert same is speech
     assert "unknown name 'jaw'" in pack["JoyVASAMotionMix"].validate_inputs(strength="jaw=0")
+
+
+def test_eye_contact_node_chains_and_off_adds_nothing(pack):
+    strength = hc.node_inputs(pack["JoyVASAEyeContact"])["strength"][1]
+    assert (strength["min"], strength["max"], strength["default"]) == (0.0, 2.0, 1.0)
+    (blink,) = executor.execute_node("JoyVASABlink", mode="times", rate=17.0, strength=1.0,
+                                     seed=0, times="1")
+    (edit,) = executor.execute_node("JoyVASAEyeContact", strength=0.75, edit=blink)
+    assert edit.tracks == blink.tracks and len(edit.eye_contact_tracks) == 1
+    at = edit.until(4.0).at(torch.tensor([0.0, 2.0]))
+    assert at.eye_contact.tolist() == [0.75, 0.75]
+    (off,) = executor.execute_node("JoyVASAEyeContact", strength=0.0)
+    assert off == Edits() and off.at(torch.zeros(1)).eye_contact is None
 
 
 def test_expression_from_image_and_render_with_an_edit(pack, loaded):

@@ -70,13 +70,26 @@ EYE_BROW_KEYPOINTS: tuple[int, ...] = tuple(sorted({kp for kp, _, _ in _EXPRESSI
 @dataclass(frozen=True)
 class KeypointEdit:
     """Per-frame offsets for T frames: ``delta_exp [T, 21, 3]`` (added to each frame's
-    expression) and ``delta_rot [T, 3]`` (pitch, yaw, roll in degrees, added to its pose)."""
+    expression) and ``delta_rot [T, 3]`` (pitch, yaw, roll in degrees, added to its pose).
+
+    Two optional fields let a pose-dependent edit be resolved once the head's
+    turn is known (:func:`~joyvasa_core.edits.gaze.with_eye_contact`, called
+    where the driving keypoints are composed): ``sliders [T, 12]``, the slider
+    values the offsets came from, and ``eye_contact [T]``, the eye-contact
+    strength still to apply (None: none).
+    """
 
     delta_exp: torch.Tensor
     delta_rot: torch.Tensor
+    sliders: torch.Tensor | None = None
+    eye_contact: torch.Tensor | None = None
 
     def __add__(self, other: "KeypointEdit") -> "KeypointEdit":
-        return KeypointEdit(self.delta_exp + other.delta_exp, self.delta_rot + other.delta_rot)
+        def plus(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+            return b if a is None else a if b is None else a + b
+        return KeypointEdit(self.delta_exp + other.delta_exp, self.delta_rot + other.delta_rot,
+                            plus(self.sliders, other.sliders),
+                            plus(self.eye_contact, other.eye_contact))
 
 
 def _tables(sign: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,7 +124,7 @@ def slider_offsets(values: torch.Tensor) -> KeypointEdit:
     delta_exp = torch.einsum("...s,skc->...kc", pos, exp_p) + \
         torch.einsum("...s,skc->...kc", neg, exp_n)
     delta_rot = pos @ rot_p + neg @ rot_n
-    return KeypointEdit(delta_exp, delta_rot)
+    return KeypointEdit(delta_exp, delta_rot, sliders=values)
 
 
 def sliders_from_mapping(values: dict[str, float], dtype: torch.dtype = torch.float32) -> torch.Tensor:
