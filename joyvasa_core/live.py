@@ -42,6 +42,7 @@ from . import config
 from .audio import AudioError, fill_window, plan_windows, to_float_tensor, to_mono
 from .dit.audio_encoder import encode_audio
 from .driving import DrivingSettings
+from .edits import Edits, build_edits
 from .generate import WindowSampler
 from .motion import MotionSequence
 from .pipeline import FaceRepresentation, JoyVASAModels, iter_frames, rescaler
@@ -70,6 +71,9 @@ class LiveSettings:
         (:func:`joyvasa_core.pipeline.audio_to_motion`).
     batch_size: frames per render chunk (None: up to ``chunk``).
     paste: frames pasted back into the photo (True) or the 512 crop.
+    expression, blink, eye_contact: expression edits, as the headless command's
+        ``--expression``, ``--blink`` and ``--eye-contact`` (:func:`joyvasa_core.edits.build_edits`;
+        automatic blinks are seeded by ``seed`` and run for as long as the stream does).
     """
 
     mode: Mode = "low-latency"
@@ -85,6 +89,9 @@ class LiveSettings:
     pe_variant: str = "head"
     batch_size: int | None = None
     paste: bool = True
+    expression: str = ""
+    blink: str = "off"
+    eye_contact: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -99,6 +106,15 @@ class LiveSettings:
             raise ValueError(f"seed must be a whole number, got {self.seed!r}")
         if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
             raise ValueError(f"steps must be a whole number >= 1, got {self.steps!r}")
+        for name in ("expression", "blink"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be text, got {getattr(self, name)!r}")
+        self.edits()   # a bad edit text or strength raises here, naming the mistake
+
+    def edits(self) -> Edits | None:
+        """The expression edits of the stream (None when there are none)."""
+        return build_edits(self.expression, self.blink, seed=self.seed,
+                           eye_contact=self.eye_contact)
 
 
 @dataclass(frozen=True)
@@ -194,7 +210,7 @@ class LiveSession:
         self._frames = None if not render else iter_frames(
             models, face, self._committed_chunks(), driving,
             batch_size=settings.batch_size or settings.chunk, paste=settings.paste,
-            progress=lambda _d, _t: self._check_cancel())
+            progress=lambda _d, _t: self._check_cancel(), edits=settings.edits())
 
     # ------------------------------------------------------------------ input
 

@@ -9,6 +9,7 @@ import helpers_pipeline as hp
 from joyvasa_core import pipeline
 from joyvasa_core.audio import AudioError, plan_windows
 from joyvasa_core.live import LiveCancelled, LiveSession, LiveSettings
+from joyvasa_core.motion import MotionSequence
 from joyvasa_core.video import frames_to_uint8_tensor
 
 N_MOTIONS = hp.htm.TINY_GENERATOR_ARGS["n_motions"]   # 10 frames per window
@@ -70,6 +71,22 @@ def test_exact_mode_equals_offline(models, face, monkeypatch):
     assert torch.equal(live, offline())
 
 
+def test_live_edits_render_as_offline(models, face):
+    """Blinks, eye contact and slider edits apply to a live stream as to the same motion offline."""
+    settings = LiveSettings(mode="exact", steps=2, seed=3, batch_size=5, expression="smile=0.8",
+                            blink="0.2s", eye_contact=1.0)
+    motion = []
+    session = LiveSession(models, face, settings, on_motion=motion.append)
+    live = torch.cat([b.images for b in push_all(session, hp.speech_like(0.9, seed=2), 16000, 4000)[0]])
+    whole = MotionSequence.cat(motion)
+    offline = torch.cat([frames_to_uint8_tensor(f).cpu() for f in pipeline.iter_frames(
+        models, face, whole, batch_size=5, edits=settings.edits())])
+    plain = torch.cat([frames_to_uint8_tensor(f).cpu() for f in pipeline.iter_frames(
+        models, face, whole, batch_size=5)])
+    assert torch.equal(live, offline)
+    assert ((live.int() - plain.int()).abs().amax(dim=(1, 2, 3)) > 0).all()   # every frame edited
+
+
 def test_low_latency_commits_chunks_as_audio_arrives(models, face):
     """A step commits ``chunk`` frames once the audio reaches ``lookahead`` frames beyond them;
     the stream ends with the offline frame count, and the same speech gives the same frames
@@ -116,7 +133,8 @@ def test_bad_input_and_cancel(models, face):
     list(done.finish())
     with pytest.raises(ValueError, match="finished"):
         done.push(np.zeros(4, np.int16), 16000)
-    for bad in (dict(mode="fast"), dict(chunk=0), dict(lookahead=-1), dict(steps=0), dict(seed=1.5)):
+    for bad in (dict(mode="fast"), dict(chunk=0), dict(lookahead=-1), dict(steps=0), dict(seed=1.5),
+                dict(expression="smiel=1"), dict(blink=3), dict(eye_contact=2.5)):
         with pytest.raises(ValueError):
             LiveSettings(**bad)
     motion = []

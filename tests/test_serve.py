@@ -126,10 +126,12 @@ def test_bad_messages_each_get_an_error_and_the_connection_stays_usable(server):
             for bad in ("hello", b"\x00\x01", json.dumps({"type": "start", "sample_rate": 12}),
                         json.dumps({"type": "start"}), json.dumps({"type": "end"}),
                         json.dumps({"type": "start", "sample_rate": 16000, "chunk": 0}),
+                        json.dumps({"type": "start", "sample_rate": 16000, "expression": "smiel=1"}),
                         json.dumps({"type": "dance"})):
                 await ws.send(bad)
                 errors.append(json.loads(await receive(ws)))
-            await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+            await ws.send(json.dumps({"type": "start", "sample_rate": 16000, "blink": "auto",
+                                      "eye_contact": 1, "expression": "smile=0.5"}))
             await ws.send(b"\x00\x01\x02")             # odd byte count
             errors.append(json.loads(await receive(ws)))
             audio = pcm(0.2, seed=2)
@@ -141,10 +143,11 @@ def test_bad_messages_each_get_an_error_and_the_connection_stays_usable(server):
             return errors, frames, json.loads(message), n_frames(audio)
 
     errors, frames, done, expected = run(server, scenario)
-    assert [e["type"] for e in errors] == ["error"] * 8
+    assert [e["type"] for e in errors] == ["error"] * 9
     messages = [e["message"] for e in errors]
     for message, words in zip(messages, ("JSON", "before start", "sample_rate", "sample_rate",
-                                         "without a running stream", "chunk", "unknown message type",
+                                         "without a running stream", "chunk", "unknown slider 'smiel'",
+                                         "unknown message type",
                                          "2 bytes per sample")):
         assert words in message, (words, message)
     assert done == {"type": "done", "frames": expected} and frames == expected

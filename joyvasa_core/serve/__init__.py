@@ -49,7 +49,7 @@ MAX_MESSAGE_BYTES = 1 << 20
 JPEG_QUALITY = 85
 #: ``start`` settings a client may send, beside ``sample_rate``.
 CLIENT_SETTINGS = ("mode", "chunk", "lookahead", "steps", "seed", "cfg_scale", "smoothing",
-                   "pose_scale", "expression_scale")
+                   "pose_scale", "expression_scale", "expression", "blink", "eye_contact")
 PAGE = Path(__file__).with_name("page.html")
 _END = object()
 

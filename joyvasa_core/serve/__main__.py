@@ -32,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="frames of audio waited for beyond the committed ones")
     live.add_argument("--steps", type=int, default=defaults.steps, help="DDIM steps per window")
     live.add_argument("--seed", type=int, default=defaults.seed)
+    live.add_argument("--expression", default=defaults.expression, metavar="TEXT",
+                      help="expression edits, as the headless command's (README, Expression control)")
+    live.add_argument("--blink", default=defaults.blink, metavar="auto|off|TIMES",
+                      help="natural blinks (auto: seeded by --seed)")
+    live.add_argument("--eye-contact", type=float, nargs="?", const=1.0, default=defaults.eye_contact,
+                      metavar="STRENGTH", help="keep the eyes on the camera (0-2, 1 when given alone)")
     return parser
 
 
@@ -40,7 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
         settings = LiveSettings(mode=args.mode, chunk=args.chunk, lookahead=args.lookahead,
-                                steps=args.steps, seed=args.seed)
+                                steps=args.steps, seed=args.seed, expression=args.expression,
+                                blink=args.blink, eye_contact=args.eye_contact)
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must lie in 0..65535, got {args.port}")
         from ..face.image_io import load_image
