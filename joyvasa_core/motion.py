@@ -267,3 +267,103 @@ def iter_chunks(motion: MotionSequence | Iterable[MotionSequence]) -> Iterator[M
     if isinstance(motion, MotionSequence):
         return iter((motion,))
     return iter(motion)
+
+
+class _Relay:
+    """``progress(done, total)`` forwarded to ``target``, the progress of whichever read is
+    consuming the stream it was opened with (None: dropped)."""
+
+    def __init__(self) -> None:
+        self.target: Callable[[int, int], None] | None = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.target is not None:
+            self.target(done, total)
+
+
+class DeferredMotion:
+    """A whole clip's motion, sampled lazily as it is read, and replayable once read to the end.
+
+    What it is for: ComfyUI's AudioToMotion node hands one on instead of a
+    sampled :class:`MotionSequence`, so RenderToFile / RenderPortrait start
+    writing frames after the first window is sampled instead of after the
+    whole clip (an hour of speech samples for minutes).
+
+    ``open_stream(progress=...)`` opens the clip's :class:`MotionStream` (for
+    example a ``functools.partial`` of :func:`joyvasa_core.pipeline.audio_motion_stream`);
+    ``progress(done, total)`` is then called while its windows are sampled (it
+    forwards to the progress of the read consuming that stream).
+    The constructor opens one stream at once, which checks the audio (bad
+    audio raises here) and fixes ``fps`` and ``n_frames`` (known in advance
+    offline); that stream serves the first read.
+
+    Reads (:meth:`chunks`, iteration, :meth:`stream`) yield the clip's
+    consecutive chunks (one per sampled window). The first read samples as it
+    is consumed and keeps the chunks; once a read has run to the end, later
+    reads replay them without sampling. A read abandoned half-way (an error, a
+    cancel, a closed generator) keeps nothing, and the next read opens a fresh
+    stream: sampling is seeded, so it gives the same motion. The chunks joined
+    (:meth:`sequence`) equal :func:`~joyvasa_core.pipeline.audio_to_motion` of
+    the same audio and options exactly (bit for bit).
+    """
+
+    def __init__(self, open_stream: Callable[[Callable[[int, int], None] | None], MotionStream]) -> None:
+        self._open_stream = open_stream
+        self._unread: tuple[MotionStream, _Relay] | None = self._open()
+        stream = self._unread[0]
+        if stream.n_frames is None:
+            raise ValueError("a deferred motion needs a stream of known length (an offline clip); "
+                             "read a live stream directly instead")
+        self.fps = stream.fps
+        self.n_frames = int(stream.n_frames)
+        self._chunks: list[MotionSequence] | None = None   # kept by the first complete read
+        self._whole: MotionSequence | None = None
+
+    def _open(self) -> tuple[MotionStream, _Relay]:
+        relay = _Relay()
+        return self._open_stream(progress=relay), relay
+
+    def __len__(self) -> int:
+        return self.n_frames
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the frames."""
+        return self.n_frames / self.fps
+
+    @property
+    def pending(self) -> bool:
+        """True until one read has run to the end (reads sample until then)."""
+        return self._chunks is None
+
+    def chunks(self, progress: Callable[[int, int], None] | None = None) -> Iterator[MotionSequence]:
+        """The consecutive :class:`MotionSequence` chunks of the clip (one per window).
+
+        progress: ``progress(done, total)`` per denoising step while this read
+        samples (raising from it cancels the read); unused when replaying.
+        """
+        if self._chunks is not None:
+            yield from self._chunks
+            return
+        unread, self._unread = self._unread, None
+        stream, relay = unread if unread is not None else self._open()
+        relay.target = progress
+        kept = []
+        for chunk in stream:
+            kept.append(chunk)
+            yield chunk
+        if self._chunks is None:
+            self._chunks = kept
+
+    def __iter__(self) -> Iterator[MotionSequence]:
+        return self.chunks()
+
+    def stream(self, progress: Callable[[int, int], None] | None = None) -> MotionStream:
+        """One read (:meth:`chunks`) as a :class:`MotionStream` (``fps``, ``n_frames`` known)."""
+        return MotionStream(self.chunks(progress), fps=self.fps, n_frames=self.n_frames)
+
+    def sequence(self, progress: Callable[[int, int], None] | None = None) -> MotionSequence:
+        """All chunks joined (sampled first if still pending; joined once, then reused)."""
+        if self._whole is None:
+            self._whole = MotionSequence.cat(self.chunks(progress))
+        return self._whole

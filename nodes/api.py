@@ -22,7 +22,8 @@ except ImportError:  # pragma: no cover - ComfyUI without the compatibility alia
 Models = io.Custom("JOYVASA_MODELS")
 #: A prepared source portrait (:class:`joyvasa_core.pipeline.FaceRepresentation`).
 Face = io.Custom("JOYVASA_FACE")
-#: A motion sequence (:class:`joyvasa_core.motion.MotionSequence`).
+#: A motion: a :class:`joyvasa_core.motion.MotionSequence`, or AudioToMotion's
+#: :class:`nodes.deferred.GeneratedMotion`, sampled as it is read.
 Motion = io.Custom("JOYVASA_MOTION")
 #: Expression edits applied at render time (:class:`joyvasa_core.edits.Edits`).
 Edit = io.Custom("JOYVASA_EDIT")

@@ -8,7 +8,7 @@ import folder_paths
 
 from joyvasa_core import config, pipeline
 from joyvasa_core.motion import MotionSequence
-from . import convert
+from . import convert, deferred
 from .api import CATEGORY, Edit, Face, Models, Motion, VideoFromFile, io
 from .plot import plot_motion
 from .portrait import FACE_BACKENDS, clip_edits, driving_inputs, driving_settings
@@ -57,7 +57,7 @@ class JoyVASASaveMotion(io.ComfyNode):
     @classmethod
     def execute(cls, motion, filename_prefix) -> io.NodeOutput:
         path, file, subfolder = output_file(filename_prefix, MOTION_SUFFIX)
-        motion.save(path)
+        deferred.whole_motion(motion).save(path)
         return io.NodeOutput(ui={"motion_files": [{"filename": file, "subfolder": subfolder,
                                                    "type": "output"}]})
 
@@ -103,7 +103,7 @@ class JoyVASAMotionPreview(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion, width, height) -> io.NodeOutput:
-        return io.NodeOutput(plot_motion(motion, width, height))
+        return io.NodeOutput(plot_motion(deferred.whole_motion(motion), width, height))
 
 
 class JoyVASAMotionFromVideo(io.ComfyNode):
@@ -170,12 +170,12 @@ class JoyVASARenderToFile(io.ComfyNode):
     def execute(cls, models, face, motion, paste_back, animation_region, driving_option,
                 relative_motion, stitching, driving_multiplier, batch_size, filename_prefix, crf,
                 audio=None, edit=None) -> io.NodeOutput:
-        core = models.ready("liveportrait")
+        core = deferred.ready_for(models, motion, "liveportrait")
         waveform, sample_rate = convert.audio_clip(audio) if audio is not None else (None, None)
         target, file, subfolder = output_file(filename_prefix, ".mp4")
         progress = progress_bar(len(motion))
         path = pipeline.render_to_file(
-            core, face, motion, waveform, sample_rate, target,
+            core, face, deferred.for_render(motion), waveform, sample_rate, target,
             driving_settings(animation_region, driving_option, relative_motion, stitching,
                              driving_multiplier),
             batch_size=batch_size, paste=paste_back, crf=crf, progress=progress,

@@ -19,7 +19,7 @@ from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from joyvasa_core.pipeline import iter_frames
 from joyvasa_core.retime import LOOP_MODES
 
-from . import convert
+from . import convert, deferred
 from .api import CATEGORY, Models, Motion, VideoFromFile, io
 from .companions import output_file
 from .progress import progress_bar
@@ -82,6 +82,7 @@ class JoyVASADubVideo(io.ComfyNode):
     def execute(cls, models, images, fps, motion, audio, region, loop, face_backend,
                 face_index, driving_option, stitching, driving_multiplier,
                 batch_size) -> io.NodeOutput:
+        motion = deferred.whole_motion(motion)   # resampled to the video's frame times: all of it
         core = models.ready("liveportrait")
         waveform, sample_rate = convert.audio_clip(audio)
         seconds = waveform.shape[-1] / sample_rate
@@ -126,6 +127,7 @@ class JoyVASADubVideoToFile(io.ComfyNode):
     def execute(cls, models, video, motion, audio, region, loop, face_backend, face_index,
                 driving_option, stitching, driving_multiplier, batch_size, filename_prefix,
                 crf) -> io.NodeOutput:
+        motion = deferred.whole_motion(motion)   # resampled to the video's frame times: all of it
         core = models.ready("liveportrait")
         waveform, sample_rate = convert.audio_clip(audio)
         seconds = waveform.shape[-1] / sample_rate

@@ -16,7 +16,7 @@ from joyvasa_core.edits import (SLIDER_NAMES, SLIDER_RANGES, Edits, ExpressionOf
 from joyvasa_core.edits.blink import DEFAULT_RATE
 from joyvasa_core.edits.gaze import MAX_STRENGTH as EYE_CONTACT_MAX
 from joyvasa_core.edits.timeline import constant_timeline
-from . import convert
+from . import convert, deferred
 from .api import CATEGORY, Edit, Face, Models, Motion, io
 from .portrait import FACE_BACKENDS
 
@@ -164,6 +164,7 @@ class JoyVASAMotionMix(io.ComfyNode):
 
     @classmethod
     def execute(cls, motion, eyes_from_pose_motion, strength, pose_motion=None) -> io.NodeOutput:
+        motion, pose_motion = deferred.whole_motion(motion), deferred.whole_motion(pose_motion)
         if pose_motion is not None:
             motion = mix_motion(motion, pose_motion, eyes=eyes_from_pose_motion)
         timeline = parse_strengths(strength)

@@ -123,13 +123,17 @@ class LoadedModels:
     models: pipeline.JoyVASAModels
     patchers: dict[str, comfy.model_patcher.ModelPatcher]
 
-    def ready(self, *parts: str) -> pipeline.JoyVASAModels:
-        """Load the named networks (``"liveportrait"``, ``"motion_generator"``) onto the device."""
+    def patchers_of(self, *parts: str) -> list[comfy.model_patcher.ModelPatcher]:
+        """The patchers of the named networks (``"liveportrait"``, ``"motion_generator"``)."""
         missing = [p for p in parts if p not in self.patchers]
         if missing:
             raise ValueError(f"these JoyVASA models were not loaded: {missing}; "
                              "reload them with LoadJoyVASAModels")
-        mm.load_models_gpu([self.patchers[p] for p in parts], force_full_load=True)
+        return [self.patchers[p] for p in parts]
+
+    def ready(self, *parts: str) -> pipeline.JoyVASAModels:
+        """Load the named networks (``"liveportrait"``, ``"motion_generator"``) onto the device."""
+        mm.load_models_gpu(self.patchers_of(*parts), force_full_load=True)
         return self.models
 
 

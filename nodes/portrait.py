@@ -12,7 +12,7 @@ from joyvasa_core.dit.denoiser import PE_VARIANTS
 from joyvasa_core.dit.samplers import SAMPLERS
 from joyvasa_core.driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
-from . import convert, models
+from . import convert, deferred, models
 from .api import CATEGORY, Edit, Face, Models, Motion, io
 from .progress import progress_bar
 
@@ -107,7 +107,10 @@ class JoyVASAAudioToMotion(io.ComfyNode):
             display_name="AudioToMotion",
             category=CATEGORY,
             description="Generates head and face motion from speech with JoyVASA's diffusion "
-                        f"transformer ({config.DEFAULT_FPS} frames per second).",
+                        f"transformer ({config.DEFAULT_FPS} frames per second). The audio is "
+                        "checked here; the windows are sampled as the next node reads the "
+                        "motion, so RenderToFile and RenderPortrait start after the first "
+                        "window.",
             inputs=[
                 Models.Input("models"),
                 io.Audio.Input("audio", tooltip="one speech clip; any sample rate"),
@@ -139,11 +142,10 @@ class JoyVASAAudioToMotion(io.ComfyNode):
     def execute(cls, models, audio, seed, cfg_scale, sampler, steps, smoothing, pose_scale,
                 expression_scale, pe_variant="head") -> io.NodeOutput:
         waveform, sample_rate = convert.audio_clip(audio)
-        core = models.ready("motion_generator")
-        motion = pipeline.audio_to_motion(
-            core, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, sampler=sampler,
+        motion = deferred.generated_motion(
+            models, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, sampler=sampler,
             steps=steps or None, smoothing=smoothing, pose_scale=pose_scale,
-            expression_scale=expression_scale, pe_variant=pe_variant, progress=progress_bar())
+            expression_scale=expression_scale, pe_variant=pe_variant)
         return io.NodeOutput(motion)
 
 
@@ -206,13 +208,14 @@ class JoyVASARenderPortrait(io.ComfyNode):
     def execute(cls, models, face, motion, paste_back, animation_region, driving_option,
                 relative_motion, stitching, driving_multiplier, batch_size,
                 audio=None, edit=None) -> io.NodeOutput:
-        core = models.ready("liveportrait")
+        core = deferred.ready_for(models, motion, "liveportrait")
         settings = driving_settings(animation_region, driving_option, relative_motion,
                                     stitching, driving_multiplier)
         n = len(motion)
         progress = progress_bar(n)
         frames = convert.collect_frames(progress.previewing(
-            pipeline.iter_frames(core, face, motion, settings, batch_size=batch_size,
+            pipeline.iter_frames(core, face, deferred.for_render(motion), settings,
+                                 batch_size=batch_size,
                                  paste=paste_back, progress=progress,
                                  edits=clip_edits(edit, motion))), n)
         fps = float(motion.fps)

@@ -52,6 +52,12 @@ class NodeProgress:
             yield frames
 
 
+def check_interrupt(_done: int = 0, _total: int = 0) -> None:
+    """``progress(done, total)`` that only honours ComfyUI's cancel: for work inside a step
+    whose progress another bar already shows (motion sampled while a renderer reads it)."""
+    mm.throw_exception_if_processing_interrupted()
+
+
 def progress_bar(total: int = 1) -> NodeProgress:
     """A :class:`NodeProgress` of ``total`` steps."""
     return NodeProgress(total)

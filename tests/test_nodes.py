@@ -38,17 +38,6 @@ def pack():
     return hc.load_pack()
 
 
-@pytest.fixture()
-def comfy_dirs(tmp_path, monkeypatch):
-    """Input/output folders of a fresh ComfyUI tree."""
-    for name in ("input", "output", "temp"):
-        (tmp_path / name).mkdir()
-    folder_paths.set_input_directory(str(tmp_path / "input"))
-    folder_paths.set_output_directory(str(tmp_path / "output"))
-    folder_paths.set_temp_directory(str(tmp_path / "temp"))
-    return tmp_path
-
-
 # ------------------------------------------------------------------------ registration
 
 def test_pack_registers_v3_nodes_with_fixed_ids_and_names(pack):
