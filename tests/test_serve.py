@@ -84,7 +84,7 @@ def test_page_and_info(server):
     assert photo_type == "image/jpeg"
     with Image.open(io.BytesIO(photo)) as image:
         assert image.size == (37, 45)
-    assert page_type.startswith("text/html") and b"/live" in page and b"getUserMedia" in page
+    assert page_type.startswith("text/html") and b"/live" in page and b"getUserMedia" in page and b'start.eye_contact = 1' in page
     assert info_type == "application/json"
     assert json.loads(info) == {"fps": 25.0, "width": 38, "height": 46}
 
