@@ -307,7 +307,7 @@ class DeferredMotion:
     the same audio and options exactly (bit for bit).
     """
 
-    def __init__(self, open_stream: Callable[[Callable[[int, int], None] | None], MotionStream]) -> None:
+    def __init__(self, open_stream: Callable[..., MotionStream]) -> None:
         self._open_stream = open_stream
         self._unread: tuple[MotionStream, _Relay] | None = self._open()
         stream = self._unread[0]
