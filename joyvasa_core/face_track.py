@@ -35,7 +35,8 @@ import torch
 
 from . import config
 from .face import crop as geometry
-from .face.backends import MIN_FACE_PX, Face, FaceBackend, get_backend, select_face
+from .face.backends import (MIN_FACE_PX, Face, FaceBackend, get_backend, letterbox_o2c,
+                            select_face)
 from .face.errors import FaceError
 from .face.image_io import detection_view, to_float01
 from .video_source import VideoChunk
@@ -191,11 +192,12 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
     """One pass over decoded chunks -> :class:`FaceTrack` (see the module docstring).
 
     box: (x1, y1, x2, y2) pixels of a face that stays there (a fixed camera and
-    sitter): no detection, every frame uses it (face_backend ``"none"`` needs it).
+    sitter): no detection, every frame uses it. face_backend ``"none"`` without
+    a box takes every whole frame as the face, centred in the crop, as it does
+    for a photo (:func:`~joyvasa_core.face.backends.letterbox_o2c`).
     """
     if face_backend == "none" and box is None:
-        raise ValueError("face_backend 'none' cannot track a face through a video; "
-                         "use 'auto', 'onnx' or 'mtcnn', or give the face box")
+        return _whole_frames(chunks, progress, expected_frames)
     detector = get_backend("none" if box is not None else face_backend, models_dir, box=box)
     tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name)
     squares, found, times, pts = [], [], [], []
@@ -222,6 +224,22 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
     m_o2c = np.stack([geometry.similarity_o2c(s[:2], s[2:3], float(s[3]), dsize)
                       for s in square[nearest]])
     return FaceTrack(m_o2c, has_face, torch.cat(times), torch.cat(pts), detector.name)
+
+
+def _whole_frames(chunks: Iterable[VideoChunk], progress: Callable[[int, int], None] | None,
+                  expected_frames: int) -> FaceTrack:
+    """A track that takes every whole frame as the face (no detection)."""
+    times, pts, size, count = [], [], None, 0
+    for chunk in chunks:
+        size = tuple(chunk.frames.shape[1:3])
+        times.append(chunk.times)
+        pts.append(chunk.pts)
+        count += len(chunk.times)
+        if progress is not None:
+            progress(count, max(expected_frames, count))
+    m_o2c = letterbox_o2c(*size, config.CROP_DSIZE) if size is not None else np.eye(3)
+    return FaceTrack(np.repeat(m_o2c[None], count, axis=0), np.ones(count, bool),
+                     torch.cat(times), torch.cat(pts), "none")
 
 
 def crop_for_models(frames: torch.Tensor, M_o2c: np.ndarray) -> torch.Tensor:
