@@ -58,7 +58,7 @@ class StageLog:
                     if done >= total:
                         print(file=sys.stderr)
                 last[0] = percent
-            elif done > last[0]:
+            elif done > max(last[0], 0):   # nothing for the bar's start (0 done)
                 print(f"{self._elapsed()} {label} {done}/{total}{unit}", file=sys.stderr,
                       flush=True)
                 last[0] = done

@@ -237,7 +237,9 @@ def _whole_frames(chunks: Iterable[VideoChunk], progress: Callable[[int, int], N
         count += len(chunk.times)
         if progress is not None:
             progress(count, max(expected_frames, count))
-    m_o2c = letterbox_o2c(*size, config.CROP_DSIZE) if size is not None else np.eye(3)
+    if size is None:
+        raise FaceError("the video has no frames: use a video with at least one frame")
+    m_o2c = letterbox_o2c(*size, config.CROP_DSIZE)
     return FaceTrack(np.repeat(m_o2c[None], count, axis=0), np.ones(count, bool),
                      torch.cat(times), torch.cat(pts), "none")
 

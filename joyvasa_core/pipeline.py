@@ -36,7 +36,7 @@ from .loaders import LivePortraitModels
 from .motion import Motion, MotionSequence, MotionStream, MotionTemplate
 from .render import RenderOptions, frames_per_chunk, iter_render
 from .settings import MotionSettings
-from .sources import PhotoSource, Source, SourceChunk
+from .sources import PhotoSource, Source, SourceChunk, SourceStream
 from .video import VideoWriter, frames_to_uint8_tensor
 
 __all__ = [
@@ -204,7 +204,7 @@ class _Driven:
     start: int
     stop: int
     source: SourceChunk
-    stream: object
+    stream: SourceStream
     x_d: torch.Tensor
 
 
