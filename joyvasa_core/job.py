@@ -17,7 +17,7 @@ whatever the options.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -125,11 +125,11 @@ class Job:
 
     source: SourceSpec
     speech: Path
+    outputs: Outputs
     motion: MotionSettings = MotionSettings()
     driving: DrivingSettings = DrivingSettings()
     edits: JobEdits = JobEdits()
     render: RenderOptions = RenderOptions()
-    outputs: Outputs = field(default_factory=lambda: Outputs(video=Path("talking.mp4")))
 
     def writing(self, video: Path) -> "Job":
         """The same job writing its video to ``video`` (e.g. a partial file)."""

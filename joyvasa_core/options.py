@@ -269,6 +269,8 @@ def job_from_args(args: argparse.Namespace) -> Job:
         source=SourceSpec(image=args.image, video=args.video, face_backend=args.face_backend,
                           face_index=args.face_index, loop=args.loop),
         speech=args.audio,
+        outputs=Outputs(video=args.output, paste=not args.crop_only, save_motion=args.save_motion,
+                        save_keypoints=args.save_keypoints),
         motion=MotionSettings(seed=args.seed, cfg_scale=args.cfg_scale, sampler=args.sampler,
                               steps=args.steps, smoothing=args.smoothing,
                               pose_scale=args.pose_scale, expression_scale=args.expression_scale,
@@ -287,9 +289,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
             expression_from_strength=args.expression_from_strength,
             strength=None if args.strength is None else parse_strengths(args.strength),
             pose_from=args.pose_from, pose_eyes=args.pose_eyes),
-        render=RenderOptions(batch_size=args.batch_size, cuda_graphs=args.cuda_graphs),
-        outputs=Outputs(video=args.output, paste=not args.crop_only, save_motion=args.save_motion,
-                        save_keypoints=args.save_keypoints))
+        render=RenderOptions(batch_size=args.batch_size, cuda_graphs=args.cuda_graphs))
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
