@@ -77,7 +77,11 @@ def _timed(*commands: list[str]) -> float:
            "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     for argv in commands:
-        subprocess.run(argv, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env=env)
+        # stderr holds the headless command's progress lines: shown only when a run fails
+        proc = subprocess.run(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=env, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"{' '.join(argv)} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
     return time.perf_counter() - start
 
 

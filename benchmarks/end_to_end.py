@@ -26,6 +26,7 @@ from joyvasa_core.dit.samplers import SAMPLERS
 from joyvasa_core.driving import DrivingSettings
 from joyvasa_core.motion import MotionTemplate
 from joyvasa_core.render import RenderOptions
+from joyvasa_core.settings import MotionSettings
 from sampler import full_size_generator
 
 
@@ -63,9 +64,9 @@ def main() -> None:
         return result
 
     face = stage("face (crop, F, M)", lambda: pipeline.extract_face(models, photo))
+    settings = MotionSettings(sampler=args.sampler, steps=steps, cuda_graphs=args.cuda_graphs)
     motion = stage("motion", lambda: pipeline.audio_to_motion(
-        models, speech, config.AUDIO_SAMPLE_RATE, sampler=args.sampler, steps=steps,
-        cuda_graphs=args.cuda_graphs))
+        models, speech, config.AUDIO_SAMPLE_RATE, settings))
     with tempfile.TemporaryDirectory() as tmp:
         stage("render + encode", lambda: pipeline.render_to_file(
             models, face, motion, speech, config.AUDIO_SAMPLE_RATE, Path(tmp) / "out.mp4", DrivingSettings(),

@@ -34,6 +34,7 @@ import helpers_pipeline as hp       # noqa: E402
 from joyvasa_core import config, pipeline
 from joyvasa_core.live import LiveSession, LiveSettings
 from joyvasa_core.motion import MotionSequence, MotionTemplate
+from joyvasa_core.settings import MotionSettings
 
 PUSH_SECONDS = 0.02
 
@@ -57,7 +58,7 @@ def first_frame_seconds(models, face, speech: np.ndarray, args) -> float:
     synchronize(models.device)
     start = time.perf_counter()
     stream = pipeline.audio_motion_stream(models, speech, config.AUDIO_SAMPLE_RATE,
-                                          sampler=args.sampler, steps=args.steps)
+                                          MotionSettings(sampler=args.sampler, steps=args.steps))
     frames = pipeline.iter_frames(models, face, stream, batch_size=args.batch_size)
     next(frames)
     synchronize(models.device)
@@ -129,7 +130,7 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--full-size", action="store_true", help="the released architectures")
     parser.add_argument("--models-dir", help="real checkpoints (pretrained_weights) instead")
-    parser.add_argument("--sampler", default="ddim")
+    parser.add_argument("--sampler", default="ddim", choices=("ddim", "ddpm"))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=4, help="frames per render chunk")
     parser.add_argument("--repeats", type=int, default=3)
@@ -152,8 +153,8 @@ def main() -> None:
           f"photo {photo.shape[1]}x{photo.shape[0]}; "
           f"sampler {args.sampler} {args.steps} steps; render chunk {args.batch_size}")
 
-    settings = LiveSettings(chunk=args.chunk, lookahead=args.lookahead, sampler=args.sampler,
-                            steps=args.steps, batch_size=args.batch_size)
+    settings = LiveSettings(motion=MotionSettings(sampler=args.sampler, steps=args.steps),
+                            chunk=args.chunk, lookahead=args.lookahead, batch_size=args.batch_size)
     first_frame_seconds(models, face, hp.speech_like(1.0), args)     # warm-up (lazy init, caches)
     live_lags(models, face, hp.speech_like(1.0), settings)
     lags = sorted(live_lags(models, face, hp.speech_like(args.live_seconds, seed=1), settings))

@@ -28,7 +28,7 @@ from common import (ROOT, describe_device, peak_rss_mib, peak_vram_mib, print_ta
 import helpers_checkpoints as hcp   # noqa: E402  (tests/ is on sys.path via common)
 from joyvasa_core import pipeline
 from joyvasa_core.devices import resolve_device
-from joyvasa_core.driving import DrivingSettings, compose_driving_keypoints
+from joyvasa_core.driving import DrivingSettings, compose_photo_keypoints
 from joyvasa_core.face.paste import feathered_mask, mask_to_original
 from joyvasa_core.motion import MotionSequence
 from joyvasa_core.render import RenderOptions, frames_per_chunk
@@ -50,8 +50,8 @@ def baseline_fps(models, face, motion, driving) -> float:
     height, width = photo.shape[:2]
     mask = mask_to_original(feathered_mask(), face.crop.M_c2o, (width, height))[..., None]
     retarget = {"stitching": lp.stitching, "lip": lp.lip}
-    x_d = compose_driving_keypoints(face.source, face.x_s, motion.to(models.device), driving,
-                                    retarget)
+    x_d = compose_photo_keypoints(face.source, face.x_s, motion.to(models.device), driving,
+                                  retarget)
     synchronize(models.device)
     start = time.perf_counter()
     with torch.inference_mode():
@@ -136,7 +136,7 @@ def main() -> None:
             fps = len(motion) / (time.perf_counter() - start)
             label = "iter_frames (paste on device)" + (" + CUDA graphs" if options else "")
             rows.append([label, batch, name, fps, fps / baseline, peak_vram_mib(device)])
-        del models, lp, face
+        models = lp = face = None      # free this precision's networks before the next
     print_table(["path", "batch", "dtype", "frames/s", "x baseline (same dtype)", "peak VRAM MiB"], rows)
     print(f"peak host RSS {peak_rss_mib():.0f} MiB (root {ROOT})")
 

@@ -78,7 +78,9 @@ def dubbing_child(minutes: float, threads: int, batch_size: int | None, video: P
 
     import helpers_pipeline as hp
     from joyvasa_core import pipeline
-    from joyvasa_core.dubbing import dub_to_file, open_source_video
+    from joyvasa_core.dubbing import dub_to_file
+    from joyvasa_core.settings import MotionSettings
+    from joyvasa_core.sources import open_video
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -86,10 +88,11 @@ def dubbing_child(minutes: float, threads: int, batch_size: int | None, video: P
         **hp.FAST_LIVEPORTRAIT["appearance_feature_extractor"], "num_down_blocks": 5}}
     models = hp.fast_models(liveportrait_config=micro, generator_args=GENERATOR_ARGS)
     waveform = hp.speech_like(minutes * 60, SAMPLE_RATE)
-    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE, sampler="ddim", steps=2)
+    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE,
+                                      MotionSettings(sampler="ddim", steps=2))
     motion_s = time.perf_counter() - start
     box = (40, 50, 110, 120)
-    with open_source_video(video, minutes * 60, face_backend="none", box=box) as source, \
+    with open_video(models.liveportrait, video, minutes * 60, face_backend="none", box=box) as source, \
             tempfile.TemporaryDirectory() as tmp:
         out = dub_to_file(models, source, motion, waveform, SAMPLE_RATE, Path(tmp) / "dub.mp4",
                           batch_size=batch_size)
@@ -109,6 +112,7 @@ def child(minutes: float, threads: int, batch_size: int | None, full_size: bool,
     from joyvasa_core import pipeline
     from joyvasa_core.driving import DrivingSettings
     from joyvasa_core.render import RenderOptions
+    from joyvasa_core.settings import MotionSettings
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
@@ -125,8 +129,8 @@ def child(minutes: float, threads: int, batch_size: int | None, full_size: bool,
     graphs = models.device.type == "cuda"
     face = pipeline.extract_face(models, photo, face_backend=backend)
     waveform = hp.speech_like(minutes * 60, SAMPLE_RATE)     # [N] float32
-    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE, sampler="ddim", steps=steps,
-                                      cuda_graphs=graphs)
+    motion = pipeline.audio_to_motion(models, waveform, SAMPLE_RATE,
+                                      MotionSettings(sampler="ddim", steps=steps, cuda_graphs=graphs))
     motion_s = time.perf_counter() - start
     with tempfile.TemporaryDirectory() as tmp:
         out = pipeline.render_to_file(models, face, motion, waveform, SAMPLE_RATE,

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
+from .errors import JoyVASAError
 
 #: Peak amplitude (full scale 1.0) under which audio counts as silent: below one int16 step.
 SILENCE_PEAK = 1.0 / 32768
@@ -33,7 +34,7 @@ _INT_SCALE = {torch.int8: 128.0, torch.int16: 32768.0, torch.int32: 2147483648.0
 _MAX_CHANNELS = 16  # a trailing axis this small (with a long leading axis) is read as channels
 
 
-class AudioError(ValueError):
+class AudioError(JoyVASAError, ValueError):
     """The audio cannot drive a motion sequence (empty, silent, too short, not finite, bad shape)."""
 
 

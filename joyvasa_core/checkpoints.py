@@ -29,11 +29,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import config
+from .errors import CheckpointError
+from .model_files import download_hint
+
 #: ``key -> (shape, dtype)``: the layout a state dict must have.
 Layout = Mapping[str, tuple[tuple[int, ...], torch.dtype]]
 
 #: Sub-dicts of the official stitching file, in file order.
-STITCHING_FILE_PARTS = ("retarget_shoulder", "retarget_mouth", "retarget_eye")
+STITCHING_FILE_PARTS = tuple(config.STITCHING_FILE_PARTS)
 #: The DDP prefix every key of the official stitching sub-dicts carries.
 DDP_PREFIX = "module."
 
@@ -64,10 +68,6 @@ _STITCHING_INPUT_SIZES = {126: "retarget_shoulder (stitching)", 65: "retarget_mo
                           66: "retarget_eye (eye)"}
 
 
-class CheckpointError(Exception):
-    """A model file is missing, unreadable, unsafe or does not fit its slot."""
-
-
 # --------------------------------------------------------------------------- helpers
 
 def _fix(slot: str | None, fix: str | None) -> str:
@@ -75,7 +75,6 @@ def _fix(slot: str | None, fix: str | None) -> str:
     if fix:
         return fix
     if slot:
-        from .model_files import download_hint  # model_files imports this module
         return download_hint(slot)
     return "Replace it with the original download."
 

@@ -60,3 +60,30 @@ def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in float32 if it is a half-precision type, else unchanged (float64 stays float64,
     so a float64 module computes its float32 islands in float64: the tests' reference)."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+class PendingCopy:
+    """A tensor on its way to another device (:func:`copy_async`); :meth:`result` waits for it."""
+
+    def __init__(self, tensor: torch.Tensor, event: "torch.cuda.Event | None" = None) -> None:
+        self.tensor, self.event = tensor, event
+
+    def result(self) -> torch.Tensor:
+        """The copied tensor, once the copy has finished."""
+        if self.event is not None:
+            self.event.synchronize()
+        return self.tensor
+
+
+def copy_async(tensor: torch.Tensor, device: torch.device | str) -> PendingCopy:
+    """Start copying ``tensor`` to ``device``. From CUDA to the CPU the copy goes into pinned
+    memory without blocking (the GPU goes on with the next chunk while the caller waits on
+    the previous one); anything else is copied at once."""
+    device = torch.device(device)
+    if tensor.device.type == "cuda" and device.type == "cpu":
+        host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return PendingCopy(host, event)
+    return PendingCopy(tensor.to(device))

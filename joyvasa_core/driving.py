@@ -25,7 +25,7 @@ Per frame i (frame 0 is the reference of the relative motion):
 * stitching (optional), lip normalisation (optional), then
   ``x_d = x_s + driving_multiplier · (x_d − x_s)``.
 
-A **video** source (``per_frame=True``, dubbing) has its own keypoints for
+A **video** source (:func:`compose_video_keypoints`, dubbing) has its own keypoints for
 every frame i, and the motion edits them the way LivePortrait's video editing
 does: the frame keeps its own scale, translation and (except region ``all``)
 rotation; the region's expression entries become
@@ -149,7 +149,7 @@ def driving_expression(source_exp: torch.Tensor, driving_exp: torch.Tensor,
     return source
 
 
-def compose_driving_keypoints(
+def compose_photo_keypoints(
     source: kpm.KeypointInfo,
     x_s: torch.Tensor,
     motion: MotionSequence,
@@ -158,13 +158,13 @@ def compose_driving_keypoints(
     source_lip_ratio: torch.Tensor | None = None,
     multiplier: float | None = None,
     edit: KeypointEdit | None = None,
-    per_frame: bool = False,
 ) -> torch.Tensor:
-    """Driving keypoints ``[T, K, 3]`` for all T frames at once.
+    """Driving keypoints ``[T, K, 3]`` of a photo (one source for every frame), all T at once.
 
-    source: the source image's KeypointInfo (batch 1); x_s ``[1, K, 3]`` its
-    posed keypoints (``source.transform()``); motion: T frames (see
-    :class:`~joyvasa_core.motion.MotionSequence`); retargeting: the S/R parts by name (``stitching``,
+    source: the photo's KeypointInfo (batch 1); x_s ``[1, K, 3]`` its posed
+    keypoints (``source.transform()``); motion: T frames (see
+    :class:`~joyvasa_core.motion.MotionSequence`), row 0 the reference of the
+    relative motion; retargeting: the S/R parts by name (``stitching``,
     ``lip``), needed when stitching or lip normalisation is on;
     source_lip_ratio ``[1, 1]``: :func:`~joyvasa_core.keypoints.lip_open_ratio`
     of the source's 203-point landmarks (for ``flag_normalize_lip``);
@@ -172,29 +172,51 @@ def compose_driving_keypoints(
     composed chunk by chunk (None: computed from ``motion``'s frame 0, one host sync);
     edit: per-frame offsets for the T frames (``delta_exp [T, K, 3]``, ``delta_rot
     [T, 3]`` degrees, any device/dtype), applied before stitching.
-
-    per_frame: ``source``, x_s ``[T, K, 3]`` (and source_lip_ratio ``[T, 1]``)
-    hold one row per motion row, from the frames of a source video (video
-    editing, see the module docstring). Row 0 of ``motion`` is the reference
-    of the relative motion; give it any source row (e.g. a copy of row 1).
     """
-    cfg = settings
-    if per_frame:
-        x_d = _edited_video_keypoints(source, motion, cfg.animation_region, edit)
-    else:
-        x_d = _posed_driving(source, motion, cfg.animation_region, edit)
-    if _uses_multiplier(cfg) and not per_frame:
+    x_d = _posed_driving(source, motion, settings.animation_region, edit)
+    if _uses_multiplier(settings):
         reference = x_d[:1] if edit is None else \
-            _posed_driving(source, motion[:1], cfg.animation_region)
+            _posed_driving(source, motion[:1], settings.animation_region)
         if multiplier is None:
             multiplier = kpm.expression_friendly_multiplier(x_s, reference)
         x_d = x_s + (x_d - reference) * multiplier
-    if cfg.flag_stitching:
+    return _retargeted(x_s, x_d, settings, retargeting, source_lip_ratio)
+
+
+def compose_video_keypoints(
+    source: kpm.KeypointInfo,
+    x_s: torch.Tensor,
+    motion: MotionSequence,
+    settings: DrivingSettings = DrivingSettings(),
+    retargeting: Mapping[str, nn.Module] | None = None,
+    source_lip_ratio: torch.Tensor | None = None,
+    edit: KeypointEdit | None = None,
+) -> torch.Tensor:
+    """Driving keypoints ``[T, K, 3]`` of a video's frames, each its own source (dubbing).
+
+    source, x_s ``[T, K, 3]`` (and source_lip_ratio ``[T, 1]``) hold one row
+    per motion row, from the frames of the source video (LivePortrait's video
+    editing, see the module docstring). Row 0 of ``motion`` is the reference of
+    the relative motion; give it any source row (e.g. a copy of row 1). Other
+    arguments as :func:`compose_photo_keypoints`; there is no expression-friendly
+    rescale (LivePortrait skips it for source videos).
+    """
+    x_d = _edited_video_keypoints(source, motion, settings.animation_region, edit)
+    return _retargeted(x_s, x_d, settings, retargeting, source_lip_ratio)
+
+
+def _retargeted(x_s: torch.Tensor, x_d: torch.Tensor, settings: DrivingSettings,
+                retargeting: Mapping[str, nn.Module] | None,
+                source_lip_ratio: torch.Tensor | None) -> torch.Tensor:
+    """The shared tail of both compositions: stitching (optional), lip normalisation
+    (optional), then ``x_s + driving_multiplier · (x_d − x_s)``. x_s ``[1 or T, K, 3]``."""
+    if settings.flag_stitching:
         x_d = kpm.apply_stitching(_part(retargeting, "stitching"), x_s, x_d)
-    if cfg.flag_normalize_lip and cfg.flag_relative_motion and source_lip_ratio is not None:
+    if settings.flag_normalize_lip and settings.flag_relative_motion \
+            and source_lip_ratio is not None:
         x_d = x_d + kpm.normalize_lip_delta(_part(retargeting, "lip"), x_s, source_lip_ratio,
-                                            cfg.lip_normalize_threshold)
-    return x_s + (x_d - x_s) * cfg.driving_multiplier
+                                            settings.lip_normalize_threshold)
+    return x_s + (x_d - x_s) * settings.driving_multiplier
 
 
 def expression_multiplier(source: kpm.KeypointInfo, x_s: torch.Tensor, motion: MotionSequence,
@@ -202,7 +224,7 @@ def expression_multiplier(source: kpm.KeypointInfo, x_s: torch.Tensor, motion: M
     """The expression-friendly rescale of a whole sequence (it depends on frame 0 only).
 
     None when ``settings`` do not use it. Compute it once and pass it to
-    :func:`compose_driving_keypoints` for every chunk of a long sequence.
+    :func:`compose_photo_keypoints` for every chunk of a long sequence.
     """
     if not _uses_multiplier(settings):
         return None

@@ -1,8 +1,7 @@
 """Face track: where the face is in every source frame, and the renderer's view of it.
 
-A source is a sequence of frames, each with its own face crop, F feature
-volume and M keypoints; a photo is a track of one (the same
-:class:`SourceChunk` for every output frame).
+A source video is a sequence of frames, each with its own face crop; a photo
+is a track of one (:mod:`joyvasa_core.sources`).
 
 Tracking a video (:func:`track_faces`, one streaming pass over the decoded
 chunks; per frame it keeps only a few numbers, ~100 bytes):
@@ -20,31 +19,27 @@ chunks; per frame it keeps only a few numbers, ~100 bytes):
   time with a centred moving average of :data:`SMOOTH_SECONDS` inside each
   run of face frames, so the crop does not jitter.
 
-:class:`VideoFaces` then serves the renderer: for output frames start..stop it
-decodes their source frames (:class:`~joyvasa_core.video_source.FrameReader`),
-cuts the crops and runs F and M on them as one batch.
+:class:`joyvasa_core.sources.VideoSource` then serves the renderer: for output
+frames start..stop it decodes their source frames
+(:class:`~joyvasa_core.video_source.FrameReader`), cuts the crops
+(:func:`crop_for_models`) and runs F and M on them as one batch.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from . import config
 from .face import crop as geometry
-from .face.backends import MIN_FACE_PX, Face, FaceBackend, get_backend, select_face
+from .face.backends import (MIN_FACE_PX, Face, FaceBackend, get_backend, letterbox_o2c,
+                            select_face)
 from .face.errors import FaceError
 from .face.image_io import detection_view, to_float01
-from .keypoints import KeypointInfo
-from .retime import LoopMode, source_frame_indices
-from .video_source import FrameReader, ImageFrames, VideoChunk
-
-if TYPE_CHECKING:
-    from .pipeline import JoyVASAModels
+from .video_source import VideoChunk
 
 #: Smallest overlap (IoU) of consecutive face boxes that counts as the same track.
 DRIFT_IOU = 0.3
@@ -61,41 +56,6 @@ class NoFaceInVideoError(FaceError):
         super().__init__(
             f"no face found in any of the {frames} frames of {name} by the '{backend}' face "
             "backend. Use a video where a face is clearly visible, or another face backend.")
-
-
-@dataclass
-class SourceChunk:
-    """The source side of b output frames, as the render loop needs it.
-
-    feature_3d: [1 or b, 32, 16, 64, 64] F's volume (models' dtype and device);
-    info: M's keypoint info, batch 1 or b (float32); x_s: [1 or b, 21, 3];
-    lip_ratio: [1 or b, 1] source lip-open ratio, or None; M_c2o: [3, 3] or
-    [b, 3, 3] crop -> original pixels; background: [H, W, 3] or [b, H, W, 3]
-    the source pixels to paste into; active: [b] bool (False: no face, the
-    frame passes through) or None; per_frame: True when rows are per frame
-    (a video), False for one source shared by every frame (a photo).
-    """
-
-    feature_3d: torch.Tensor
-    info: KeypointInfo
-    x_s: torch.Tensor
-    lip_ratio: torch.Tensor | None
-    M_c2o: np.ndarray
-    background: torch.Tensor
-    active: np.ndarray | None = None
-    per_frame: bool = False
-
-    def with_reference_row(self) -> tuple[KeypointInfo, torch.Tensor, torch.Tensor | None]:
-        """(info, x_s, lip_ratio) for motion rows [reference, frames...]: per-frame rows get
-        a copy of the first row in front (the reference row's source is never rendered)."""
-        if not self.per_frame:
-            return self.info, self.x_s, self.lip_ratio
-
-        def ext(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else torch.cat([t[:1], t])
-        info = KeypointInfo(*(ext(getattr(self.info, f)) for f in
-                              ("pitch", "yaw", "roll", "t", "exp", "scale", "kp")))
-        return info, ext(self.x_s), ext(self.lip_ratio)
 
 
 @dataclass
@@ -232,11 +192,12 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
     """One pass over decoded chunks -> :class:`FaceTrack` (see the module docstring).
 
     box: (x1, y1, x2, y2) pixels of a face that stays there (a fixed camera and
-    sitter): no detection, every frame uses it (face_backend ``"none"`` needs it).
+    sitter): no detection, every frame uses it. face_backend ``"none"`` without
+    a box takes every whole frame as the face, centred in the crop, as it does
+    for a photo (:func:`~joyvasa_core.face.backends.letterbox_o2c`).
     """
     if face_backend == "none" and box is None:
-        raise ValueError("face_backend 'none' cannot track a face through a video; "
-                         "use 'auto', 'onnx' or 'mtcnn', or give the face box")
+        return _whole_frames(chunks, progress, expected_frames)
     detector = get_backend("none" if box is not None else face_backend, models_dir, box=box)
     tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name)
     squares, found, times, pts = [], [], [], []
@@ -265,57 +226,27 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
     return FaceTrack(m_o2c, has_face, torch.cat(times), torch.cat(pts), detector.name)
 
 
+def _whole_frames(chunks: Iterable[VideoChunk], progress: Callable[[int, int], None] | None,
+                  expected_frames: int) -> FaceTrack:
+    """A track that takes every whole frame as the face (no detection)."""
+    times, pts, size, count = [], [], None, 0
+    for chunk in chunks:
+        size = tuple(chunk.frames.shape[1:3])
+        times.append(chunk.times)
+        pts.append(chunk.pts)
+        count += len(chunk.times)
+        if progress is not None:
+            progress(count, max(expected_frames, count))
+    if size is None:
+        raise FaceError("the video has no frames: use a video with at least one frame")
+    m_o2c = letterbox_o2c(*size, config.CROP_DSIZE)
+    return FaceTrack(np.repeat(m_o2c[None], count, axis=0), np.ones(count, bool),
+                     torch.cat(times), torch.cat(pts), "none")
+
+
 def crop_for_models(frames: torch.Tensor, M_o2c: np.ndarray) -> torch.Tensor:
     """Frames [b, H, W, 3] uint8 + [b, 3, 3] transforms -> [b, 3, 256, 256] float 0..1
     (the official 512 crop, then the model-size resize, as for a photo)."""
     crops = [geometry.resize_for_model(geometry.warp_crop(np.ascontiguousarray(f), m))
              for f, m in zip(frames.numpy(), M_o2c)]
     return to_float01(torch.from_numpy(np.stack(crops))).permute(0, 3, 1, 2)
-
-
-def encode_crops(models: "JoyVASAModels", crops_256: torch.Tensor) -> tuple[torch.Tensor, KeypointInfo]:
-    """F and M on crops [b, 3, 256, 256] (0..1): (feature_3d in the models' dtype, float32 info)."""
-    lp = models.liveportrait
-    crops = crops_256.to(models.device, models.dtype)
-    with torch.inference_mode():
-        feature_3d = lp.appearance_feature_extractor(crops)
-        raw = lp.motion_extractor(crops)
-    return feature_3d, KeypointInfo.from_raw({k: v.float() for k, v in raw.items()})
-
-
-class VideoFaces:
-    """A tracked source video as the render loop reads it, ``count`` output frames long.
-
-    reader: where frames come from by index (:class:`~joyvasa_core.video_source.FrameReader`
-    for a file, :class:`~joyvasa_core.video_source.ImageFrames` for frames in memory);
-    fps: the output rate (the source's average rate). Output frame k shows decoded
-    frame :func:`~joyvasa_core.retime.source_frame_indices` ``[k]`` (the constant
-    grid at ``fps``, then ping-pong / loop / trim). Use as a context manager:
-    a file stays open for seeking.
-    """
-
-    def __init__(self, reader: FrameReader | ImageFrames, fps: float, track: FaceTrack,
-                 count: int, loop: LoopMode = "pingpong"):
-        self.reader, self.fps, self.track, self.count, self.loop = reader, fps, track, count, loop
-
-    def __enter__(self) -> "VideoFaces":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.reader.close()
-
-    def __len__(self) -> int:
-        return self.count
-
-    def source_indices(self, start: int, stop: int) -> torch.Tensor:
-        """Decoded-frame index of output frames start..stop-1: [stop - start] int64."""
-        return source_frame_indices(stop - start, self.track.times, self.fps, self.loop, start)
-
-    def source_chunk(self, models: "JoyVASAModels", start: int, stop: int) -> SourceChunk:
-        """Decode, crop and encode (F, M batched) the source frames of output frames start..stop-1."""
-        index = self.source_indices(start, stop).numpy()
-        frames = self.reader.read(index)
-        m_o2c = self.track.M_o2c[index]
-        feature_3d, info = encode_crops(models, crop_for_models(frames, m_o2c))
-        return SourceChunk(feature_3d, info, info.transform(), None, np.linalg.inv(m_o2c),
-                           frames, self.track.has_face[index], per_frame=True)

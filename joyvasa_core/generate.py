@@ -26,11 +26,11 @@ import numpy as np
 import torch
 
 from .audio import WindowPlan, plan_windows, prepare_waveform, window_batches
-from .config import DEFAULT_CFG_SCALE
 from .dit.audio_encoder import encode_audio
 from .dit.model import MotionGenerator
 from .dit.samplers import Threshold, sample_window
 from .motion import MotionSequence, MotionStream, MotionTemplate, PoseEMA, decode_motion
+from .settings import MotionSettings
 
 #: Windows encoded together by the audio encoder.
 ENCODE_BATCH = 8
@@ -76,15 +76,14 @@ class WindowSampler:
     every window commits all its frames (the last one its unpadded frames);
     live low-latency mode commits only the first ``keep`` frames of each window.
 
-    Args: as :func:`generate_motion`; ``device`` is the model's.
+    Args: as :func:`generate_motion`; the noise is drawn on the model's device.
     """
 
-    def __init__(self, model: MotionGenerator, template: MotionTemplate, *, seed: int = 0,
-                 cfg_scale: float | None = DEFAULT_CFG_SCALE, cfg_mode: str | None = None,
-                 sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
+    def __init__(self, model: MotionGenerator, template: MotionTemplate,
+                 settings: MotionSettings = MotionSettings(), *, cfg_mode: str | None = None,
                  noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
-                 pe_variant: str = "head", threshold: Threshold | None = None,
-                 cuda_graphs: bool = False, on_step: Callable[[int, int, torch.Tensor], None] | None = None):
+                 threshold: Threshold | None = None,
+                 on_step: Callable[[int, int, torch.Tensor], None] | None = None):
         args = model.args
         self.model, self.template, self.fps = model, template, args.fps
         self.n_prev = args.n_prev_motions
@@ -92,23 +91,27 @@ class WindowSampler:
         shape = (1, args.n_motions, args.motion_feat_dim)
         self.generator, self.draw = None, None
         if noise is None:
-            self.generator = torch.Generator(device=device).manual_seed(seed)
+            self.generator = torch.Generator(device=device).manual_seed(settings.seed)
             self.x_T = torch.randn(shape, generator=self.generator, device=device)
         else:
             x_T, self.draw = _injected_noise(noise)
             self.x_T = x_T.reshape(shape).to(device)
-        self.options = dict(cfg_scale=cfg_scale, cfg_mode=cfg_mode or args.cfg_mode, sampler=sampler,
-                            steps=steps, pe_variant=pe_variant, threshold=threshold,
-                            cuda_graphs=cuda_graphs, callback=on_step)
-        self.steps_per_window = steps or model.diffusion_sched.schedule().num_steps
+        self.options = dict(cfg_scale=settings.cfg_scale, cfg_mode=cfg_mode or args.cfg_mode,
+                            sampler=settings.sampler, steps=settings.steps,
+                            pe_variant=settings.pe_variant, threshold=threshold,
+                            cuda_graphs=settings.cuda_graphs, callback=on_step)
+        self.steps_per_window = settings.steps or model.diffusion_sched.schedule().num_steps
         self.prev_motion: torch.Tensor | None = None   # [1, <= n_prev, D]
         self.prev_audio: torch.Tensor | None = None    # [1, <= n_prev, F]
-        self.ema = PoseEMA(strength=smoothing)
+        self.ema = PoseEMA(strength=settings.smoothing)
+        self.pose_scale, self.expression_scale = settings.pose_scale, settings.expression_scale
+        self.reference: MotionSequence | None = None   # frame 0 of the stream, unscaled
 
     @torch.no_grad()
     def __call__(self, feat: torch.Tensor, keep: int) -> MotionSequence:
         """Sample the window with audio features ``feat`` ``[1, n_motions, F]`` and commit its first
-        ``keep`` frames: they are returned decoded and smoothed, and they end the next window's context."""
+        ``keep`` frames: they are returned decoded, smoothed and rescaled (``pose_scale``,
+        ``expression_scale`` against frame 0 of the stream), and they end the next window's context."""
         motion = sample_window(self.model, feat, self.prev_motion, self.prev_audio, self.x_T,
                                noise=self.draw, generator=self.generator, **self.options)
         committed, audio = motion[:, :keep], feat[:, :keep]
@@ -118,19 +121,26 @@ class WindowSampler:
             committed = torch.cat([prev_motion.to(committed.dtype), committed], 1)
             audio = torch.cat([prev_audio.to(audio.dtype), audio], 1)
         self.prev_motion, self.prev_audio = committed[:, -self.n_prev:], audio[:, -self.n_prev:]
-        return self.ema(decode_motion(motion[0, :keep].float(), self.template, fps=self.fps))
+        chunk = self.ema(decode_motion(motion[0, :keep].float(), self.template, fps=self.fps))
+        if self.reference is None:
+            self.reference = chunk[:1]
+        return chunk.rescaled(pose=self.pose_scale, expression=self.expression_scale,
+                              reference=self.reference)
 
 
 def iter_motion(model: MotionGenerator, template: MotionTemplate,
-                waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
+                waveform: torch.Tensor | np.ndarray, sample_rate: int,
+                settings: MotionSettings = MotionSettings(), *,
                 progress: Progress | None = None, allow_silence: bool = False,
-                **options) -> MotionStream:
+                **sampler_options) -> MotionStream:
     """The motion of speech as a stream: one decoded, smoothed chunk per window, yielded as
     soon as the window is sampled (the first after one window's work, whatever the length).
 
-    The audio is checked and the window plan made at once (so ``n_frames`` is
-    known and bad audio raises here); sampling happens as the stream is read.
-    Arguments as :func:`generate_motion`; the chunks joined equal its result exactly.
+    The audio is checked and the window plan made at once (so ``n_frames`` and
+    ``windows`` are known and bad audio raises here); sampling happens as the
+    stream is read. Arguments as :func:`generate_motion` (``sampler_options``:
+    its ``cfg_mode``, ``noise`` and ``threshold``); the chunks joined equal its
+    result exactly.
     """
     args = model.args
     device = next(model.parameters()).device
@@ -143,7 +153,8 @@ def iter_motion(model: MotionGenerator, template: MotionTemplate,
         done += 1
         progress(done, total)
 
-    sampler = WindowSampler(model, template, on_step=on_step if progress else None, **options)
+    sampler = WindowSampler(model, template, settings, on_step=on_step if progress else None,
+                            **sampler_options)
     total = plan.n_windows * sampler.steps_per_window
 
     @torch.no_grad()
@@ -152,16 +163,14 @@ def iter_motion(model: MotionGenerator, template: MotionTemplate,
         for keep, feat in zip(plan.frames_per_window, features):
             yield sampler(feat, keep)
 
-    return MotionStream(chunks(), fps=args.fps, n_frames=plan.n_frames)
+    return MotionStream(chunks(), fps=args.fps, n_frames=plan.n_frames, windows=plan.n_windows)
 
 
 def generate_motion(model: MotionGenerator, template: MotionTemplate,
-                    waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
-                    seed: int = 0, cfg_scale: float | None = DEFAULT_CFG_SCALE, cfg_mode: str | None = None,
-                    sampler: str = "ddpm", steps: int | None = None, smoothing: float = 1.0,
+                    waveform: torch.Tensor | np.ndarray, sample_rate: int,
+                    settings: MotionSettings = MotionSettings(), *, cfg_mode: str | None = None,
                     noise: torch.Tensor | Sequence[torch.Tensor] | None = None,
-                    progress: Progress | None = None, pe_variant: str = "head",
-                    threshold: Threshold | None = None, cuda_graphs: bool = False,
+                    progress: Progress | None = None, threshold: Threshold | None = None,
                     allow_silence: bool = False) -> MotionSequence:
     """Generate a :class:`MotionSequence` (one frame per ``1/fps`` s of audio) from speech:
     all of :func:`iter_motion`'s chunks joined.
@@ -170,23 +179,18 @@ def generate_motion(model: MotionGenerator, template: MotionTemplate,
         model: motion generator with its audio encoder, in eval mode, on its device.
         template: de-normalisation statistics (``MotionTemplate.from_file``).
         waveform, sample_rate: any waveform :func:`joyvasa_core.audio.prepare_waveform` accepts.
-        seed: seeds the noise (on the model's device) unless ``noise`` is given.
-        cfg_scale, cfg_mode: classifier-free guidance (mode default: the model's, 'incremental');
-            scale None = no guidance.
-        sampler, steps: ``"ddpm"`` (official, all steps) or ``"ddim"`` with ``steps`` jumps.
-        smoothing: EMA strength for the head pose (0 off, 1 official alpha 0.01).
+        settings: seed (unless ``noise`` is given), guidance scale (None = no guidance),
+            sampler and steps, pose smoothing, pose/expression scale, positional
+            encoding, CUDA graphs (:class:`~joyvasa_core.settings.MotionSettings`).
+        cfg_mode: guidance mode (default: the model's, 'incremental').
         noise: pre-drawn noise in call order (``noise[0]`` = x_T ``[1, n_motions, D]``
             shared by all windows, then the z of window 0's steps, then window 1's, ...),
             for parity with a recorded run.
         progress: ``progress(done, total)`` after every denoising step.
-        pe_variant: ``"head"`` (official HEAD) or ``"legacy"`` positional encoding.
         threshold: dynamic thresholding ``(ratio, min, max)`` of the network output; None
             = off, as the official gen_motion_sequence runs it.
-        cuda_graphs: replay the denoiser from CUDA graphs (CUDA only; same numbers).
         allow_silence: accept an all-silent clip instead of raising ``AudioError``.
     """
-    return iter_motion(
-        model, template, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, cfg_mode=cfg_mode,
-        sampler=sampler, steps=steps, smoothing=smoothing, noise=noise, progress=progress,
-        pe_variant=pe_variant, threshold=threshold, cuda_graphs=cuda_graphs,
-        allow_silence=allow_silence).collect()
+    return iter_motion(model, template, waveform, sample_rate, settings, cfg_mode=cfg_mode,
+                       noise=noise, progress=progress, threshold=threshold,
+                       allow_silence=allow_silence).collect()

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -42,10 +42,12 @@ from . import config
 from .audio import AudioError, fill_window, plan_windows, to_float_tensor, to_mono
 from .dit.audio_encoder import encode_audio
 from .driving import DrivingSettings
-from .edits import Edits, build_edits
+from .edits import Edits
 from .generate import WindowSampler
-from .motion import MotionSequence
-from .pipeline import FaceRepresentation, JoyVASAModels, iter_frames, rescaler
+from .motion import MotionSequence, MotionStream
+from .pipeline import JoyVASAModels, iter_frames
+from .settings import MotionSettings
+from .sources import PhotoSource
 from .video import frames_to_uint8_tensor
 
 Mode = Literal["low-latency", "exact"]
@@ -58,63 +60,43 @@ class LiveCancelled(RuntimeError):
     """The session was cancelled (its client left) while it was working."""
 
 
+#: The live default of the motion sampler: DDIM with 10 jumps (``"ddpm"`` is the official one).
+LIVE_MOTION = MotionSettings(sampler="ddim", steps=10)
+
+
 @dataclass(frozen=True)
 class LiveSettings:
     """How a live session samples and renders.
 
+    motion: the motion sampler's settings (:class:`~joyvasa_core.settings.MotionSettings`,
+        as offline; DDIM with 10 jumps by default, its steps capped at the
+        checkpoint's schedule length).
     mode: ``"low-latency"`` (default) or ``"exact"`` (see the module docstring).
     chunk: frames committed per low-latency step (each step samples a whole window).
     lookahead: frames of audio beyond the committed ones a low-latency step waits for.
-    sampler, steps: the motion sampler; DDIM with ``steps`` jumps by default (capped
-        at the checkpoint's schedule length), ``"ddpm"`` for the official one.
-    seed, cfg_scale, smoothing, pose_scale, expression_scale, pe_variant: as offline
-        (:func:`joyvasa_core.pipeline.audio_to_motion`).
     batch_size: frames per render chunk (None: up to ``chunk``).
     paste: frames pasted back into the photo (True) or the 512 crop.
-    expression, blink, eye_contact: expression edits, as the headless command's
-        ``--expression``, ``--blink`` and ``--eye-contact`` (:func:`joyvasa_core.edits.build_edits`;
-        automatic blinks are seeded by ``seed`` and run for as long as the stream does).
+    edits: expression edits (:class:`~joyvasa_core.edits.Edits`, e.g. from
+        :func:`~joyvasa_core.edits.build_edits`, whose automatic blinks are
+        seeded by the motion seed and run for as long as the stream does), or None.
     """
 
+    motion: MotionSettings = LIVE_MOTION
     mode: Mode = "low-latency"
     chunk: int = 8
     lookahead: int = 2
-    sampler: str = "ddim"
-    steps: int | None = 10
-    seed: int = 0
-    cfg_scale: float = config.DEFAULT_CFG_SCALE
-    smoothing: float = 1.0
-    pose_scale: float = 1.0
-    expression_scale: float = 1.0
-    pe_variant: str = "head"
     batch_size: int | None = None
     paste: bool = True
-    expression: str = ""
-    blink: str = "off"
-    eye_contact: float = 0.0
+    edits: Edits | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if not isinstance(self.chunk, int) or self.chunk < 1:
+        if isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1:
             raise ValueError(f"chunk must be a whole number of frames >= 1, got {self.chunk!r}")
-        if not isinstance(self.lookahead, int) or self.lookahead < 0:
+        if isinstance(self.lookahead, bool) or not isinstance(self.lookahead, int) \
+                or self.lookahead < 0:
             raise ValueError(f"lookahead must be a whole number of frames >= 0, got {self.lookahead!r}")
-        if self.sampler not in ("ddim", "ddpm"):
-            raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {self.sampler!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"seed must be a whole number, got {self.seed!r}")
-        if self.steps is not None and (not isinstance(self.steps, int) or self.steps < 1):
-            raise ValueError(f"steps must be a whole number >= 1, got {self.steps!r}")
-        for name in ("expression", "blink"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be text, got {getattr(self, name)!r}")
-        self.edits()   # a bad edit text or strength raises here, naming the mistake
-
-    def edits(self) -> Edits | None:
-        """The expression edits of the stream (None when there are none)."""
-        return build_edits(self.expression, self.blink, seed=self.seed,
-                           eye_contact=self.eye_contact)
 
 
 @dataclass(frozen=True)
@@ -173,7 +155,7 @@ class LiveSession:
     with ``render=False`` the session only samples motion (its iterators yield nothing).
     """
 
-    def __init__(self, models: JoyVASAModels, face: FaceRepresentation,
+    def __init__(self, models: JoyVASAModels, face: PhotoSource,
                  settings: LiveSettings = LiveSettings(),
                  driving: DrivingSettings = DrivingSettings(),
                  on_motion: Callable[[MotionSequence], None] | None = None,
@@ -195,12 +177,13 @@ class LiveSession:
         self.n_motions, self.pad_mode = args.n_motions, args.pad_mode
         self.window = self.n_motions * self.spf
         num_steps = generator.diffusion_sched.schedule().num_steps
-        steps = None if settings.sampler == "ddpm" else min(settings.steps or num_steps, num_steps)
-        self._sampler = WindowSampler(generator, models.template, seed=settings.seed,
-                                      cfg_scale=settings.cfg_scale, sampler=settings.sampler,
-                                      steps=steps, smoothing=settings.smoothing,
-                                      pe_variant=settings.pe_variant, on_step=self._check_cancel)
-        self._rescale = rescaler(settings.pose_scale, settings.expression_scale)
+        motion = settings.motion
+        if motion.sampler == "ddpm":
+            motion = replace(motion, steps=None)
+        else:
+            motion = replace(motion, steps=min(motion.steps or num_steps, num_steps))
+        self._sampler = WindowSampler(generator, models.template, motion,
+                                      on_step=self._check_cancel)
         self._audio = _Audio(torch.zeros(0, device=models.device))
         self._cancelled = False
         self.finished = False
@@ -208,9 +191,9 @@ class LiveSession:
         self.rendered = 0               # frames handed out
         self._pending: deque[MotionSequence] = deque()
         self._frames = None if not render else iter_frames(
-            models, face, self._committed_chunks(), driving,
+            models, face, MotionStream(self._committed_chunks(), fps=self.fps), driving,
             batch_size=settings.batch_size or settings.chunk, paste=settings.paste,
-            progress=lambda _d, _t: self._check_cancel(), edits=settings.edits())
+            progress=lambda _d, _t: self._check_cancel(), edits=settings.edits)
 
     # ------------------------------------------------------------------ input
 
@@ -322,7 +305,6 @@ class LiveSession:
         with torch.no_grad():
             feat = encode_audio(generator, row[None], frame_num=self.n_motions).audio_feat
         chunk = self._sampler(feat, keep)
-        chunk = self._rescale(chunk)
         if self.on_motion is not None:
             self.on_motion(chunk)
         if self._frames is not None:

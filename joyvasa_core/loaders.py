@@ -17,6 +17,7 @@ from torch import nn
 
 from . import config
 from .checkpoints import layout_of, read_state_dict, read_stitching_file, validate_state_dict
+from .keypoints import KeypointInfo
 from .model_files import download_hint, resolve_liveportrait
 from .models.appearance import AppearanceFeatureExtractor
 from .models.motion_extractor import MotionExtractor
@@ -65,6 +66,20 @@ class LivePortraitModels(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    @torch.inference_mode()
+    def keypoints(self, crops_256: torch.Tensor) -> KeypointInfo:
+        """M on face crops ``[b, 3, 256, 256]`` float 0..1 (any device): float32 keypoint info
+        (angles in degrees) on the models' device."""
+        raw = self.motion_extractor(crops_256.to(self.device, self.dtype))
+        return KeypointInfo.from_raw({k: v.float() for k, v in raw.items()})
+
+    @torch.inference_mode()
+    def encode(self, crops_256: torch.Tensor) -> tuple[torch.Tensor, KeypointInfo]:
+        """F and M on face crops ``[b, 3, 256, 256]`` float 0..1: (feature_3d ``[b, 32, 16, 64,
+        64]`` in the models' dtype, float32 :class:`KeypointInfo`), on the models' device."""
+        crops = crops_256.to(self.device, self.dtype)
+        return self.appearance_feature_extractor(crops), self.keypoints(crops)
 
 
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoints import CheckpointError
+from .errors import CheckpointError
 
 LIVEPORTRAIT_REPO = "KwaiVGI/LivePortrait"
 KIJAI_REPO = "Kijai/LivePortrait_safetensors"

@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
+from typing import Protocol
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .config import DEFAULT_FPS, NUM_KP, POSE_EMA_ALPHA
+from .config import DEFAULT_FPS, LIP_INDICES, NUM_KP, POSE_EMA_ALPHA
 from .keypoints import rotation_matrix
 
 #: Coefficients per frame and the layout of the pose part (after the 63 exp values).
@@ -25,8 +26,26 @@ EXP_DIM = NUM_KP * 3
 POSE_KEYS = ("scale", "t", "pitch", "yaw", "roll")
 _POSE_SIZES = (1, 3, 1, 1, 1)
 TEMPLATE_KEYS = ("mean_exp", "std_exp") + tuple(f"{b}_{k}" for k in POSE_KEYS for b in ("min", "max"))
+#: Regions of the motion that strengths scale (:meth:`MotionSequence.scaled_regions`): keypoint
+#: groups of the expression, then the head's angles (each axis) and translation.
+REGION_NAMES: tuple[str, ...] = ("lips", "eyes", "brows", "expression", "pitch", "yaw", "roll",
+                                 "translation")
+EXPRESSION_REGIONS = ("lips", "eyes", "brows", "expression")
+EYE_KEYPOINTS = (11, 13, 15, 16)
+BROW_KEYPOINTS = (1, 2)
 _FORMAT = "joyvasa-motion-sequence"
 _FORMAT_VERSION = "1"
+
+
+def _keypoint_region() -> torch.Tensor:
+    """``[21]`` index into REGION_NAMES of each keypoint's expression region."""
+    region = torch.full((NUM_KP,), REGION_NAMES.index("expression"), dtype=torch.long)
+    for name, indices in (("lips", LIP_INDICES), ("eyes", EYE_KEYPOINTS), ("brows", BROW_KEYPOINTS)):
+        region[list(indices)] = REGION_NAMES.index(name)
+    return region
+
+
+_KEYPOINT_REGION = _keypoint_region()
 
 
 @dataclass(frozen=True)
@@ -131,16 +150,42 @@ class MotionSequence:
         at frame 0, values above 1 exaggerate. Scale (zoom) is left alone.
         ``reference``: the stream's frame 0 when this is a later chunk of it
         (default: this sequence's own frame 0), so chunks rescale like the whole.
+        The two-knob case of :meth:`scaled_regions`.
         """
-        ref = self[:1] if reference is None else reference[:1]
+        if pose == 1.0 and expression == 1.0:
+            return self
+        regions = torch.tensor([expression if name in EXPRESSION_REGIONS else pose
+                                for name in REGION_NAMES], dtype=torch.float64)
+        return self.scaled_regions(regions, reference)
 
-        def scaled(name: str, k: float) -> torch.Tensor:
-            x, x0 = getattr(self, name), getattr(ref, name)
-            return x if k == 1.0 else x0 + k * (x - x0)
+    def scaled_regions(self, strengths: torch.Tensor,
+                       reference: "MotionSequence | None" = None) -> "MotionSequence":
+        """Scale each region's change from ``reference`` (default: this sequence's frame 0).
 
-        return replace(self, exp=scaled("exp", expression), t=scaled("t", pose),
-                       pitch=scaled("pitch", pose), yaw=scaled("yaw", pose),
-                       roll=scaled("roll", pose))
+        strengths: ``[T, 8]`` or ``[8]`` in :data:`REGION_NAMES` order: the
+        expression keypoint groups (lips, eyes, brows, the other keypoints),
+        then pitch, yaw, roll (degrees) and translation t; ``x_ref + k · (x −
+        x_ref)``, exactly ``x`` where k is 1. ``reference`` is one frame: the
+        stream's frame 0 when this is a later chunk. Scale (zoom) is left
+        alone. Computed in the motion's dtype and device.
+        """
+        ref = self[:1] if reference is None else reference
+        k = strengths.to(self.exp.device, self.exp.dtype).expand(len(self), len(REGION_NAMES))
+
+        def scaled(x: torch.Tensor, x0: torch.Tensor, kx: torch.Tensor) -> torch.Tensor:
+            return torch.where(kx == 1, x, x0 + kx * (x - x0))   # strength 1: exactly as generated
+
+        k_exp = k[:, _KEYPOINT_REGION.to(k.device)][..., None]            # [T, 21, 1]
+        column = {name: k[:, i] for i, name in enumerate(REGION_NAMES)}
+        return replace(self, exp=scaled(self.exp, ref.exp, k_exp),
+                       t=scaled(self.t, ref.t, column["translation"][:, None]),
+                       pitch=scaled(self.pitch, ref.pitch, column["pitch"]),
+                       yaw=scaled(self.yaw, ref.yaw, column["yaw"]),
+                       roll=scaled(self.roll, ref.roll, column["roll"]))
+
+    def stream(self) -> "MotionStream":
+        """This sequence as a stream of one chunk (:class:`Motion`)."""
+        return MotionStream((self,), fps=self.fps, n_frames=len(self), windows=1)
 
     @classmethod
     def cat(cls, chunks: "Iterable[MotionSequence]") -> "MotionSequence":
@@ -239,131 +284,49 @@ def smooth_pose(seq: MotionSequence, alpha: float = POSE_EMA_ALPHA, strength: fl
 
 @dataclass
 class MotionStream:
-    """A motion sequence produced chunk by chunk (iterate it once).
+    """A motion sequence produced chunk by chunk (iterate it once): what every stage reads.
 
     ``chunks`` yields consecutive :class:`MotionSequence` chunks at ``fps``;
     ``n_frames`` is their total when known in advance (offline), None when not
-    (live). Frame 0 of the first chunk is the reference of relative motion.
+    (live); ``windows`` the number of chunks when known (one per sampled
+    window). Frame 0 of the first chunk is the reference of relative motion.
+    A whole sequence is :meth:`collect` over its stream.
     """
 
     chunks: Iterable[MotionSequence]
     fps: float = DEFAULT_FPS
     n_frames: int | None = None
+    windows: int | None = None
 
     def __iter__(self) -> Iterator[MotionSequence]:
         return iter(self.chunks)
 
-    def map(self, fn: "Callable[[MotionSequence], MotionSequence]") -> "MotionStream":
-        """The same stream with ``fn`` applied to each chunk (lazily; lengths must not change)."""
-        return replace(self, chunks=(fn(chunk) for chunk in self.chunks))
+    def stream(self) -> "MotionStream":
+        """The stream itself (:class:`Motion`)."""
+        return self
+
+    def map(self, stage: "Callable[[MotionSequence, int], MotionSequence]") -> "MotionStream":
+        """The same stream with ``stage(chunk, start)`` applied to each chunk, lazily: ``start``
+        is the index of the chunk's first frame in the stream (lengths must not change)."""
+        def staged() -> Iterator[MotionSequence]:
+            start = 0
+            for chunk in self.chunks:
+                out = stage(chunk, start)
+                if len(out) != len(chunk):
+                    raise ValueError(f"a motion stage changed a chunk of {len(chunk)} frames "
+                                     f"into {len(out)}")
+                start += len(chunk)
+                yield out
+        return replace(self, chunks=staged())
 
     def collect(self) -> MotionSequence:
         """All chunks joined into one sequence."""
         return MotionSequence.cat(self)
 
 
-def iter_chunks(motion: MotionSequence | Iterable[MotionSequence]) -> Iterator[MotionSequence]:
-    """A whole sequence (one chunk) or a stream of chunks -> an iterator of chunks."""
-    if isinstance(motion, MotionSequence):
-        return iter((motion,))
-    return iter(motion)
+class Motion(Protocol):
+    """Anything a renderer reads motion from: a whole :class:`MotionSequence`, a
+    :class:`MotionStream`, or a node's deferred motion. One read = one stream."""
 
-
-class _Relay:
-    """``progress(done, total)`` forwarded to ``target``, the progress of whichever read is
-    consuming the stream it was opened with (None: dropped)."""
-
-    def __init__(self) -> None:
-        self.target: Callable[[int, int], None] | None = None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.target is not None:
-            self.target(done, total)
-
-
-class DeferredMotion:
-    """A whole clip's motion, sampled lazily as it is read, and replayable once read to the end.
-
-    What it is for: ComfyUI's AudioToMotion node hands one on instead of a
-    sampled :class:`MotionSequence`, so RenderToFile / RenderPortrait start
-    writing frames after the first window is sampled instead of after the
-    whole clip (an hour of speech samples for minutes).
-
-    ``open_stream(progress=...)`` opens the clip's :class:`MotionStream` (for
-    example a ``functools.partial`` of :func:`joyvasa_core.pipeline.audio_motion_stream`);
-    ``progress(done, total)`` is then called while its windows are sampled (it
-    forwards to the progress of the read consuming that stream).
-    The constructor opens one stream at once, which checks the audio (bad
-    audio raises here) and fixes ``fps`` and ``n_frames`` (known in advance
-    offline); that stream serves the first read.
-
-    Reads (:meth:`chunks`, iteration, :meth:`stream`) yield the clip's
-    consecutive chunks (one per sampled window). The first read samples as it
-    is consumed and keeps the chunks; once a read has run to the end, later
-    reads replay them without sampling. A read abandoned half-way (an error, a
-    cancel, a closed generator) keeps nothing, and the next read opens a fresh
-    stream: sampling is seeded, so it gives the same motion. The chunks joined
-    (:meth:`sequence`) equal :func:`~joyvasa_core.pipeline.audio_to_motion` of
-    the same audio and options exactly (bit for bit).
-    """
-
-    def __init__(self, open_stream: Callable[..., MotionStream]) -> None:
-        self._open_stream = open_stream
-        self._unread: tuple[MotionStream, _Relay] | None = self._open()
-        stream = self._unread[0]
-        if stream.n_frames is None:
-            raise ValueError("a deferred motion needs a stream of known length (an offline clip); "
-                             "read a live stream directly instead")
-        self.fps = stream.fps
-        self.n_frames = int(stream.n_frames)
-        self._chunks: list[MotionSequence] | None = None   # kept by the first complete read
-        self._whole: MotionSequence | None = None
-
-    def _open(self) -> tuple[MotionStream, _Relay]:
-        relay = _Relay()
-        return self._open_stream(progress=relay), relay
-
-    def __len__(self) -> int:
-        return self.n_frames
-
-    @property
-    def duration(self) -> float:
-        """Seconds covered by the frames."""
-        return self.n_frames / self.fps
-
-    @property
-    def pending(self) -> bool:
-        """True until one read has run to the end (reads sample until then)."""
-        return self._chunks is None
-
-    def chunks(self, progress: Callable[[int, int], None] | None = None) -> Iterator[MotionSequence]:
-        """The consecutive :class:`MotionSequence` chunks of the clip (one per window).
-
-        progress: ``progress(done, total)`` per denoising step while this read
-        samples (raising from it cancels the read); unused when replaying.
-        """
-        if self._chunks is not None:
-            yield from self._chunks
-            return
-        unread, self._unread = self._unread, None
-        stream, relay = unread if unread is not None else self._open()
-        relay.target = progress
-        kept = []
-        for chunk in stream:
-            kept.append(chunk)
-            yield chunk
-        if self._chunks is None:
-            self._chunks = kept
-
-    def __iter__(self) -> Iterator[MotionSequence]:
-        return self.chunks()
-
-    def stream(self, progress: Callable[[int, int], None] | None = None) -> MotionStream:
-        """One read (:meth:`chunks`) as a :class:`MotionStream` (``fps``, ``n_frames`` known)."""
-        return MotionStream(self.chunks(progress), fps=self.fps, n_frames=self.n_frames)
-
-    def sequence(self, progress: Callable[[int, int], None] | None = None) -> MotionSequence:
-        """All chunks joined (sampled first if still pending; joined once, then reused)."""
-        if self._whole is None:
-            self._whole = MotionSequence.cat(self.chunks(progress))
-        return self._whole
+    def stream(self) -> MotionStream:
+        ...

@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .cuda_graph import GraphReplayer, modules_signature
+from .devices import PendingCopy, copy_async
 from .models.spade import SPADEDecoder
 from .models.warping import WarpingNetwork
 
@@ -273,17 +274,6 @@ def _renderer_for(warping: WarpingNetwork, spade: SPADEDecoder,
 
 # --------------------------------------------------------------------------- frames out
 
-def _host_copy(frames: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.cuda.Event | None]:
-    """Start copying ``frames`` to ``device``: (destination, event to wait on or None)."""
-    if frames.device.type == "cuda" and device.type == "cpu":
-        host = torch.empty(frames.shape, dtype=frames.dtype, pin_memory=True)
-        host.copy_(frames, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        return host, event
-    return frames.to(device), None
-
-
 def _rows(t: torch.Tensor, start: int, stop: int) -> torch.Tensor:
     """Rows start:stop of a per-frame tensor; a batch-1 tensor is shared by every frame."""
     return t if t.shape[0] == 1 else t[start:stop]
@@ -319,7 +309,7 @@ def iter_render(warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.
     kp_driving = kp_driving.to(param.device, torch.float32)
     out_device = None if options.output_device is None else torch.device(options.output_device)
 
-    pending: tuple[torch.Tensor, torch.cuda.Event | None] | None = None
+    pending: PendingCopy | None = None
     for start in range(0, frames, size):
         stop = min(start + size, frames)
         with torch.inference_mode():
@@ -328,19 +318,12 @@ def iter_render(warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.
         if out_device is None or out_device == chunk.device:
             yield chunk
             continue
-        copy = _host_copy(chunk, out_device)
+        copy = copy_async(chunk, out_device)
         if pending is not None:      # hand out the previous chunk once this one is queued
-            yield _finish(pending)
+            yield pending.result()
         pending = copy
     if pending is not None:
-        yield _finish(pending)
-
-
-def _finish(pending: tuple[torch.Tensor, torch.cuda.Event | None]) -> torch.Tensor:
-    frames, event = pending
-    if event is not None:
-        event.synchronize()
-    return frames
+        yield pending.result()
 
 
 def render(warping: WarpingNetwork, spade: SPADEDecoder, feature_3d: torch.Tensor,

@@ -19,12 +19,13 @@ All pure functions of sizes and times (no decoding, no models):
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Literal, get_args
 
 import torch
 
-from .motion import MotionSequence
+from .motion import MotionSequence, MotionStream
 
 LoopMode = Literal["pingpong", "loop"]
 LOOP_MODES: tuple[str, ...] = get_args(LoopMode)
@@ -63,24 +64,26 @@ def constant_rate_indices(times: torch.Tensor, fps: float) -> torch.Tensor:
     return index.clamp_(0, times.numel() - 1)
 
 
-def playback_indices(count: int, frames: int, mode: LoopMode = "pingpong",
-                     start: int = 0) -> torch.Tensor:
-    """Source positions of output frames ``start .. start+count-1``: ``[count]`` int64.
-
-    frames: length of the source (positions 0..frames-1). ``pingpong`` plays
-    forward then backward without repeating the turning frames (period
-    ``2 * (frames - 1)``); ``loop`` jumps back to 0 after the last frame.
-    """
+def loop_positions(positions: torch.Tensor, frames: int, mode: LoopMode = "pingpong") -> torch.Tensor:
+    """Positions ``[N]`` int64 along an endless playback, folded into a source of ``frames``
+    frames (0..frames-1): ``pingpong`` plays forward then backward without repeating the
+    turning frames (period ``2 * (frames - 1)``); ``loop`` jumps back to 0 after the last."""
     if mode not in LOOP_MODES:
         raise ValueError(f"loop mode must be one of {LOOP_MODES}, got {mode!r}")
     if frames < 1:
         raise ValueError(f"the source needs at least one frame, got {frames}")
-    k = torch.arange(start, start + count, dtype=torch.int64)
     if mode == "loop" or frames == 1:
-        return k % frames
+        return positions % frames
     period = 2 * (frames - 1)
-    phase = k % period
+    phase = positions % period
     return torch.where(phase < frames, phase, period - phase)
+
+
+def playback_indices(count: int, frames: int, mode: LoopMode = "pingpong",
+                     start: int = 0) -> torch.Tensor:
+    """Source positions of output frames ``start .. start+count-1``: ``[count]`` int64
+    (:func:`loop_positions` of consecutive frames)."""
+    return loop_positions(torch.arange(start, start + count, dtype=torch.int64), frames, mode)
 
 
 def _shortest_arc(delta: torch.Tensor) -> torch.Tensor:
@@ -98,12 +101,19 @@ def resample_motion(motion: MotionSequence, times: torch.Tensor, fps: float) -> 
     """
     if len(motion) == 0:
         raise ValueError("cannot resample an empty motion sequence")
-    device = motion.exp.device
     pos = (times.to(torch.float64) * motion.fps).clamp(0, len(motion) - 1)
+    return _interpolated(motion, 0, pos, fps)
+
+
+def _interpolated(rows: MotionSequence, first: int, pos: torch.Tensor, fps: float) -> MotionSequence:
+    """Frames at stream positions ``pos`` ``[T]`` float64 (in frames of the stream), from
+    ``rows`` holding stream frames ``first .. first + len(rows) - 1`` (every position needs
+    its two neighbours there, or the last row of the stream)."""
+    device = rows.exp.device
     i0 = pos.floor().to(torch.int64)
-    i1 = (i0 + 1).clamp(max=len(motion) - 1)
-    w = (pos - i0).to(device, motion.exp.dtype)
-    i0, i1 = i0.to(device), i1.to(device)
+    i1 = (i0 + 1).clamp(max=first + len(rows) - 1)
+    w = (pos - i0).to(device, rows.exp.dtype)
+    i0, i1 = (i0 - first).to(device), (i1 - first).to(device)
 
     def lerp(x: torch.Tensor) -> torch.Tensor:
         weight = w.reshape(-1, *([1] * (x.ndim - 1)))
@@ -112,9 +122,43 @@ def resample_motion(motion: MotionSequence, times: torch.Tensor, fps: float) -> 
     def slerp_angle(a: torch.Tensor) -> torch.Tensor:
         return a[i0] + _shortest_arc(a[i1] - a[i0]) * w
 
-    return replace(motion, exp=lerp(motion.exp), scale=lerp(motion.scale), t=lerp(motion.t),
-                   pitch=slerp_angle(motion.pitch), yaw=slerp_angle(motion.yaw),
-                   roll=slerp_angle(motion.roll), fps=float(fps))
+    return replace(rows, exp=lerp(rows.exp), scale=lerp(rows.scale), t=lerp(rows.t),
+                   pitch=slerp_angle(rows.pitch), yaw=slerp_angle(rows.yaw),
+                   roll=slerp_angle(rows.roll), fps=float(fps))
+
+
+def resample_stream(stream: MotionStream, count: int, fps: float) -> MotionStream:
+    """``stream`` at output frames ``0 .. count-1`` (frame k at ``k / fps`` s), resampled
+    as it is read: each output frame is yielded as soon as its two neighbouring stream
+    frames have arrived, so a dubbed video renders after the first motion window.
+    Equals (bit for bit) :func:`resample_motion` of the collected stream at
+    :func:`output_times` ``(0, count, fps)``; host memory holds a chunk or two.
+    """
+    times = output_times(0, count, fps)
+
+    def chunks() -> Iterator[MotionSequence]:
+        rows: MotionSequence | None = None   # stream frames first .. first + len(rows) - 1
+        first = done = 0
+        for chunk in stream:
+            if len(chunk) == 0:
+                continue
+            rows = chunk if rows is None else MotionSequence.cat([rows, chunk])
+            have = first + len(rows)
+            pos = times[done:] * chunk.fps
+            ready = int((pos.floor() <= have - 2).sum())   # both neighbours known
+            if ready:
+                yield _interpolated(rows, first, pos[:ready], fps)
+                done += ready
+            if done < count:
+                keep = min(int(pos[ready].floor()) if ready < len(pos) else have - 1, have - 1)
+                rows, first = rows[keep - first:], keep
+        if rows is None:
+            raise ValueError("cannot resample an empty motion stream")
+        if done < count:   # past the stream's end: the last frame holds
+            pos = (times[done:] * rows.fps).clamp(0, first + len(rows) - 1)
+            yield _interpolated(rows, first, pos, fps)
+
+    return MotionStream(chunks(), fps=float(fps), n_frames=count)
 
 
 def source_frame_indices(count: int, source_times: torch.Tensor, fps: float,

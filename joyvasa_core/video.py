@@ -22,6 +22,7 @@ import av
 import numpy as np
 import torch
 
+from .errors import JoyVASAError
 from .face.image_io import to_uint8
 
 #: H.264 encoders tried in order; the first one PyAV's FFmpeg has wins.
@@ -30,7 +31,7 @@ H264_ENCODERS = ("libx264", "h264", "libopenh264", "h264_videotoolbox", "h264_nv
 AAC_FALLBACK_RATE = 48000
 
 
-class VideoWriterError(RuntimeError):
+class VideoWriterError(JoyVASAError, RuntimeError):
     """The MP4 cannot be written (no encoder, bad frame shape, unwritable path)."""
 
 

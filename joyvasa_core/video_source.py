@@ -30,11 +30,13 @@ import av
 import numpy as np
 import torch
 
+from .errors import JoyVASAError
+
 #: Frames per decoded chunk by default (4K: ~25 MB each as uint8).
 DEFAULT_CHUNK = 8
 
 
-class VideoSourceError(ValueError):
+class VideoSourceError(JoyVASAError, ValueError):
     """A source video that cannot be used; the message names the file and the fix."""
 
 

@@ -8,6 +8,7 @@ import folder_paths
 
 from joyvasa_core import config, pipeline
 from joyvasa_core.motion import MotionSequence
+from joyvasa_core.sources import motion_from_video, open_frames
 from . import convert, deferred
 from .api import CATEGORY, Edit, Face, Models, Motion, VideoFromFile, io
 from .plot import plot_motion
@@ -114,7 +115,8 @@ class JoyVASAMotionFromVideo(io.ComfyNode):
             display_name="MotionFromVideo",
             category=CATEGORY,
             description="Reads the motion of a driving video (its frames as an IMAGE batch) "
-                        "with LivePortrait's motion extractor: LivePortrait's video-driven mode.",
+                        "with LivePortrait's motion extractor along the tracked face (the "
+                        "same tracker as dubbing): LivePortrait's video-driven mode.",
             inputs=[
                 Models.Input("models"),
                 io.Image.Input("images", tooltip="the driving video's frames"),
@@ -134,9 +136,11 @@ class JoyVASAMotionFromVideo(io.ComfyNode):
             raise ValueError(f"images must be a non-empty IMAGE batch [B, H, W, C]; "
                              f"got {tuple(images.shape)}")
         core = models.ready("liveportrait")
-        motion = pipeline.motion_from_video(core, images[..., :3], face_backend=face_backend,
-                                            face_index=face_index, crop_scale=crop_scale,
-                                            fps=fps, progress=progress_bar(images.shape[0]))
+        with open_frames(core.liveportrait, images[..., :3], float(fps), None,
+                         face_backend=face_backend, face_index=face_index,
+                         models_dir=core.models_dir, crop_scale=crop_scale,
+                         progress=progress_bar(images.shape[0])) as video:
+            motion = motion_from_video(video, progress=progress_bar(len(video)))
         return io.NodeOutput(motion)
 
 
@@ -175,7 +179,7 @@ class JoyVASARenderToFile(io.ComfyNode):
         target, file, subfolder = output_file(filename_prefix, ".mp4")
         progress = progress_bar(len(motion))
         path = pipeline.render_to_file(
-            core, face, deferred.for_render(motion), waveform, sample_rate, target,
+            core, face, motion, waveform, sample_rate, target,
             driving_settings(animation_region, driving_option, relative_motion, stitching,
                              driving_multiplier),
             batch_size=batch_size, paste=paste_back, crf=crf, progress=progress,

@@ -13,11 +13,11 @@ import os
 import tempfile
 
 from joyvasa_core.driving import DRIVING_OPTIONS
-from joyvasa_core.dubbing import (DUBBING_DRIVING, DUBBING_REGIONS, dub_to_file,
-                                  motion_for_video, open_source_frames, open_source_video)
+from joyvasa_core.dubbing import DUBBING_DRIVING, DUBBING_REGIONS, dub_to_file, motion_for_video
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from joyvasa_core.pipeline import iter_frames
 from joyvasa_core.retime import LOOP_MODES
+from joyvasa_core.sources import open_frames, open_video
 
 from . import convert, deferred
 from .api import CATEGORY, Models, Motion, VideoFromFile, io
@@ -82,11 +82,10 @@ class JoyVASADubVideo(io.ComfyNode):
     def execute(cls, models, images, fps, motion, audio, region, loop, face_backend,
                 face_index, driving_option, stitching, driving_multiplier,
                 batch_size) -> io.NodeOutput:
-        motion = deferred.whole_motion(motion)   # resampled to the video's frame times: all of it
-        core = models.ready("liveportrait")
+        core = deferred.ready_for(models, motion, "liveportrait")
         waveform, sample_rate = convert.audio_clip(audio)
         seconds = waveform.shape[-1] / sample_rate
-        with open_source_frames(images, float(fps), seconds, loop=loop,
+        with open_frames(core.liveportrait, images, float(fps), seconds, loop=loop,
                                 face_backend=face_backend, face_index=face_index,
                                 models_dir=core.models_dir,
                                 progress=progress_bar(images.shape[0])) as video:
@@ -127,14 +126,14 @@ class JoyVASADubVideoToFile(io.ComfyNode):
     def execute(cls, models, video, motion, audio, region, loop, face_backend, face_index,
                 driving_option, stitching, driving_multiplier, batch_size, filename_prefix,
                 crf) -> io.NodeOutput:
-        motion = deferred.whole_motion(motion)   # resampled to the video's frame times: all of it
-        core = models.ready("liveportrait")
+        core = deferred.ready_for(models, motion, "liveportrait")
         waveform, sample_rate = convert.audio_clip(audio)
         seconds = waveform.shape[-1] / sample_rate
         target, file, subfolder = output_file(filename_prefix, ".mp4")
         with _video_path(video) as source:
-            with open_source_video(source, seconds, loop=loop, face_backend=face_backend,
-                                   face_index=face_index, models_dir=core.models_dir) as dub:
+            with open_video(core.liveportrait, source, seconds, loop=loop,
+                            face_backend=face_backend, face_index=face_index,
+                            models_dir=core.models_dir) as dub:
                 path = dub_to_file(core, dub, motion, waveform, sample_rate, target,
                                    _settings(region, driving_option, stitching,
                                              driving_multiplier),

@@ -10,6 +10,7 @@ from joyvasa_core import config, model_files, pipeline
 from joyvasa_core.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from joyvasa_core.dit.denoiser import PE_VARIANTS
 from joyvasa_core.dit.samplers import SAMPLERS
+from joyvasa_core.settings import MotionSettings
 from joyvasa_core.driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from . import convert, deferred, models
@@ -142,10 +143,10 @@ class JoyVASAAudioToMotion(io.ComfyNode):
     def execute(cls, models, audio, seed, cfg_scale, sampler, steps, smoothing, pose_scale,
                 expression_scale, pe_variant="head") -> io.NodeOutput:
         waveform, sample_rate = convert.audio_clip(audio)
-        motion = deferred.generated_motion(
-            models, waveform, sample_rate, seed=seed, cfg_scale=cfg_scale, sampler=sampler,
-            steps=steps or None, smoothing=smoothing, pose_scale=pose_scale,
-            expression_scale=expression_scale, pe_variant=pe_variant)
+        settings = MotionSettings(seed=seed, cfg_scale=cfg_scale, sampler=sampler,
+                                  steps=steps or None, smoothing=smoothing, pose_scale=pose_scale,
+                                  expression_scale=expression_scale, pe_variant=pe_variant)
+        motion = deferred.generated_motion(models, waveform, sample_rate, settings)
         return io.NodeOutput(motion)
 
 
@@ -214,7 +215,7 @@ class JoyVASARenderPortrait(io.ComfyNode):
         n = len(motion)
         progress = progress_bar(n)
         frames = convert.collect_frames(progress.previewing(
-            pipeline.iter_frames(core, face, deferred.for_render(motion), settings,
+            pipeline.iter_frames(core, face, motion, settings,
                                  batch_size=batch_size,
                                  paste=paste_back, progress=progress,
                                  edits=clip_edits(edit, motion))), n)

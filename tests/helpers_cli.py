@@ -1,6 +1,7 @@
 """Running the headless CLI in-process and reading its one error line; small input files."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import av
@@ -28,6 +29,21 @@ def error_line(code: int, err: str) -> str:
     assert not lines[0].startswith("error: unexpected"), lines[0]
     print(lines[0])     # shown by pytest -rP
     return lines[0]
+
+
+#: A progress line of the headless command on a non-terminal stderr (:class:`joyvasa_core.cli.StageLog`).
+PROGRESS_LINE = re.compile(r"^\[\s*\d+\.\d+s\] (motion|frames|frames tracked) (\d+)/(\d+)( windows)?$")
+
+
+def progress_lines(err: str) -> list[tuple[str, int, int]]:
+    """(label, done, total) of every line of a successful run's stderr: all of them must be
+    progress lines (``[   1.2s] motion 1/3 windows``, ``[   2.0s] frames 16/300``)."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    parsed = [PROGRESS_LINE.match(line) for line in lines]
+    assert all(parsed), [line for line, m in zip(lines, parsed) if m is None]
+    for m in parsed:
+        assert (m.group(1) == "motion") == (m.group(4) is not None), m.group(0)   # windows: motion only
+    return [(m.group(1), int(m.group(2)), int(m.group(3))) for m in parsed]
 
 
 def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:

@@ -25,9 +25,11 @@ from PIL import Image
 import helpers_pipeline as hp
 from helpers_cli import FAST, error_line
 from helpers_cli import run as run_cli
-from joyvasa_core import cli, video
+from joyvasa_core import video
 from joyvasa_core.batch import command, read_jobs, run_batch
-from joyvasa_core.batch.run import RESULTS_FILE, partial_path
+from joyvasa_core.batch.run import RESULTS_FILE
+from joyvasa_core.batch.worker import partial_path
+from joyvasa_core.errors import one_line
 from joyvasa_core.face import mtcnn
 
 TESTS = Path(__file__).resolve().parent
@@ -130,10 +132,11 @@ def test_rows_are_checked_alone_with_their_numbers(tmp_path, inputs):
     checked = read_jobs(jobs, tmp_path / "out", ["--seed", "7"])
     assert [j.row for j in checked] == [1, 2, 3, 4, 5, 6, 7, 8]
     assert [j.status for j in checked] == ["", *["failed"] * 7]
-    good = checked[0].args
-    assert (good.cfg_scale, good.no_stitching, good.seed, good.steps, good.pose_scale) == \
-        (2.5, True, 7, None, -0.5)
-    assert good.output == (tmp_path / "out" / "a.mp4").resolve()
+    good = checked[0].job
+    assert (good.motion.cfg_scale, good.driving.flag_stitching, good.motion.seed,
+            good.motion.steps, good.motion.pose_scale) == (2.5, False, 7, None, -0.5)
+    assert good.outputs.video == (tmp_path / "out" / "a.mp4").resolve()
+    assert checked[0].output == good.outputs.video
     for job, words in zip(checked[1:], (["nowhere.png", "not found"], ["--cfg-scale", ">= 0"],
                                         ["unknown column 'colour'"], ["--device", "batch command"],
                                         ["grey.png"], ["a.mp4", "row 1"], ["not valid JSON"])):
@@ -147,11 +150,12 @@ def test_flags_and_relative_paths_in_csv(tmp_path, inputs):
     out = tmp_path / "out"
     checked = read_jobs(inputs / "jobs.csv", out)
     assert [j.status for j in checked] == ["", "", ""]
-    one, two, grey = (j.args for j in checked)
-    assert one.image == inputs / "astronaut.png" and one.audio == inputs / "hello.wav"
-    assert one.output == out.resolve() / "clips" / "one.mp4"
-    assert (one.no_stitching, two.no_stitching, grey.no_stitching) == (False, True, False)
-    assert (one.seed, two.face_backend) == (1, "none")
+    one, two, grey = (j.job for j in checked)
+    assert one.source.image == inputs / "astronaut.png" and one.speech == inputs / "hello.wav"
+    assert one.outputs.video == out.resolve() / "clips" / "one.mp4"
+    assert (one.driving.flag_stitching, two.driving.flag_stitching,
+            grey.driving.flag_stitching) == (True, False, True)
+    assert (one.motion.seed, two.source.face_backend) == (1, "none")
 
 
 def test_batch_wide_options_are_checked_first(tmp_path, inputs, capsys):
@@ -239,7 +243,7 @@ def test_half_finished_output_never_has_its_final_name(failure, tmp_path, inputs
     [result] = _results(out)
     assert result["status"] == "failed"
     assert result["error"] == ("interrupted" if failure is KeyboardInterrupt
-                               else cli._one_line(OSError("disk full")))
+                               else one_line(OSError("disk full")))
 
 
 # ---------------------------------------------------------------------------- Ray

@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 import helpers_pipeline as hp
-from helpers_cli import FAST
+from helpers_cli import FAST, progress_lines
 from helpers_cli import error_line as _error_line
 from helpers_cli import run as _run
 from helpers_cli import write_tone as _write_tone
@@ -89,7 +89,7 @@ def test_cli_end_to_end(tmp_path, models_dir, photo, capsys):
                                   "--models-dir", models_dir, "--face-backend", "mtcnn",
                                   "--save-motion", motion_file, *FAST], capsys)
     assert code == 0, err
-    assert err == ""
+    progress = progress_lines(err)          # stderr (not a terminal): progress lines only
     assert "wrote" in stdout
 
     # Frame count: the official rule on the 16 kHz mono speech (padded 1280 + 640 samples).
@@ -106,6 +106,12 @@ def test_cli_end_to_end(tmp_path, models_dir, photo, capsys):
         assert (video.height, video.width) == (640, 452)      # 639 x 451 rounded up to even
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == expected_frames
+    # one line per motion window, and frames counted up to the whole clip
+    windows = [(done, total) for label, done, total in progress if label == "motion"]
+    assert [done for done, _ in windows] == list(range(1, len(windows) + 1))
+    assert windows and all(total == len(windows) for _, total in windows)
+    assert [(d, t) for label, d, t in progress if label == "frames"][-1] == \
+        (expected_frames, expected_frames)
     from joyvasa_core.motion import MotionSequence
     assert len(MotionSequence.load(motion_file)) == expected_frames
 

@@ -13,7 +13,6 @@ import pickle
 import shutil
 import struct
 import zlib
-from collections import OrderedDict
 from pathlib import Path
 
 import av

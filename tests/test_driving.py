@@ -8,8 +8,8 @@ import torch
 
 from joyvasa_core import keypoints as kpm
 from joyvasa_core.config import LIP_INDICES
-from joyvasa_core.driving import (EYE_INDICES, DrivingSettings, compose_driving_keypoints,
-                                  expression_multiplier)
+from joyvasa_core.driving import (EYE_INDICES, DrivingSettings, compose_photo_keypoints,
+                                  compose_video_keypoints, expression_multiplier)
 from joyvasa_core.models.stitching import build_stitching_retargeting
 from joyvasa_core.motion import MotionSequence as Motion
 
@@ -42,7 +42,7 @@ def still_motion(source: kpm.KeypointInfo, frames: int = T) -> Motion:
 def compose(settings: DrivingSettings, source=None, motion=None, **kw) -> torch.Tensor:
     source = source or make_source()
     motion = motion or make_motion()
-    return compose_driving_keypoints(source, source.transform(), motion, settings, **kw)
+    return compose_photo_keypoints(source, source.transform(), motion, settings, **kw)
 
 
 def per_frame_reference(source: kpm.KeypointInfo, motion: Motion) -> torch.Tensor:
@@ -174,12 +174,12 @@ def test_precomputed_multiplier_lets_chunks_match_the_whole_sequence():
     source, motion = make_source(), make_motion()
     x_s = source.transform()
     cfg = replace(PLAIN, driving_option="expression-friendly")
-    whole = compose_driving_keypoints(source, x_s, motion, cfg)
+    whole = compose_photo_keypoints(source, x_s, motion, cfg)
     m = expression_multiplier(source, x_s, motion, cfg)
     assert m is not None and m != pytest.approx(1.0)
     # A chunk led by frame 0 (the reference) and given the sequence's multiplier.
     rows = torch.tensor([0, 3, 4, 5])
-    chunk = compose_driving_keypoints(source, x_s, motion[rows], cfg, multiplier=m)[1:]
+    chunk = compose_photo_keypoints(source, x_s, motion[rows], cfg, multiplier=m)[1:]
     torch.testing.assert_close(chunk, whole[3:])
     assert expression_multiplier(source, x_s, motion, PLAIN) is None
 
@@ -285,16 +285,15 @@ def test_video_frames_keep_their_own_motion_outside_the_region(region):
     source, motion = video_source(), make_motion()
     settings = replace(PLAIN, animation_region=region)    # expression-friendly: ignored for video
     for option in ("pose-friendly", "expression-friendly"):
-        got = compose_driving_keypoints(source, source.transform(), motion,
-                                        replace(settings, driving_option=option), per_frame=True)
+        got = compose_video_keypoints(source, source.transform(), motion,
+                                      replace(settings, driving_option=option))
         torch.testing.assert_close(got, video_reference(source, motion, region))
 
 
 def test_video_lip_region_moves_only_the_lips_and_reference_frame_is_the_video():
     source, motion = video_source(), make_motion()
     x_s = source.transform()
-    got = compose_driving_keypoints(source, x_s, motion, replace(PLAIN, animation_region="lip"),
-                                    per_frame=True)
+    got = compose_video_keypoints(source, x_s, motion, replace(PLAIN, animation_region="lip"))
     others = [k for k in range(K) if k not in LIP_INDICES]
     own = x_s[:, others]
     # scale, rotation and translation are the frame's own: non-lip keypoints are x_s exactly
@@ -310,10 +309,10 @@ def test_video_stitching_uses_each_frames_own_source():
     x_s = source.transform()
     mlps = {"stitching": parts["stitching"].double()}
     settings = replace(PLAIN, animation_region="lip", flag_stitching=True)
-    got = compose_driving_keypoints(source, x_s, motion, settings, mlps, per_frame=True)
+    got = compose_video_keypoints(source, x_s, motion, settings, mlps)
     for i in (1, 4):
-        one = compose_driving_keypoints(
+        one = compose_video_keypoints(
             kpm.KeypointInfo(*(getattr(source, f)[[0, i]] for f in
                                ("pitch", "yaw", "roll", "t", "exp", "scale", "kp"))),
-            x_s[[0, i]], motion[torch.tensor([0, i])], settings, mlps, per_frame=True)
+            x_s[[0, i]], motion[torch.tensor([0, i])], settings, mlps)
         torch.testing.assert_close(got[i], one[1])

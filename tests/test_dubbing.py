@@ -13,9 +13,11 @@ import helpers_video as hv
 from joyvasa_core import pipeline, retime
 from joyvasa_core import video_source as vs
 from joyvasa_core.audio import load_audio_file
-from joyvasa_core.dubbing import DUBBING_DRIVING, motion_for_video, open_source_video
+from joyvasa_core.dubbing import DUBBING_DRIVING, motion_for_video
 from joyvasa_core.face import mtcnn
 from joyvasa_core.face.image_io import to_uint8
+from joyvasa_core.settings import MotionSettings
+from joyvasa_core.sources import open_video
 
 pytestmark = [
     pytest.mark.skipif(not mtcnn.available(), reason="no-download face detector missing"),
@@ -35,14 +37,14 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dubbed(clip):
-    """(output frames uint8 [T, H, W, 3], decoded source frames, VideoFaces, output crops M_c2o)."""
+    """(output frames uint8 [T, H, W, 3], decoded source frames, the VideoSource, seconds of speech)."""
     video_path, speech = clip
     models = hp.fast_models()
     wave, rate = load_audio_file(speech)
     seconds = wave.shape[-1] / rate
-    motion = pipeline.audio_to_motion(models, wave, rate, sampler="ddim", steps=2)
+    motion = pipeline.audio_to_motion(models, wave, rate, MotionSettings(sampler="ddim", steps=2))
     source = np.concatenate([c.frames.numpy() for c in vs.iter_video(video_path)])
-    with open_source_video(video_path, seconds, face_backend="mtcnn") as video:
+    with open_video(models.liveportrait, video_path, seconds, face_backend="mtcnn") as video:
         out = torch.cat([to_uint8(f) for f in pipeline.iter_frames(
             models, video, motion_for_video(motion, video), DUBBING_DRIVING, batch_size=4)])
     return out.numpy(), source, video, seconds

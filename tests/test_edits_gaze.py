@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from joyvasa_core.driving import compose_driving_keypoints
+from joyvasa_core.driving import compose_photo_keypoints, compose_video_keypoints
 from joyvasa_core.edits import EyeContact, build_edits, with_eye_contact
 from joyvasa_core.edits.gaze import PUPIL_PER_DEGREE, gaze_sliders
 from joyvasa_core.edits.sliders import (EYE_BROW_KEYPOINTS, SLIDER_NAMES, slider_offsets,
@@ -67,9 +67,9 @@ def test_no_eye_contact_or_no_turn_changes_nothing():
 def test_driving_counters_the_motions_turn_relative_to_frame_0():
     source, motion = make_source(), make_motion()
     frames = motion.exp.shape[0]
-    plain = compose_driving_keypoints(source, source.transform(), motion, PLAIN)
-    looked = compose_driving_keypoints(source, source.transform(), motion, PLAIN,
-                                       edit=eye_contact_edit(frames))
+    plain = compose_photo_keypoints(source, source.transform(), motion, PLAIN)
+    looked = compose_photo_keypoints(source, source.transform(), motion, PLAIN,
+                                     edit=eye_contact_edit(frames))
     turn = torch.stack([motion.pitch - motion.pitch[0], motion.yaw - motion.yaw[0],
                         torch.zeros(frames, dtype=torch.float64)], -1)
     extra = with_eye_contact(eye_contact_edit(frames), turn).delta_exp
@@ -84,14 +84,14 @@ def test_regions_that_keep_the_pose_counter_only_the_edits_rotation():
     source, motion = make_source(), make_motion()
     frames = motion.exp.shape[0]
     lips = replace(PLAIN, animation_region="lip")
-    plain = compose_driving_keypoints(source, source.transform(), motion, lips)
-    looked = compose_driving_keypoints(source, source.transform(), motion, lips,
-                                       edit=eye_contact_edit(frames))
+    plain = compose_photo_keypoints(source, source.transform(), motion, lips)
+    looked = compose_photo_keypoints(source, source.transform(), motion, lips,
+                                     edit=eye_contact_edit(frames))
     torch.testing.assert_close(looked, plain, rtol=0, atol=0)   # the head does not turn
-    turned = compose_driving_keypoints(source, source.transform(), motion, lips,
-                                       edit=slider_offsets(sliders(rotate_yaw=10).expand(frames, -1)))
-    both = compose_driving_keypoints(source, source.transform(), motion, lips,
-                                     edit=eye_contact_edit(frames, rotate_yaw=10))
+    turned = compose_photo_keypoints(source, source.transform(), motion, lips,
+                                     edit=slider_offsets(sliders(rotate_yaw=10).expand(frames, -1)))
+    both = compose_photo_keypoints(source, source.transform(), motion, lips,
+                                   edit=eye_contact_edit(frames, rotate_yaw=10))
     eyes = (both - turned).abs().sum((0, 2))
     assert set(eyes.nonzero().flatten().tolist()) <= set(EYE_BROW_KEYPOINTS) and eyes[11] > 0
 
@@ -100,14 +100,14 @@ def test_a_dubbed_videos_own_turns_are_not_countered():
     source, motion = video_source(), make_motion()
     frames = motion.exp.shape[0]
     lips = replace(PLAIN, animation_region="lip")
-    plain = compose_driving_keypoints(source, source.transform(), motion, lips, per_frame=True)
-    looked = compose_driving_keypoints(source, source.transform(), motion, lips, per_frame=True,
-                                       edit=eye_contact_edit(frames))
+    plain = compose_video_keypoints(source, source.transform(), motion, lips)
+    looked = compose_video_keypoints(source, source.transform(), motion, lips,
+                                     edit=eye_contact_edit(frames))
     torch.testing.assert_close(looked, plain, rtol=0, atol=0)
     moving = replace(PLAIN, animation_region="all")
-    plain = compose_driving_keypoints(source, source.transform(), motion, moving, per_frame=True)
-    looked = compose_driving_keypoints(source, source.transform(), motion, moving, per_frame=True,
-                                       edit=eye_contact_edit(frames))
+    plain = compose_video_keypoints(source, source.transform(), motion, moving)
+    looked = compose_video_keypoints(source, source.transform(), motion, moving,
+                                     edit=eye_contact_edit(frames))
     assert (looked - plain)[1:].abs().sum() > 0              # the turns the motion adds are
 
 

@@ -7,7 +7,7 @@ import torch
 
 from joyvasa_core import keypoints as kpm
 from joyvasa_core.config import LIP_INDICES
-from joyvasa_core.driving import DrivingSettings, compose_driving_keypoints
+from joyvasa_core.driving import DrivingSettings, compose_photo_keypoints
 from joyvasa_core.edits import Edits, ExpressionOffset, mix_motion
 from joyvasa_core.edits.mixing import loop_indices
 from joyvasa_core.edits.sliders import EYE_BROW_KEYPOINTS
@@ -31,6 +31,9 @@ def test_loop_indices_ping_pong_trim_and_fps():
     assert loop_indices(3, 25, 1, 25).tolist() == [0, 0, 0]
     steps = loop_indices(500, 25, 37, 30).diff().abs()
     assert steps.max() <= 2          # never a jump back to the start
+    # a later chunk of the stream (start = its first frame) continues the whole's indices
+    whole = loop_indices(500, 25, 37, 30)
+    assert torch.equal(loop_indices(40, 25, 37, 30, start=123), whole[123:163])
 
 
 def test_mix_takes_pose_and_optionally_eyes():
@@ -45,6 +48,12 @@ def test_mix_takes_pose_and_optionally_eyes():
     rest = [i for i in range(21) if i not in EYE_BROW_KEYPOINTS]
     assert torch.equal(with_eyes.exp[:, eyes], video.exp[index][:, eyes])
     assert torch.equal(with_eyes.exp[:, rest], speech.exp[:, rest])
+    # mixed chunk by chunk (each at its frame offset) = mixed whole
+    chunks = [mix_motion(speech[a:b], video, eyes=True, first_frame=a)
+              for a, b in ((0, 7), (7, 19), (19, 30))]
+    joined = MotionSequence.cat(chunks)
+    for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
+        assert torch.equal(getattr(joined, name), getattr(with_eyes, name))
 
 
 def _face(seed: int) -> kpm.KeypointInfo:
@@ -66,7 +75,7 @@ def test_expression_from_a_reference_face_outside_the_lips():
                            t=source.t.expand(frames, -1), pitch=source.pitch.expand(frames),
                            yaw=source.yaw.expand(frames), roll=source.roll.expand(frames))
     edit = Edits(offset_tracks=(offset,)).at(torch.arange(frames) / 25.0)
-    x_d = compose_driving_keypoints(source, source.transform(), still, PLAIN, edit=edit)
+    x_d = compose_photo_keypoints(source, source.transform(), still, PLAIN, edit=edit)
     target_exp = reference.exp.clone()
     target_exp[:, lips] = source.exp[:, lips]
     target = replace(source, exp=target_exp).transform()

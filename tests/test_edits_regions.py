@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from joyvasa_core.config import LIP_INDICES
-from joyvasa_core.edits.regions import (REGION_NAMES, apply_strengths, parse_strengths,
-                                        scale_regions)
+from joyvasa_core.edits import REGION_NAMES as EDITS_REGION_NAMES
+from joyvasa_core.edits.regions import apply_strengths, parse_strengths
 from joyvasa_core.edits.timeline import EditSyntaxError
-from joyvasa_core.motion import MotionSequence
+from joyvasa_core.motion import REGION_NAMES, MotionSequence
 
 
 def make_motion(frames: int = 12, seed: int = 0) -> MotionSequence:
@@ -25,8 +25,9 @@ def strengths(**values: float) -> torch.Tensor:
 
 def test_generalises_pose_and_expression_scale():
     motion = make_motion()
-    ours = scale_regions(motion, strengths(lips=0.3, eyes=0.3, brows=0.3, expression=0.3,
-                                           pitch=1.7, yaw=1.7, roll=1.7, translation=1.7))
+    ours = motion.scaled_regions(strengths(lips=0.3, eyes=0.3, brows=0.3, expression=0.3,
+                                            pitch=1.7, yaw=1.7, roll=1.7, translation=1.7))
+    assert EDITS_REGION_NAMES is REGION_NAMES      # still re-exported by joyvasa_core.edits
     theirs = motion.rescaled(pose=1.7, expression=0.3)
     for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
         torch.testing.assert_close(getattr(ours, name), getattr(theirs, name), rtol=0, atol=1e-12)
@@ -34,18 +35,18 @@ def test_generalises_pose_and_expression_scale():
 
 def test_each_region_on_its_own():
     motion = make_motion()
-    lips_frozen = scale_regions(motion, strengths(lips=0))
+    lips_frozen = motion.scaled_regions(strengths(lips=0))
     lips = list(LIP_INDICES)
     others = [i for i in range(21) if i not in LIP_INDICES]
     assert torch.equal(lips_frozen.exp[:, lips], motion.exp[:1, lips].expand(12, -1, -1))
     assert torch.equal(lips_frozen.exp[:, others], motion.exp[:, others])
-    yaw_only = scale_regions(motion, strengths(yaw=0))
+    yaw_only = motion.scaled_regions(strengths(yaw=0))
     assert (yaw_only.yaw == motion.yaw[0]).all()
     assert torch.equal(yaw_only.pitch, motion.pitch) and torch.equal(yaw_only.roll, motion.roll)
-    eyes = scale_regions(motion, strengths(eyes=2))
+    eyes = motion.scaled_regions(strengths(eyes=2))
     moved = (eyes.exp - motion.exp).abs().amax(dim=(0, 2)).nonzero().flatten().tolist()
     assert moved == [11, 13, 15, 16]
-    still = scale_regions(motion, strengths(translation=0))
+    still = motion.scaled_regions(strengths(translation=0))
     assert (still.t == motion.t[:1]).all()
 
 

@@ -8,6 +8,7 @@ import helpers_video as hv
 from joyvasa_core import face_track as ft
 from joyvasa_core import video_source as vs
 from joyvasa_core.face import mtcnn
+from joyvasa_core.face.backends import letterbox_o2c
 
 needs_mtcnn = pytest.mark.skipif(not mtcnn.available(),
                                  reason="no-download face detector (pip install mtcnn) missing")
@@ -64,12 +65,20 @@ def test_video_without_any_face_is_an_error(tmp_path):
                        name=str(path))
 
 
-def test_none_backend_needs_a_box(tmp_path):
-    with pytest.raises(ValueError, match="cannot track"):
-        ft.track_faces([], 25.0, face_backend="none")
+def test_none_backend_takes_a_box_or_the_whole_frames(tmp_path):
     frames = hv.drifting_astronaut(3)
     path = hv.write_clip(tmp_path / "still.mp4", frames)
     track = ft.track_faces(vs.iter_video(path, 2), 25.0, face_backend="none",
                            box=(40, 40, 140, 140))
     assert track.has_face.all() and track.backend == "none"
     np.testing.assert_allclose(track.M_o2c[0], track.M_o2c[2])
+    # without a box every whole frame is the face, centred in the crop, as for a photo
+    ticks = []
+    whole = ft.track_faces(vs.iter_video(path, 2), 25.0, face_backend="none",
+                           progress=lambda done, total: ticks.append((done, total)),
+                           expected_frames=3)
+    assert len(whole) == 3 and whole.has_face.all() and whole.backend == "none"
+    assert whole.times.shape == (3,) and ticks[-1] == (3, 3)
+    expected = letterbox_o2c(200, 232, 512)
+    for m in whole.M_o2c:
+        np.testing.assert_allclose(m, expected)

@@ -12,11 +12,13 @@ import joyvasa_core.generate as gen
 from conftest import PARITY
 from helpers_precision import assert_float32_close, to_float64
 from joyvasa_core.audio import AudioError, plan_windows, split_windows
+from joyvasa_core.config import DEFAULT_CFG_SCALE
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.model import build_motion_generator
 from joyvasa_core.fill import fill_module_
 from joyvasa_core.motion import MotionSequence, MotionTemplate, decode_motion, smooth_pose
 from joyvasa_core.parity.fixture import Fixture
+from joyvasa_core.settings import MotionSettings
 
 N_MOTIONS, N_PREV, STEPS = 8, 3, 3
 
@@ -58,7 +60,8 @@ def test_multi_window_chaining(tiny_model, template, monkeypatch):
 
     monkeypatch.setattr(gen, "sample_window", spy)
     audio = speech(1.3)
-    seq = gen.generate_motion(tiny_model, template, audio, 16000, seed=3, smoothing=0.0)
+    seq = gen.generate_motion(tiny_model, template, audio, 16000,
+                              MotionSettings(seed=3, smoothing=0.0))
     plan = plan_windows(audio.shape[0], fps=25, n_motions=N_MOTIONS)
     assert len(seq) == plan.n_frames == int((audio.shape[0] + 1920) / 16000 * 25)   # 35 frames
     assert len(calls) == plan.n_windows == 5 and plan.n_padding_frames > 0
@@ -80,9 +83,9 @@ def test_multi_window_chaining(tiny_model, template, monkeypatch):
 
 def test_seed_noise_and_progress(tiny_model, template):
     audio = speech(0.7)
-    a = gen.generate_motion(tiny_model, template, audio, 16000, seed=1)
-    b = gen.generate_motion(tiny_model, template, audio, 16000, seed=1)
-    c = gen.generate_motion(tiny_model, template, audio, 16000, seed=2)
+    a = gen.generate_motion(tiny_model, template, audio, 16000, MotionSettings(seed=1))
+    b = gen.generate_motion(tiny_model, template, audio, 16000, MotionSettings(seed=1))
+    c = gen.generate_motion(tiny_model, template, audio, 16000, MotionSettings(seed=2))
     assert torch.equal(a.exp, b.exp) and not torch.equal(a.exp, c.exp)
 
     n_windows = plan_windows(audio.shape[0], fps=25, n_motions=N_MOTIONS).n_windows
@@ -100,11 +103,25 @@ def test_seed_noise_and_progress(tiny_model, template):
 def test_smoothing_and_resampled_stereo_input(tiny_model, template):
     audio = speech(0.9, rate=44100)
     stereo = (torch.stack([audio, 0.5 * audio]) * 32767).to(torch.int16)
-    raw = gen.generate_motion(tiny_model, template, stereo, 44100, smoothing=0.0)
-    smooth = gen.generate_motion(tiny_model, template, stereo, 44100, smoothing=1.0)
+    raw = gen.generate_motion(tiny_model, template, stereo, 44100, MotionSettings(smoothing=0.0))
+    smooth = gen.generate_motion(tiny_model, template, stereo, 44100, MotionSettings(smoothing=1.0))
     assert len(raw) == int((round(0.9 * 16000) + 1920) / 16000 * 25)
     assert torch.equal(raw.exp, smooth.exp)
     assert smooth.yaw.std() < raw.yaw.std()
+
+
+def test_pose_and_expression_scale_are_applied_by_the_sampler(tiny_model, template):
+    """Every window is rescaled against frame 0 of the stream: the chunks joined equal the whole
+    unscaled clip rescaled at once."""
+    audio = speech(1.3)
+    plain = gen.generate_motion(tiny_model, template, audio, 16000, MotionSettings(seed=2))
+    scaled = gen.generate_motion(tiny_model, template, audio, 16000,
+                                 MotionSettings(seed=2, pose_scale=0.3, expression_scale=1.7))
+    expected = plain.rescaled(pose=0.3, expression=1.7)
+    assert plan_windows(audio.shape[0], fps=25, n_motions=N_MOTIONS).n_windows > 1
+    for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
+        assert torch.equal(getattr(scaled, name), getattr(expected, name)), name
+    assert not torch.equal(scaled.yaw, plain.yaw)
 
 
 @pytest.mark.parametrize("audio,match", [(torch.zeros(0), "no samples"), (torch.zeros(16000), "silent"),
@@ -133,8 +150,10 @@ def test_stream_yields_each_window_and_joins_to_the_whole_clip(tiny_model, templ
     sampled = []
     real = gen.sample_window
     monkeypatch.setattr(gen, "sample_window", lambda *a, **kw: sampled.append(1) or real(*a, **kw))
-    stream = gen.iter_motion(tiny_model, template, audio, 16000, seed=5, sampler="ddim", steps=2)
+    settings = MotionSettings(seed=5, sampler="ddim", steps=2)
+    stream = gen.iter_motion(tiny_model, template, audio, 16000, settings)
     assert not sampled and stream.n_frames == plan.n_frames and stream.fps == tiny_model.args.fps
+    assert stream.windows == plan.n_windows
     chunks = iter(stream)
     first = next(chunks)
     assert len(sampled) == 1 and len(first) == N_MOTIONS      # out after one window's sampling
@@ -150,7 +169,7 @@ def test_stream_yields_each_window_and_joins_to_the_whole_clip(tiny_model, templ
                           generator=torch.Generator().manual_seed(5))
         coefs, prev_m, prev_a = [], None, None
         for w, keep in enumerate(plan.frames_per_window):
-            m = real(tiny_model, feats[w:w + 1], prev_m, prev_a, x_T, cfg_scale=gen.DEFAULT_CFG_SCALE,
+            m = real(tiny_model, feats[w:w + 1], prev_m, prev_a, x_T, cfg_scale=DEFAULT_CFG_SCALE,
                      sampler="ddim", steps=2)
             prev_m, prev_a = m[:, -N_PREV:], feats[w:w + 1, -N_PREV:]
             coefs.append(m[0, :keep])
@@ -158,7 +177,7 @@ def test_stream_yields_each_window_and_joins_to_the_whole_clip(tiny_model, templ
     joined = MotionSequence.cat(chunks)
     for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
         assert torch.equal(getattr(joined, name), getattr(whole, name)), name
-    collected = gen.generate_motion(tiny_model, template, audio, 16000, seed=5, sampler="ddim", steps=2)
+    collected = gen.generate_motion(tiny_model, template, audio, 16000, settings)
     for name in ("exp", "scale", "t", "pitch", "yaw", "roll"):
         assert torch.equal(getattr(collected, name), getattr(joined, name))
 
@@ -168,7 +187,7 @@ def test_window_sampler_commits_part_of_a_window(tiny_model, template):
     first), so a chain of short commits runs; each commit returns exactly ``keep`` frames."""
     feat = gen.encode_audio(tiny_model, speech(N_MOTIONS / 25)[None, :N_MOTIONS * 640],
                             frame_num=N_MOTIONS).audio_feat
-    sampler = gen.WindowSampler(tiny_model, template, sampler="ddim", steps=2)
+    sampler = gen.WindowSampler(tiny_model, template, MotionSettings(sampler="ddim", steps=2))
     assert len(sampler(feat, 2)) == 2
     start_motion, start_audio = tiny_model.start_context(1)
     assert sampler.prev_motion.shape[1] == N_PREV and sampler.prev_audio.shape[1] == N_PREV

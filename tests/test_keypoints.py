@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from joyvasa_core import keypoints as kpm
-from helpers_precision import U, U64, gamma
+from helpers_precision import U64, gamma
 
 torch.manual_seed(0)
 

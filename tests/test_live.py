@@ -1,6 +1,8 @@
 """Live sessions on tiny real-architecture models: exact mode equals offline, low-latency cadence."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,11 @@ import torch
 import helpers_pipeline as hp
 from joyvasa_core import pipeline
 from joyvasa_core.audio import AudioError, plan_windows
-from joyvasa_core.live import LiveCancelled, LiveSession, LiveSettings
+from joyvasa_core.edits import build_edits
+from joyvasa_core.live import LIVE_MOTION, LiveCancelled, LiveSession, LiveSettings
 from joyvasa_core.motion import MotionSequence
+from joyvasa_core.settings import MotionSettings
+from joyvasa_core.sources import PhotoSource
 from joyvasa_core.video import frames_to_uint8_tensor
 
 N_MOTIONS = hp.htm.TINY_GENERATOR_ARGS["n_motions"]   # 10 frames per window
@@ -21,7 +26,7 @@ def models() -> pipeline.JoyVASAModels:
 
 
 @pytest.fixture(scope="module")
-def face(models) -> pipeline.FaceRepresentation:
+def face(models) -> PhotoSource:
     import skimage.data
     from skimage.transform import resize
 
@@ -50,7 +55,8 @@ def test_exact_mode_equals_offline(models, face, monkeypatch):
     monkeypatch.setattr(render, "CPU_CHUNK_FRAMES", 64)   # chunks of batch_size, as on a GPU
     speech = hp.speech_like(0.9, seed=1)
     n_frames = plan_windows(len(speech), fps=25, n_motions=N_MOTIONS).n_frames    # 25
-    settings = LiveSettings(mode="exact", steps=3, seed=7, batch_size=5)
+    motion = MotionSettings(sampler="ddim", steps=3, seed=7)
+    settings = LiveSettings(motion=motion, mode="exact", batch_size=5)
     session = LiveSession(models, face, settings)
     batches, counts = push_all(session, speech, 16000, 1111)
     assert counts[-1] == 2 * N_MOTIONS and counts[0] == 0       # two full windows before the end
@@ -59,9 +65,9 @@ def test_exact_mode_equals_offline(models, face, monkeypatch):
     live = torch.cat([b.images for b in batches])
 
     def offline() -> torch.Tensor:
-        motion = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=3, seed=7)
+        whole = pipeline.audio_to_motion(models, speech, 16000, motion)
         return torch.cat([frames_to_uint8_tensor(f).cpu()
-                          for f in pipeline.iter_frames(models, face, motion, batch_size=5)])
+                          for f in pipeline.iter_frames(models, face, whole, batch_size=5)])
 
     batched = offline()
     assert live.shape == batched.shape == (n_frames, 64, 50, 3)
@@ -73,14 +79,15 @@ def test_exact_mode_equals_offline(models, face, monkeypatch):
 
 def test_live_edits_render_as_offline(models, face):
     """Blinks, eye contact and slider edits apply to a live stream as to the same motion offline."""
-    settings = LiveSettings(mode="exact", steps=2, seed=3, batch_size=5, expression="smile=0.8",
-                            blink="0.2s", eye_contact=1.0)
+    settings = LiveSettings(motion=MotionSettings(sampler="ddim", steps=2, seed=3), mode="exact",
+                            batch_size=5, edits=build_edits("smile=0.8", "0.2s", seed=3,
+                                                            eye_contact=1.0))
     motion = []
     session = LiveSession(models, face, settings, on_motion=motion.append)
     live = torch.cat([b.images for b in push_all(session, hp.speech_like(0.9, seed=2), 16000, 4000)[0]])
     whole = MotionSequence.cat(motion)
     offline = torch.cat([frames_to_uint8_tensor(f).cpu() for f in pipeline.iter_frames(
-        models, face, whole, batch_size=5, edits=settings.edits())])
+        models, face, whole, batch_size=5, edits=settings.edits)])
     plain = torch.cat([frames_to_uint8_tensor(f).cpu() for f in pipeline.iter_frames(
         models, face, whole, batch_size=5)])
     assert torch.equal(live, offline)
@@ -93,7 +100,7 @@ def test_low_latency_commits_chunks_as_audio_arrives(models, face):
     however it is chunked."""
     speech = hp.speech_like(0.5, seed=2)
     n_frames = plan_windows(len(speech), fps=25, n_motions=N_MOTIONS).n_frames    # 15
-    settings = LiveSettings(chunk=4, lookahead=2, steps=2)
+    settings = LiveSettings(motion=replace(LIVE_MOTION, steps=2), chunk=4, lookahead=2)
     session = LiveSession(models, face, settings)
     batches, counts = push_all(session, speech, 16000, 640)    # one frame of audio per push
     # after k pushes, 1280 + 640 k padded samples are known: frames committed = 4 * floor((k + 2 - 2) / 4)
@@ -109,7 +116,7 @@ def test_pushed_pcm_is_resampled_incrementally(models, face):
 
     speech = hp.speech_like(0.4, rate=44100, seed=3)
     pcm = (speech * 32767).astype(np.int16)
-    settings = LiveSettings(chunk=5, steps=2)
+    settings = LiveSettings(motion=replace(LIVE_MOTION, steps=2), chunk=5)
     pushed, _ = push_all(LiveSession(models, face, settings), pcm, 44100, 4567)
     whole = soxr.resample(pcm.astype(np.float32) / 32768, 44100, 16000, quality="HQ")
     reference, _ = push_all(LiveSession(models, face, settings), whole, 16000, len(whole))
@@ -118,7 +125,8 @@ def test_pushed_pcm_is_resampled_incrementally(models, face):
 
 
 def test_bad_input_and_cancel(models, face):
-    session = LiveSession(models, face, LiveSettings(chunk=2, lookahead=0, steps=2))
+    two_steps = replace(LIVE_MOTION, steps=2)
+    session = LiveSession(models, face, LiveSettings(motion=two_steps, chunk=2, lookahead=0))
     list(session.push(np.zeros(10, np.int16), 16000))
     with pytest.raises(AudioError, match="sample rate is 16000"):
         session.push(np.zeros(10, np.int16), 48000)
@@ -133,13 +141,19 @@ def test_bad_input_and_cancel(models, face):
     list(done.finish())
     with pytest.raises(ValueError, match="finished"):
         done.push(np.zeros(4, np.int16), 16000)
-    for bad in (dict(mode="fast"), dict(chunk=0), dict(lookahead=-1), dict(steps=0), dict(seed=1.5),
-                dict(expression="smiel=1"), dict(blink=3), dict(eye_contact=2.5)):
+    for bad in (dict(mode="fast"), dict(chunk=0), dict(chunk=True), dict(lookahead=-1)):
         with pytest.raises(ValueError):
             LiveSettings(**bad)
+    for bad in (dict(steps=0), dict(seed=1.5)):          # the motion settings check themselves
+        with pytest.raises(ValueError):
+            replace(LIVE_MOTION, **bad)
+    for bad in (dict(expression="smiel=1"), dict(eye_contact=2.5)):   # and the edits theirs
+        with pytest.raises(ValueError):
+            build_edits(**bad)
+    assert LiveSettings().motion == LIVE_MOTION == MotionSettings(sampler="ddim", steps=10)
     motion = []
-    quiet = LiveSession(models, face, LiveSettings(chunk=4, lookahead=1, steps=2), on_motion=motion.append,
-                        render=False)
+    quiet = LiveSession(models, face, LiveSettings(motion=two_steps, chunk=4, lookahead=1),
+                        on_motion=motion.append, render=False)
     assert list(quiet.push(hp.speech_like(0.2), 16000)) == [] and [len(m) for m in motion] == [4]
     with pytest.raises(ValueError, match="one window of 10 frames"):
         LiveSession(models, face, LiveSettings(chunk=9, lookahead=2))

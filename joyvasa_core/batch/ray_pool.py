@@ -18,10 +18,11 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import cli
-from .jobs import Job
-from .run import (INTERRUPTED, JobResult, ModelContext, QuietLog, execute, load_models, not_run,
-                  partial_path)
+from ..errors import UsageError, one_line
+from ..job import ModelOptions, QuietLog
+from .jobs import JobRow
+from .worker import (INTERRUPTED, JobResult, ModelContext, execute, load_models, not_run,
+                     partial_path)
 
 DEFAULT_CPUS_PER_ACTOR = 4
 
@@ -31,7 +32,7 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise cli.UsageError("--ray needs Ray, which is not installed: "
+        raise UsageError("--ray needs Ray, which is not installed: "
                              "pip install -r requirements-ray.txt") from None
     return ray
 
@@ -57,7 +58,7 @@ def connect(ray, address: str, num_cpus: int | None = None) -> bool:
         else:
             ray.init(address=address, runtime_env={"py_modules": [str(package)]})
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise cli.UsageError(f"cannot start or join Ray at --ray {address}: "
+        raise UsageError(f"cannot start or join Ray at --ray {address}: "
                              f"{' '.join(str(exc).split())}. Check the address (local, auto or "
                              "ray://HOST:PORT) and that the cluster runs Ray "
                              f"{ray.__version__}") from None
@@ -67,18 +68,18 @@ def connect(ray, address: str, num_cpus: int | None = None) -> bool:
 class _Worker:
     """A Ray actor body: the models of one device, and one job at a time."""
 
-    def __init__(self, model_args, model_context: ModelContext | None) -> None:
+    def __init__(self, models: ModelOptions, model_context: ModelContext | None) -> None:
         try:
-            self.models, self.error = load_models(model_args, model_context), None
+            self.models, self.error = load_models(models, model_context), None
         except Exception as exc:  # noqa: BLE001 - reported by ready(), not as a dead actor
-            self.models, self.error = None, cli._one_line(exc)  # noqa: SLF001
+            self.models, self.error = None, one_line(exc)
 
     def ready(self) -> str | None:
         """None when the models loaded, else the loader's one-line error."""
         return self.error
 
-    def run(self, job: Job, out_dir: Path) -> JobResult:
-        return execute(self.models, job, out_dir, QuietLog())
+    def run(self, row: JobRow, out_dir: Path) -> JobResult:
+        return execute(self.models, row, out_dir, QuietLog())
 
 
 def _actor_options(ray, device: str, cpus_per_actor: int | None, jobs: int) -> tuple[int, dict]:
@@ -92,8 +93,8 @@ def _actor_options(ray, device: str, cpus_per_actor: int | None, jobs: int) -> t
     return min(max(1, cpus // per_actor), jobs), {"num_cpus": per_actor}
 
 
-def run_on_ray(todo: list[Job], out_dir: Path, record: Callable[[JobResult], None],
-               address: str, *, cpus_per_actor: int | None = None, num_cpus: int | None = None,
+def run_on_ray(todo: list[JobRow], out_dir: Path, record: Callable[[JobResult], None],
+               address: str, models: ModelOptions, *, cpus_per_actor: int | None = None, num_cpus: int | None = None,
                model_context: ModelContext | None = None) -> None:
     """Render ``todo`` on Ray actors, calling ``record`` with each result as it arrives."""
     ray = import_ray()
@@ -102,9 +103,9 @@ def run_on_ray(todo: list[Job], out_dir: Path, record: Callable[[JobResult], Non
     inflight: dict = {}          # object ref -> (actor, job)
     queue = deque(todo)
     try:
-        count, options = _actor_options(ray, todo[0].args.device, cpus_per_actor, len(todo))
+        count, options = _actor_options(ray, models.device, cpus_per_actor, len(todo))
         worker = ray.remote(_Worker).options(**options)
-        actors = [worker.remote(todo[0].args, model_context) for _ in range(count)]
+        actors = [worker.remote(models, model_context) for _ in range(count)]
         errors = ray.get([actor.ready.remote() for actor in actors])
         healthy = [actor for actor, error in zip(actors, errors) if error is None]
         if not healthy:
@@ -126,7 +127,7 @@ def run_on_ray(todo: list[Job], out_dir: Path, record: Callable[[JobResult], Non
                 record(ray.get(done[0]))
             except ray.exceptions.RayError as exc:      # the actor died (memory, lost node)
                 partial_path(job.output).unlink(missing_ok=True)
-                record(not_run(job, out_dir, "failed", f"worker lost: {cli._one_line(exc)}"))  # noqa: SLF001
+                record(not_run(job, out_dir, "failed", f"worker lost: {one_line(exc)}"))  # noqa: SLF001
                 continue
             submit(actor)
         while queue:                                     # every actor died

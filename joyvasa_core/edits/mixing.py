@@ -18,27 +18,27 @@ import torch
 from ..config import LIP_INDICES, NUM_KP
 from ..keypoints import KeypointInfo
 from ..motion import MotionSequence
+from ..retime import loop_positions
 from .sliders import EYE_BROW_KEYPOINTS, KeypointEdit
 
 
-def loop_indices(frames: int, fps: float, other_frames: int, other_fps: float) -> torch.Tensor:
-    """Frame of the other sequence ``[frames]`` (long) shown at each of ``frames`` frames:
-    nearest in time, ping-pong looped when the other sequence is shorter."""
+def loop_indices(frames: int, fps: float, other_frames: int, other_fps: float,
+                 start: int = 0) -> torch.Tensor:
+    """Frame of the other sequence ``[frames]`` (long) shown at frames ``start .. start+frames-1``
+    (frame i at ``i / fps`` s): nearest in time, ping-pong looped when the other sequence is
+    shorter (:func:`~joyvasa_core.retime.loop_positions`)."""
     if other_frames < 1:
         raise ValueError("the motion to mix in has no frames")
-    times = torch.arange(frames, dtype=torch.float64) / fps
-    index = torch.round(times * other_fps).long()
-    if other_frames == 1:
-        return torch.zeros_like(index)
-    period = 2 * (other_frames - 1)
-    phase = index % period
-    return torch.where(phase < other_frames, phase, period - phase)
+    times = torch.arange(start, start + frames, dtype=torch.float64) / fps
+    return loop_positions(torch.round(times * other_fps).long(), other_frames, "pingpong")
 
 
-def mix_motion(motion: MotionSequence, pose_from: MotionSequence, *, eyes: bool = False) -> MotionSequence:
+def mix_motion(motion: MotionSequence, pose_from: MotionSequence, *, eyes: bool = False,
+               first_frame: int = 0) -> MotionSequence:
     """``motion`` with the head pose (scale, t, pitch, yaw, roll) of ``pose_from`` and,
-    with ``eyes``, its eye and brow expression; lips and the rest stay ``motion``'s."""
-    index = loop_indices(len(motion), motion.fps, len(pose_from), pose_from.fps)
+    with ``eyes``, its eye and brow expression; lips and the rest stay ``motion``'s.
+    ``first_frame``: where ``motion`` starts in its stream (a later chunk of it)."""
+    index = loop_indices(len(motion), motion.fps, len(pose_from), pose_from.fps, first_frame)
     other = pose_from[index].to(motion.exp.device, motion.exp.dtype)
     exp = motion.exp
     if eyes:

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import JoyVASAError
 
-class FaceError(RuntimeError):
+
+class FaceError(JoyVASAError, RuntimeError):
     """Base class of every face-stage error."""
 
 

@@ -14,6 +14,7 @@ from ..audio import AUDIO_SAMPLE_RATE
 from ..dit.audio_encoder import encode_audio
 from ..generate import generate_motion
 from ..motion import MotionTemplate
+from ..settings import MotionSettings
 from .dit import filled_generator, guidance_settings
 from .fixture import Fixture
 from .registry import handler
@@ -49,10 +50,13 @@ def gen_motion_sequence_e2e(fx: Fixture, device: torch.device) -> dict[str, Tens
     model = filled_generator(fx, device, with_audio_encoder=True)
     # Windows and frame count follow from the audio length (the sidecar's 'windows' and
     # 'n_frames' are what the official run found; the output shapes check them).
+    guidance = guidance_settings(fx, model)
+    settings = MotionSettings(cfg_scale=guidance["cfg_scale"],
+                              smoothing=1.0 if fx.meta.get("is_smooth_motion", True) else 0.0)
     seq = generate_motion(model, fixture_template(fx), fx.tensor("audio").to(device),
-                          int(fx.meta.get("sample_rate", AUDIO_SAMPLE_RATE)),
-                          **guidance_settings(fx, model), noise=fx.tensor("noise").to(device),
-                          smoothing=1.0 if fx.meta.get("is_smooth_motion", True) else 0.0)
+                          int(fx.meta.get("sample_rate", AUDIO_SAMPLE_RATE)), settings,
+                          cfg_mode=guidance["cfg_mode"], threshold=guidance["threshold"],
+                          noise=fx.tensor("noise").to(device))
     return {"motion.exp": seq.exp, "motion.scale": seq.scale, "motion.t": seq.t,
             "motion.pitch": seq.pitch[:, None], "motion.yaw": seq.yaw[:, None],
             "motion.roll": seq.roll[:, None], "motion.R": seq.rotation()}

@@ -18,7 +18,7 @@ from .. import config
 from .. import keypoints as kpm
 from ..audio import plan_windows
 from ..config import MOTION_EXTRACTOR, STITCHING_RETARGETING
-from ..driving import DrivingSettings, compose_driving_keypoints
+from ..driving import DrivingSettings, compose_photo_keypoints
 from ..fill import fill_module_
 from ..models.appearance import AppearanceFeatureExtractor
 from ..models.motion_extractor import MotionExtractor
@@ -133,12 +133,12 @@ def combination_keypoints(combo: Combination, info: kpm.KeypointInfo, x_s: torch
         cfg = replace(cfg, animation_region="lip")
         driving = replace(driving, exp=driving.exp[:1].expand_as(driving.exp))
     if not combo.retargeting:
-        return compose_driving_keypoints(info, x_s, driving, cfg, parts, source_lip_ratio)
+        return compose_photo_keypoints(info, x_s, driving, cfg, parts, source_lip_ratio)
     if cfg.flag_relative_motion:
         x_d = x_s.expand(len(driving), -1, -1)
     else:
         plain = replace(cfg, flag_stitching=False, flag_normalize_lip=False, driving_multiplier=1.0)
-        x_d = compose_driving_keypoints(info, x_s, driving, plain, parts)
+        x_d = compose_photo_keypoints(info, x_s, driving, plain, parts)
     if cfg.flag_stitching:
         x_d = kpm.apply_stitching(parts["stitching"], x_s, x_d)
     return x_s + (x_d - x_s) * cfg.driving_multiplier

@@ -6,7 +6,7 @@ port (the ``websockets`` library):
 * ``GET /``: a small page (microphone or audio file in, the talking head out);
 * ``GET /info``: ``{"fps": 25, "width": W, "height": H}`` of the frames;
 * ``GET /photo``: the photo (JPEG), shown by the page before the stream starts;
-* WebSocket ``/live``: the protocol of README.md "Live mode":
+* WebSocket ``/live``: the protocol of docs/live_mode.md:
   client -> server ``{"type": "start", "sample_rate": N, ...settings}``, binary
   s16le mono PCM chunks, ``{"type": "end"}``; server -> client one binary JPEG per
   frame in order (the photo's size rounded up to even), ``{"type": "error",
@@ -28,17 +28,20 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields, replace
+from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 
 import numpy as np
 
 from ..driving import DrivingSettings
-from ..live import MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, LiveCancelled, LiveFrames, LiveSession, LiveSettings
-from ..pipeline import FaceRepresentation, JoyVASAModels
+from ..edits import build_edits
+from ..live import (LIVE_MOTION, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, LiveCancelled, LiveFrames,
+                    LiveSession, LiveSettings)
+from ..pipeline import JoyVASAModels
+from ..sources import PhotoSource
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +50,15 @@ INBOX_MESSAGES = 32
 #: Largest WebSocket message accepted (bytes): 1 MiB is 32 s of 16 kHz s16le speech.
 MAX_MESSAGE_BYTES = 1 << 20
 JPEG_QUALITY = 85
-#: ``start`` settings a client may send, beside ``sample_rate``.
-CLIENT_SETTINGS = ("mode", "chunk", "lookahead", "steps", "seed", "cfg_scale", "smoothing",
-                   "pose_scale", "expression_scale", "expression", "blink", "eye_contact")
+#: ``start`` settings a client may send, beside ``sample_rate``: the session's own, the motion
+#: sampler's (:class:`~joyvasa_core.settings.MotionSettings`) and the edits (as the headless
+#: command's --expression, --blink and --eye-contact).
+SESSION_SETTINGS = ("mode", "chunk", "lookahead")
+MOTION_SETTINGS = ("steps", "seed", "cfg_scale", "smoothing", "pose_scale", "expression_scale")
+EDIT_SETTINGS = ("expression", "blink", "eye_contact")
+CLIENT_SETTINGS = SESSION_SETTINGS + MOTION_SETTINGS + EDIT_SETTINGS
+_NUMBERS = ("cfg_scale", "smoothing", "pose_scale", "expression_scale", "eye_contact")
+_TEXTS = ("mode", "expression", "blink")
 PAGE = Path(__file__).with_name("page.html")
 _END = object()
 
@@ -58,8 +67,14 @@ class ProtocolError(ValueError):
     """A client message that breaks the protocol; answered with an error message."""
 
 
-def parse_start(message: dict, defaults: LiveSettings) -> tuple[int, LiveSettings]:
-    """A ``start`` message -> (sample rate, session settings); raises ProtocolError naming the fix."""
+def parse_start(message: dict, defaults: Mapping[str, object] | None = None) -> tuple[int, LiveSettings]:
+    """A ``start`` message -> (sample rate, session settings); raises ProtocolError naming the fix.
+
+    defaults: start settings (:data:`CLIENT_SETTINGS`) the server applies when the
+    client does not send them (the server's command-line flags); the rest are
+    :class:`~joyvasa_core.live.LiveSettings`' defaults. The edits are built here,
+    once per stream (automatic blinks seeded by the stream's seed).
+    """
     rate = message.get("sample_rate")
     if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise ProtocolError(f"start needs an integer sample_rate in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} "
@@ -67,19 +82,20 @@ def parse_start(message: dict, defaults: LiveSettings) -> tuple[int, LiveSetting
     unknown = sorted(set(message) - {"type", "sample_rate", *CLIENT_SETTINGS})
     if unknown:
         raise ProtocolError(f"unknown start settings {unknown}; allowed: sample_rate, {', '.join(CLIENT_SETTINGS)}")
-    kinds = {f.name: f.type for f in fields(LiveSettings)}
-    changes = {}
-    for key in CLIENT_SETTINGS:
-        if key not in message:
-            continue
-        value = message[key]
-        if "float" in str(kinds[key]):
+    given = {**(defaults or {}), **{k: v for k, v in message.items() if k in CLIENT_SETTINGS}}
+    for key, value in given.items():
+        if key in _NUMBERS:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise ProtocolError(f"start setting {key} must be a number, got {value!r}")
-            value = float(value)
-        changes[key] = value
+            given[key] = float(value)
+        elif key in _TEXTS and not isinstance(value, str):
+            raise ProtocolError(f"start setting {key} must be text, got {value!r}")
     try:
-        return rate, replace(defaults, **changes)
+        motion = replace(LIVE_MOTION, **{k: given[k] for k in MOTION_SETTINGS if k in given})
+        edits = build_edits(given.get("expression"), given.get("blink", "off"), seed=motion.seed,
+                            eye_contact=given.get("eye_contact", 0.0))
+        return rate, LiveSettings(motion=motion, edits=edits,
+                                  **{k: given[k] for k in SESSION_SETTINGS if k in given})
     except ValueError as exc:
         raise ProtocolError(f"bad start setting: {exc}") from None
 
@@ -98,11 +114,18 @@ def encode_jpegs(frames: LiveFrames, quality: int = JPEG_QUALITY) -> list[bytes]
 
 class LiveServer:
     """Serves live sessions of one photo with models already loaded (tests build it from
-    in-memory models; :func:`main` from the command line)."""
+    in-memory models; :func:`main` from the command line).
 
-    def __init__(self, models: JoyVASAModels, face: FaceRepresentation,
-                 settings: LiveSettings = LiveSettings(), driving: DrivingSettings = DrivingSettings()):
-        self.models, self.face, self.settings, self.driving = models, face, settings, driving
+    defaults: start settings applied when a client does not send them (checked
+    here: a bad one raises :class:`ProtocolError`).
+    """
+
+    def __init__(self, models: JoyVASAModels, face: PhotoSource,
+                 defaults: Mapping[str, object] | None = None,
+                 driving: DrivingSettings = DrivingSettings()):
+        self.defaults = dict(defaults or {})
+        parse_start({"sample_rate": MIN_SAMPLE_RATE}, self.defaults)
+        self.models, self.face, self.driving = models, face, driving
         self.sessions: set[LiveSession] = set()     # open streams (their work not yet over)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="joyvasa-live")
         height, width = (int(s) + int(s) % 2 for s in face.image.shape[:2])
@@ -183,7 +206,7 @@ class LiveServer:
         if kind == "start":
             if stream is not None:
                 raise ProtocolError("a stream is already running: send {\"type\": \"end\"} and wait for done")
-            rate, settings = parse_start(data, self.settings)
+            rate, settings = parse_start(data, self.defaults)
             return _Stream(self, ws, rate, settings)
         if kind == "end":
             if stream is None or stream.ended:

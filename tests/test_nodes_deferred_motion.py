@@ -1,6 +1,7 @@
-"""DeferredMotion (joyvasa_core/motion.py): a clip's motion sampled as it is read, then replayed.
+"""DeferredMotion (nodes/deferred.py): a clip's motion sampled as it is read, then replayed.
 
-Tiny real-architecture motion generator (10-frame windows) on real-looking speech.
+Tiny real-architecture motion generator (10-frame windows) on real-looking speech; the
+pack is imported as ComfyUI imports it (the ComfyUI-compatible runtime).
 """
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ import numpy as np
 import pytest
 import torch
 
+import helpers_comfy as hc
 import helpers_pipeline as hp
 from joyvasa_core import generate, pipeline
 from joyvasa_core.audio import AudioError
-from joyvasa_core.motion import DeferredMotion, MotionSequence, iter_chunks
+from joyvasa_core.motion import MotionSequence, MotionStream
+from joyvasa_core.settings import MotionSettings
 
-OPTIONS = dict(sampler="ddim", steps=2, seed=5, pose_scale=0.6, expression_scale=1.4)
+SETTINGS = MotionSettings(sampler="ddim", steps=2, seed=5, pose_scale=0.6, expression_scale=1.4)
+
+
+@pytest.fixture(scope="module")
+def DeferredMotion():
+    hc.load_pack()
+    import importlib
+
+    return importlib.import_module(f"{str(hc.PACK_DIR).replace('.', '_x_')}.nodes.deferred").DeferredMotion
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +41,7 @@ def speech() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def whole(models, speech) -> MotionSequence:
-    return pipeline.audio_to_motion(models, speech, 16000, **OPTIONS)
+    return pipeline.audio_to_motion(models, speech, 16000, SETTINGS)
 
 
 class Counting:
@@ -48,8 +59,8 @@ class Counting:
 
     def __call__(self, progress):
         self.opened += 1
-        return pipeline.audio_motion_stream(self.models, self.speech, 16000, progress=progress,
-                                            **OPTIONS)
+        return pipeline.audio_motion_stream(self.models, self.speech, 16000, SETTINGS,
+                                            progress=progress)
 
 
 def assert_same(a: MotionSequence, b: MotionSequence) -> None:
@@ -58,8 +69,8 @@ def assert_same(a: MotionSequence, b: MotionSequence) -> None:
         assert torch.equal(getattr(a, name), getattr(b, name)), name
 
 
-def test_chunks_join_to_audio_to_motion_and_replay_without_sampling(models, speech, whole,
-                                                                     monkeypatch):
+def test_chunks_join_to_audio_to_motion_and_replay_without_sampling(DeferredMotion, models, speech,
+                                                                     whole, monkeypatch):
     counting = Counting(models, speech, monkeypatch)
     motion = DeferredMotion(counting)
     assert counting.opened == 1 and counting.windows == 0          # nothing sampled yet
@@ -81,11 +92,11 @@ def test_chunks_join_to_audio_to_motion_and_replay_without_sampling(models, spee
     joined = motion.sequence()
     assert_same(joined, whole)
     assert motion.sequence() is joined and counting.windows == 4
-    assert list(iter_chunks(motion))[0] is chunks[0]
+    assert list(motion.stream())[0] is chunks[0]      # a Motion: its stream replays too
 
 
-def test_an_abandoned_read_keeps_nothing_and_the_next_read_samples_afresh(models, speech, whole,
-                                                                         monkeypatch):
+def test_an_abandoned_read_keeps_nothing_and_the_next_read_samples_afresh(DeferredMotion, models,
+                                                                         speech, whole, monkeypatch):
     counting = Counting(models, speech, monkeypatch)
     motion = DeferredMotion(counting)
     for chunk in motion:
@@ -103,9 +114,9 @@ def test_an_abandoned_read_keeps_nothing_and_the_next_read_samples_afresh(models
     assert counting.opened == 3 and counting.windows == 7 and not motion.pending
 
 
-def test_renders_as_a_stream_with_its_frame_count(models, speech, whole):
+def test_renders_as_a_stream_with_its_frame_count(DeferredMotion, models, speech, whole):
     face = pipeline.extract_face(models, np.full((96, 80, 3), 128, np.uint8), face_backend="none")
-    motion = DeferredMotion(partial(pipeline.audio_motion_stream, models, speech, 16000, **OPTIONS))
+    motion = DeferredMotion(partial(pipeline.audio_motion_stream, models, speech, 16000, SETTINGS))
     totals = []
     frames = pipeline.iter_frames(models, face, motion, paste=False,
                                   progress=lambda done, total: totals.append(total))
@@ -118,15 +129,13 @@ def test_renders_as_a_stream_with_its_frame_count(models, speech, whole):
     assert torch.equal(first, expected)
 
 
-def test_bad_audio_raises_at_construction(models):
+def test_bad_audio_raises_at_construction(DeferredMotion, models):
     with pytest.raises(AudioError, match="no samples"):
         DeferredMotion(partial(pipeline.audio_motion_stream, models, np.zeros(0, np.float32), 16000))
     with pytest.raises(AudioError):
         DeferredMotion(partial(pipeline.audio_motion_stream, models, np.zeros(8000, np.float32), 16000))
 
 
-def test_a_stream_of_unknown_length_is_refused():
-    from joyvasa_core.motion import MotionStream
-
+def test_a_stream_of_unknown_length_is_refused(DeferredMotion):
     with pytest.raises(ValueError, match="known length"):
         DeferredMotion(lambda progress: MotionStream(iter(()), fps=25.0, n_frames=None))

@@ -1,0 +1,301 @@
+"""Options of the headless and batch commands: argv (or a jobs-file row) -> checked values.
+
+The one parser of the headless pipeline's options (:func:`build_parser`), used
+by ``python -m joyvasa_core`` (:mod:`joyvasa_core.cli`) and by the batch
+command's jobs files (:mod:`joyvasa_core.batch.jobs`); the live server reuses
+its model and face options (:func:`add_model_arguments`, :func:`add_face_arguments`).
+:func:`job_from_args` turns parsed options into a frozen
+:class:`~joyvasa_core.job.Job` and :func:`model_options` into
+:class:`~joyvasa_core.job.ModelOptions`, judging every value and output path
+that can be judged without decoding or loading (a :class:`~joyvasa_core.errors.UsageError`
+names the option and the fix). Nothing below this edge sees an
+``argparse.Namespace``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import config
+from .devices import DEVICE_CHOICES, PRECISION_CHOICES
+from .dit.denoiser import PE_VARIANTS
+from .dit.samplers import SAMPLERS
+from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
+from .dubbing import DUBBING_REGIONS
+from .edits import Blinks, build_edits, parse_strengths, parse_timeline, parse_times
+from .edits.blink import DEFAULT_RATE as DEFAULT_BLINK_RATE
+from .edits.gaze import MAX_STRENGTH as EYE_CONTACT_MAX
+from .errors import UsageError
+from .job import Job, JobEdits, ModelOptions, Outputs, SourceSpec
+from .render import RenderOptions
+from .retime import LOOP_MODES
+from .settings import MotionSettings
+
+#: The parser's group of load-time options (the batch command gives them once for all jobs).
+MODELS_GROUP = "models"
+
+
+def add_model_arguments(group) -> None:
+    """--models-dir, --animal, --device, --precision (read back by :func:`model_options`)."""
+    group.add_argument("--models-dir", type=Path,
+                       help="the official pretrained_weights folder as downloaded "
+                            "(default: the library's model folder; missing files are downloaded)")
+    group.add_argument("--animal", action="store_true", help="use the animal LivePortrait weights")
+    group.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    group.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                       help="auto: fp16 on GPUs, fp32 on CPU")
+
+
+def add_face_arguments(group) -> None:
+    """--face-backend and --face-index."""
+    group.add_argument("--face-backend", default="auto",
+                       help="face detector: auto, or a backend name of joyvasa_core.face "
+                            "('none' = centred square crop)")
+    group.add_argument("--face-index", type=int, default=0,
+                       help="which face when several are found (0 = largest)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m joyvasa_core",
+        description="Animate a portrait photo with speech (JoyVASA + LivePortrait) into an MP4.")
+    io = p.add_argument_group("inputs and output")
+    source = io.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", type=Path, help="portrait photo (PNG, JPEG, ...)")
+    source.add_argument("--video", type=Path,
+                        help="source video to dub with the speech (mp4, mov, mkv, ...)")
+    io.add_argument("--audio", required=True, type=Path,
+                    help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes)")
+    io.add_argument("--output", type=Path,
+                    help="MP4 file to write (required unless --save-keypoints is given)")
+    io.add_argument("--save-motion", type=Path, metavar="FILE",
+                    help="also save the generated motion (.safetensors)")
+
+    add_model_arguments(p.add_argument_group(MODELS_GROUP))
+
+    face = p.add_argument_group("face")
+    add_face_arguments(face)
+    face.add_argument("--crop-only", action="store_true",
+                      help="write the 512x512 face crop instead of pasting it back into the photo")
+
+    motion = p.add_argument_group("motion generation")
+    motion.add_argument("--seed", type=int, default=0)
+    motion.add_argument("--cfg-scale", type=float, default=config.DEFAULT_CFG_SCALE)
+    motion.add_argument("--sampler", default="ddpm", choices=SAMPLERS,
+                        help="ddpm: official, every step; ddim: fast, --steps steps")
+    motion.add_argument("--steps", type=int, help="sampling steps for ddim (default: its own)")
+    motion.add_argument("--pose-scale", type=float, default=1.0,
+                        help="head movement amplitude (1 = as generated, 0 = still head)")
+    motion.add_argument("--expression-scale", type=float, default=1.0,
+                        help="expression amplitude (1 = as generated)")
+    motion.add_argument("--smoothing", type=float, default=1.0,
+                        help="head-pose smoothing: 1 = official EMA, 0 = none")
+    motion.add_argument("--pe-variant", default="head", choices=PE_VARIANTS,
+                        help="positional encoding: head = the official fix of 2025-12-09 "
+                             "(default), legacy = the code the released weights were trained with")
+
+    drive = p.add_argument_group("animation")
+    drive.add_argument("--animation-region", default="all",
+                       choices=REGIONS)
+    drive.add_argument("--driving-option", default="expression-friendly",
+                       choices=DRIVING_OPTIONS)
+    drive.add_argument("--no-stitching", action="store_true")
+    drive.add_argument("--no-relative-motion", action="store_true")
+    drive.add_argument("--driving-multiplier", type=float, default=1.0)
+
+    edit = p.add_argument_group(
+        "expression control",
+        "edits applied to the driving keypoints before stitching (syntax: "
+        "docs/expression_control.md)")
+    edit.add_argument("--expression", type=_checked_text("expression"), metavar="TEXT",
+                      help="slider constants and keyframes, e.g. 'smile=0.8, rotate_yaw=5' or "
+                           "'smile: 0s=0, 2s=0.8 ease-in-out; blink=-3'")
+    edit.add_argument("--blink", default="off", type=_checked_text("blink"), metavar="auto|off|TIMES",
+                      help="natural blinks: auto (seeded by --seed), off (default), or blink "
+                           "start times like '1.2, 3.5s'")
+    edit.add_argument("--blink-rate", type=float, default=DEFAULT_BLINK_RATE,
+                      help="automatic blinks per minute (default %(default)g)")
+    edit.add_argument("--blink-strength", type=float, default=1.0,
+                      help="how far a blink closes the eyes (1 = closed)")
+    edit.add_argument("--eye-contact", type=float, nargs="?", const=1.0, default=0.0,
+                      metavar="STRENGTH",
+                      help="keep the eyes on the camera: the pupils turn against the head's "
+                           "turns (strength 0-2, 1 when given alone; default 0 = off)")
+    edit.add_argument("--strength", type=_checked_text("strength"), metavar="TEXT",
+                      help="strength of each region of the generated motion (edit syntax over "
+                           "lips, eyes, brows, expression, pitch, yaw, roll, translation; "
+                           "1 = as generated), e.g. 'yaw=0.5, roll=0, eyes=1.2'")
+    edit.add_argument("--pose-from", type=Path, metavar="VIDEO|MOTION.safetensors",
+                      help="take the head pose from a driving video or a saved motion "
+                           "(ping-pong looped or trimmed to the speech)")
+    edit.add_argument("--pose-eyes", action="store_true",
+                      help="with --pose-from: take the eyes and brows from it too")
+    edit.add_argument("--expression-from", type=Path, metavar="PHOTO",
+                      help="add a reference face's expression (minus the source's), outside "
+                           "the lips")
+    edit.add_argument("--expression-from-strength", type=float, default=1.0, metavar="F",
+                      help="strength of --expression-from (default 1)")
+    edit.add_argument("--save-keypoints", type=Path, metavar="FILE",
+                      help="write the driving keypoints (safetensors: x_d [T,21,3] as rendered, "
+                           "x_s [21,3]); without --output nothing is rendered")
+
+    dub = p.add_argument_group("video dubbing (with --video)")
+    dub.add_argument("--region", default="lip", choices=DUBBING_REGIONS,
+                     help="what the speech drives on the video's own motion: lip (default, only "
+                          "the mouth), exp (the expression), all (expression and head turns)")
+    dub.add_argument("--loop", default="pingpong", choices=LOOP_MODES,
+                     help="when the speech is longer than the video: play it back and forth "
+                          "(pingpong) or restart it (loop)")
+
+    run = p.add_argument_group("run")
+    run.add_argument("--batch-size", type=int,
+                     help="frames rendered at once on a GPU (default: from free GPU memory); "
+                          "the CPU renders one frame at a time")
+    run.add_argument("--cuda-graphs", action="store_true",
+                     help="CUDA only: replay denoising steps and render chunks from captured "
+                          "CUDA graphs (fewer kernel launches; same numbers)")
+    run.add_argument("--debug", action="store_true", help="print tracebacks")
+    return p
+
+
+def _checked_text(kind: str):
+    """An argparse type that checks edit text while the arguments are parsed (before any
+    model loads) and keeps it as text. kind: ``expression``, ``strength`` or ``blink``."""
+    def check(text: str) -> str:
+        try:
+            if kind == "expression":
+                parse_timeline(text)
+            elif kind == "strength":
+                parse_strengths(text)
+            elif text.strip().lower() not in ("auto", "off"):
+                parse_times(text)
+        except ValueError as exc:
+            hint = "\n  (use auto, off or times like '1.2, 3.5s')" if kind == "blink" else ""
+            raise argparse.ArgumentTypeError(f"{exc}{hint}") from None
+        return text
+    return check
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parsed and cross-checked arguments (argparse's usage error on a mistake)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.output is None and args.save_keypoints is None:
+        parser.error("the following arguments are required: --output "
+                     "(or --save-keypoints FILE alone for keypoints without rendering)")
+    try:
+        Blinks(rate=args.blink_rate, strength=args.blink_strength)
+    except ValueError as exc:
+        parser.error(f"argument --blink-rate/--blink-strength: {exc}")
+    for option in ("pose_from", "expression_from"):
+        path = getattr(args, option)
+        if path is not None and not path.is_file():
+            parser.error(f"argument --{option.replace('_', '-')}: file not found: {path}")
+    return args
+
+
+def _check_number(value: float | None, option: str, *, minimum: float | None = None,
+                  maximum: float | None = None) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise UsageError(f"{option} must be a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise UsageError(f"{option} must be >= {minimum:g}, got {value:g}")
+    if maximum is not None and value > maximum:
+        raise UsageError(f"{option} must be <= {maximum:g}, got {value:g}")
+
+
+def check_output_path(path: Path, option: str, example: str) -> None:
+    """Raise :class:`UsageError` unless ``path`` can be created as a file.
+
+    A folder, a parent that is a file, or a parent folder without write
+    permission fail here, in a millisecond, instead of after the render.
+    Missing parent folders are fine (the writers create them).
+    """
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path / example}")
+    parent = path.parent if str(path.parent) else Path(".")
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: {parent} is a file, not a folder. "
+                         "Choose another output path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{option} {path}: no permission to write in {parent}. "
+                         "Choose a writable folder.")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Judge every job option and output path that can be judged without decoding or loading.
+
+    Raises :class:`UsageError` (one line, cause and fix). Costs no I/O beyond
+    a few ``stat`` calls, so a batch can check all its jobs first.
+    """
+    _check_number(args.cfg_scale, "--cfg-scale", minimum=0.0)
+    for option, value in (("--pose-scale", args.pose_scale),
+                          ("--expression-scale", args.expression_scale),
+                          ("--driving-multiplier", args.driving_multiplier)):
+        _check_number(value, option)
+    _check_number(args.smoothing, "--smoothing", minimum=0.0)
+    _check_number(args.eye_contact, "--eye-contact", minimum=0.0, maximum=EYE_CONTACT_MAX)
+    _check_number(args.steps, "--steps", minimum=1)
+    _check_number(args.batch_size, "--batch-size", minimum=1)
+    _check_number(args.face_index, "--face-index", minimum=0)
+    if args.output is not None:
+        check_output_path(args.output, "--output", "talking.mp4")
+    for option, path, example in (("--save-motion", args.save_motion, "motion.safetensors"),
+                                  ("--save-keypoints", args.save_keypoints, "keypoints.safetensors")):
+        if path is not None:
+            check_output_path(path, option, example)
+    if args.video is not None:
+        for option, value in (("--expression-from", args.expression_from),
+                              ("--save-keypoints", args.save_keypoints)):
+            if value is not None:
+                raise UsageError(f"{option} works with --image only (a video's keypoints "
+                                 "change every frame); drop it or use a photo")
+
+
+
+def job_from_args(args: argparse.Namespace) -> Job:
+    """The :class:`~joyvasa_core.job.Job` that parsed options describe, checked
+    (:func:`check_options`); raises :class:`UsageError` or ``ValueError`` naming the fix."""
+    check_options(args)
+    dubbing = args.video is not None
+    return Job(
+        source=SourceSpec(image=args.image, video=args.video, face_backend=args.face_backend,
+                          face_index=args.face_index, loop=args.loop),
+        speech=args.audio,
+        outputs=Outputs(video=args.output, paste=not args.crop_only, save_motion=args.save_motion,
+                        save_keypoints=args.save_keypoints),
+        motion=MotionSettings(seed=args.seed, cfg_scale=args.cfg_scale, sampler=args.sampler,
+                              steps=args.steps, smoothing=args.smoothing,
+                              pose_scale=args.pose_scale, expression_scale=args.expression_scale,
+                              pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs),
+        # a video's region has its own flag (its regions are LivePortrait's video editing's)
+        driving=DrivingSettings(driving_option=args.driving_option,
+                                animation_region=args.region if dubbing else args.animation_region,
+                                flag_stitching=not args.no_stitching,
+                                flag_relative_motion=not args.no_relative_motion,
+                                driving_multiplier=args.driving_multiplier),
+        edits=JobEdits(
+            keypoints=build_edits(args.expression, args.blink, blink_rate=args.blink_rate,
+                                  blink_strength=args.blink_strength, seed=args.seed,
+                                  eye_contact=args.eye_contact),
+            expression_from=args.expression_from,
+            expression_from_strength=args.expression_from_strength,
+            strength=None if args.strength is None else parse_strengths(args.strength),
+            pose_from=args.pose_from, pose_eyes=args.pose_eyes),
+        render=RenderOptions(batch_size=args.batch_size, cuda_graphs=args.cuda_graphs))
+
+
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The models that parsed options (:func:`add_model_arguments`) name."""
+    if args.models_dir is not None and args.models_dir.exists() and not args.models_dir.is_dir():
+        raise UsageError(f"--models-dir {args.models_dir} is a file; pass the pretrained_weights "
+                         "folder")
+    return ModelOptions(models_dir=args.models_dir, variant="animal" if args.animal else "human",
+                        device=args.device, precision=args.precision)
