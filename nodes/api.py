@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - ComfyUI without the compatibility alia
 
 #: Loaded networks (:class:`nodes.models.LoadedModels`).
 Models = io.Custom("JOYVASA_MODELS")
-#: A prepared source portrait (:class:`joyvasa_core.pipeline.FaceRepresentation`).
+#: A prepared source portrait (:class:`joyvasa_core.sources.PhotoSource`).
 Face = io.Custom("JOYVASA_FACE")
 #: A motion: a :class:`joyvasa_core.motion.MotionSequence`, or AudioToMotion's
 #: :class:`nodes.deferred.GeneratedMotion`, sampled as it is read.
