@@ -202,3 +202,22 @@ def test_concurrent_clients_all_finish(server):
     for clip, (frames, done) in zip(clips, results):
         assert done == {"type": "done", "frames": n_frames(clip)} and len(frames) == n_frames(clip)
     assert not server.sessions
+
+
+@pytest.mark.parametrize("flags, line", [
+    (["--blink", "sometimes"], "error: --blink 'sometimes': expected a time like 1.5s"),
+    (["--chunk", "0"], "error: --chunk 0: chunk must be a whole number of frames >= 1"),
+    (["--expression", "smiel=1"], "error: --expression 'smiel=1': unknown slider 'smiel'"),
+    (["--eye-contact", "3"], "error: --eye-contact 3.0:"),
+    (["--models-dir", __file__], "is a file; pass the pretrained_weights folder"),
+])
+def test_serve_command_refuses_bad_flags_in_one_line_before_loading(flags, line, tmp_path, capsys):
+    """The server's flags are checked (naming the flag) before the photo is read or a model loads."""
+    from joyvasa_core.errors import EXIT_ERROR
+    from joyvasa_core.serve.__main__ import main
+
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"")        # never read: the flags fail first
+    assert main(["--image", str(photo), *flags]) == EXIT_ERROR
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 1 and line in err[0], err

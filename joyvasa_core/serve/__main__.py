@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import options
-from ..errors import EXIT_ERROR, one_line
+from ..errors import EXIT_ERROR, UsageError, one_line
 from ..live import LIVE_MOTION, MODES, LiveSettings
 
 
@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_flags(defaults: dict) -> None:
+    """Each live default as a start setting; a bad one is a :class:`UsageError` naming its flag."""
+    from . import ProtocolError, parse_start
+
+    for key, value in defaults.items():
+        try:
+            parse_start({"sample_rate": 16000}, {key: value})
+        except ProtocolError as exc:
+            detail = " ".join(str(exc).removeprefix("bad start setting: ").split())
+            raise UsageError(f"--{key.replace('_', '-')} {value!r}: {detail}") from None
+    parse_start({"sample_rate": 16000}, defaults)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
@@ -56,11 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "blink": args.blink, "eye_contact": args.eye_contact}
         from ..face.image_io import load_image
         from ..pipeline import extract_face
-        from . import LiveServer, parse_start
+        from . import LiveServer
 
-        parse_start({"sample_rate": 16000}, defaults)    # a bad flag fails before the models load
+        _check_flags(defaults)                          # a bad flag fails before the models load
+        model_options = options.model_options(args)
         image = load_image(args.image)
-        models = options.model_options(args).load()
+        models = model_options.load()
         face = extract_face(models, image, face_backend=args.face_backend,
                             face_index=args.face_index)
         server = LiveServer(models, face, defaults)
