@@ -44,3 +44,12 @@ def comfy_dirs(tmp_path) -> Path:
     folder_paths.set_output_directory(str(tmp_path / "output"))
     folder_paths.set_temp_directory(str(tmp_path / "temp"))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """One official-format ``pretrained_weights`` tree with the fast tiny networks, shared by
+    the command-line and batch tests (a test that breaks a file copies the tree first)."""
+    import helpers_pipeline as hp
+
+    return hp.write_fast_pretrained_weights(tmp_path_factory.mktemp("pw") / "pretrained_weights")

@@ -66,11 +66,6 @@ def inputs(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return hp.write_fast_pretrained_weights(tmp_path_factory.mktemp("pw") / "pretrained_weights")
-
-
 def _defaults(models_dir: Path) -> list[str]:
     return ["--models-dir", str(models_dir), *FAST]
 

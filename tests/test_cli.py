@@ -32,11 +32,6 @@ needs_mtcnn = pytest.mark.skipif(not mtcnn.available(),
                                  reason="no-download face detector (pip install mtcnn) missing")
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return hp.write_fast_pretrained_weights(tmp_path_factory.mktemp("pw") / "pretrained_weights")
-
-
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -43,11 +43,6 @@ def offline(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return hp.write_fast_pretrained_weights(tmp_path_factory.mktemp("pw") / "pretrained_weights")
-
-
-@pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
     """A real photo (skimage's astronaut, 256 x 256) and half a second of speech-like audio."""
     import skimage.data

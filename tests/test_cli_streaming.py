@@ -21,11 +21,6 @@ from joyvasa_core.motion import MotionSequence
 FAST_RENDER = ["--device", "cpu", "--face-backend", "none", "--crop-only"]
 
 
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory) -> Path:
-    return hp.write_fast_pretrained_weights(tmp_path_factory.mktemp("pw") / "pretrained_weights")
-
-
 @pytest.fixture(autouse=True)
 def offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
