@@ -49,6 +49,7 @@ from .face_track import FaceTrack, crop_for_models, track_faces
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
 from .motion import MotionSequence
+from .placement import Placement
 from .retime import LoopMode, constant_rate_indices, output_frame_count, source_frame_indices
 from .video_source import (DEFAULT_CHUNK, FrameReader, ImageFrames, iter_images, iter_video,
                            probe_video)
@@ -156,6 +157,10 @@ class PhotoSource:
                     retargeting: Mapping[str, nn.Module]) -> "_PhotoStream":
         return _PhotoStream(self.chunk(), reference, driving, retargeting)
 
+    def placement(self) -> Placement:
+        """Where crops of this face go back: the photo, for any number of frames."""
+        return Placement(self.image[None], None, np.asarray(self.crop.M_c2o, np.float64))
+
 
 class _PhotoStream:
     """A photo driven by one stream: the expression-friendly rescale (it depends on the
@@ -226,6 +231,18 @@ class VideoSource:
     def open_stream(self, reference: MotionSequence, driving: DrivingSettings,
                     retargeting: Mapping[str, nn.Module]) -> "_VideoStream":
         return _VideoStream(self, driving, retargeting)
+
+    def placement(self) -> Placement:
+        """Where the crops of the ``count`` output frames go back: each into its own
+        source frame. Only for frames in memory (:func:`open_frames`); the
+        placement shares them."""
+        images = getattr(self.reader, "images", None)
+        if images is None:
+            raise TypeError("a video read from a file has no frames in memory to paste into; "
+                            "open it with open_frames")
+        index = self.source_indices(0, self.count).numpy()
+        return Placement(images, index, np.linalg.inv(self.track.M_o2c[index]),
+                         np.asarray(self.track.has_face[index], bool))
 
 
 class _VideoStream:
