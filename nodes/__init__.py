@@ -12,10 +12,11 @@ from .companions import NODES as COMPANION_NODES
 from .dubbing import NODES as DUBBING_NODES
 from .expression import NODES as EXPRESSION_NODES
 from .models import register_folders
+from .paste import NODES as PASTE_NODES
 from .portrait import NODES as PORTRAIT_NODES
 
 NODE_LIST: list[type[io.ComfyNode]] = [*PORTRAIT_NODES, *COMPANION_NODES, *EXPRESSION_NODES,
-                                       *DUBBING_NODES]
+                                       *DUBBING_NODES, *PASTE_NODES]
 
 
 class JoyVASAExtension(ComfyExtension):

@@ -27,8 +27,10 @@ Face = io.Custom("JOYVASA_FACE")
 Motion = io.Custom("JOYVASA_MOTION")
 #: Expression edits applied at render time (:class:`joyvasa_core.edits.Edits`).
 Edit = io.Custom("JOYVASA_EDIT")
+#: Where a render's face crops go back (:class:`joyvasa_core.placement.Placement`).
+Paste = io.Custom("JOYVASA_PASTE")
 
 CATEGORY = "JoyVASA"
 
 __all__ = ["ComfyExtension", "io", "ui", "VideoFromFile", "Models", "Face", "Motion", "Edit",
-           "CATEGORY"]
+           "Paste", "CATEGORY"]

@@ -16,12 +16,13 @@ from joyvasa_core.driving import DRIVING_OPTIONS
 from joyvasa_core.dubbing import DUBBING_DRIVING, DUBBING_REGIONS, dub_to_file, motion_for_video
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from joyvasa_core.pipeline import iter_frames
-from joyvasa_core.retime import LOOP_MODES
+from joyvasa_core.retime import LOOP_MODES, output_frame_count
 from joyvasa_core.sources import open_frames, open_video
 
 from . import convert, deferred
-from .api import CATEGORY, Models, Motion, VideoFromFile, io
+from .api import CATEGORY, Models, Motion, Paste, VideoFromFile, io
 from .companions import output_file
+from .portrait import check_output_batch
 from .progress import progress_bar
 
 
@@ -62,7 +63,10 @@ class JoyVASADubVideo(io.ComfyNode):
             category=CATEGORY,
             description="Puts new speech on a video: every frame keeps its own face and pose, "
                         "and the motion drives the chosen region. Frames without a face pass "
-                        "through. Output at the video's fps for the length of the speech.",
+                        "through. Output at the video's fps for the length of the speech, "
+                        "and where the crops go back (for PasteBack, after a face restorer "
+                        "or an upscaler). A dub too long for memory is refused before it "
+                        "starts: DubVideoToFile streams it.",
             inputs=[
                 Models.Input("models"),
                 io.Image.Input("images", tooltip="the video's frames (LoadVideo + "
@@ -72,19 +76,27 @@ class JoyVASADubVideo(io.ComfyNode):
                 Motion.Input("motion", tooltip="AudioToMotion of the speech"),
                 io.Audio.Input("audio", tooltip="the speech: sets the length, passed through"),
                 *dubbing_inputs(),
+                io.Boolean.Input("paste_back", default=True, optional=True,
+                                 tooltip="on: the whole frames; off: each frame's 512x512 "
+                                         "face crop (restore or upscale it, then PasteBack)"),
             ],
             outputs=[io.Image.Output(display_name="images"),
                      io.Float.Output(display_name="fps"),
-                     io.Audio.Output(display_name="audio")],
+                     io.Audio.Output(display_name="audio"),
+                     Paste.Output(display_name="paste",
+                                  tooltip="where each frame's crop goes back: connect to "
+                                          "PasteBack")],
         )
 
     @classmethod
     def execute(cls, models, images, fps, motion, audio, region, loop, face_backend,
                 face_index, driving_option, stitching, driving_multiplier,
-                batch_size) -> io.NodeOutput:
+                batch_size, paste_back=True) -> io.NodeOutput:
         core = deferred.ready_for(models, motion, "liveportrait")
         waveform, sample_rate = convert.audio_clip(audio)
         seconds = waveform.shape[-1] / sample_rate
+        check_output_batch("DubVideo", output_frame_count(seconds, float(fps)),
+                           images.shape[1:3] if paste_back else None, "DubVideoToFile")
         with open_frames(core.liveportrait, images, float(fps), seconds, loop=loop,
                                 face_backend=face_backend, face_index=face_index,
                                 models_dir=core.models_dir,
@@ -93,9 +105,11 @@ class JoyVASADubVideo(io.ComfyNode):
             frames = convert.collect_frames(iter_frames(
                 core, video, motion_for_video(motion, video),
                 _settings(region, driving_option, stitching, driving_multiplier),
-                batch_size=batch_size, progress=progress_bar(n)), n)
+                batch_size=batch_size, paste=paste_back, progress=progress_bar(n)), n)
+            placement = video.placement()
         fps = float(fps)
-        return io.NodeOutput(frames, fps, convert.audio_for_frames(waveform, sample_rate, n, fps))
+        return io.NodeOutput(frames, fps, convert.audio_for_frames(waveform, sample_rate, n, fps),
+                             placement)
 
 
 class JoyVASADubVideoToFile(io.ComfyNode):

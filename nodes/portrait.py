@@ -13,8 +13,10 @@ from joyvasa_core.dit.samplers import SAMPLERS
 from joyvasa_core.settings import MotionSettings
 from joyvasa_core.driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
+from joyvasa_core.host_memory import check_frame_batch, frame_batch_bytes, gigabytes
+from joyvasa_core.video import even_size
 from . import convert, deferred, models
-from .api import CATEGORY, Edit, Face, Models, Motion, io
+from .api import CATEGORY, Edit, Face, Models, Motion, Paste, io
 from .progress import progress_bar
 
 
@@ -187,13 +189,17 @@ class JoyVASARenderPortrait(io.ComfyNode):
             display_name="RenderPortrait",
             category=CATEGORY,
             description="Animates the portrait with the motion: frames (pasted back into the "
-                        "photo, or the 512x512 crop), their fps, and the audio cut to the frames.",
+                        "photo, or the 512x512 crop), their fps, the audio cut to the frames, "
+                        "and where the crops go back (for PasteBack, after a face restorer or "
+                        "an upscaler). A clip too long for memory is refused before it "
+                        "renders: RenderToFile streams it.",
             inputs=[
                 Models.Input("models"),
                 Face.Input("face"),
                 Motion.Input("motion"),
                 io.Boolean.Input("paste_back", default=True,
-                                 tooltip="on: the whole photo; off: the 512x512 face crop"),
+                                 tooltip="on: the whole photo; off: the 512x512 face crop "
+                                         "(restore or upscale it, then PasteBack)"),
                 *driving_inputs(),
                 io.Audio.Input("audio", optional=True,
                                tooltip="passed through, cut to the length of the frames"),
@@ -202,7 +208,9 @@ class JoyVASARenderPortrait(io.ComfyNode):
             ],
             outputs=[io.Image.Output(display_name="images"),
                      io.Float.Output(display_name="fps"),
-                     io.Audio.Output(display_name="audio")],
+                     io.Audio.Output(display_name="audio"),
+                     Paste.Output(display_name="paste",
+                                  tooltip="where the crops go back: connect to PasteBack")],
         )
 
     @classmethod
@@ -213,6 +221,8 @@ class JoyVASARenderPortrait(io.ComfyNode):
         settings = driving_settings(animation_region, driving_option, relative_motion,
                                     stitching, driving_multiplier)
         n = len(motion)
+        check_output_batch("RenderPortrait", n, face.image.shape[:2] if paste_back else None,
+                           "RenderToFile")
         progress = progress_bar(n)
         frames = convert.collect_frames(progress.previewing(
             pipeline.iter_frames(core, face, motion, settings,
@@ -224,7 +234,24 @@ class JoyVASARenderPortrait(io.ComfyNode):
             waveform, sample_rate = frames.new_zeros((1, 0)), config.AUDIO_SAMPLE_RATE
         else:
             waveform, sample_rate = convert.audio_clip(audio)
-        return io.NodeOutput(frames, fps, convert.audio_for_frames(waveform, sample_rate, n, fps))
+        return io.NodeOutput(frames, fps, convert.audio_for_frames(waveform, sample_rate, n, fps),
+                             face.placement())
+
+
+def check_output_batch(node: str, count: int, size: tuple[int, int] | None,
+                       streaming_node: str) -> None:
+    """Refuse, before rendering, ``count`` output frames of ``size`` (height, width of
+    the source; None: the 512x512 crops) that would not fit in host memory."""
+    crop = config.CROP_DSIZE
+    crop_only = f"{crop}x{crop} crops (paste_back off)"
+    if size is None:
+        fix = f"use {streaming_node} (it streams to an MP4), or a shorter clip"
+        check_frame_batch(count, crop, crop, what=f"{node}'s {crop_only}", fix=fix)
+        return
+    height, width = even_size(*size)
+    fix = (f"use {streaming_node} (it streams to an MP4), a crop-only output ({crop_only}: "
+           f"{gigabytes(frame_batch_bytes(count, crop, crop))}), or a shorter clip")
+    check_frame_batch(count, height, width, what=f"{node}'s images", fix=fix)
 
 
 NODES = [LoadJoyVASAModels, JoyVASAExtractFaceRepresentation, JoyVASAAudioToMotion,

@@ -51,6 +51,14 @@ class NodeProgress:
             self.preview(frames)
             yield frames
 
+    def counting(self, chunks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The frame chunks unchanged, each one counted (its frames are done: a cancel is
+        honoured here) and previewed as it passes."""
+        for frames in chunks:
+            self(self.done + frames.shape[0], self.total)
+            self.preview(frames)
+            yield frames
+
 
 def check_interrupt(_done: int = 0, _total: int = 0) -> None:
     """``progress(done, total)`` that only honours ComfyUI's cancel: for work inside a step

@@ -51,7 +51,10 @@ def test_pack_registers_v3_nodes_with_fixed_ids_and_names(pack):
     assert outputs["LoadJoyVASAModels"] == ["JOYVASA_MODELS"]
     assert outputs["JoyVASAExtractFaceRepresentation"] == ["JOYVASA_FACE", "IMAGE"]
     assert outputs["JoyVASAAudioToMotion"] == ["JOYVASA_MOTION"]
-    assert outputs["JoyVASARenderPortrait"] == ["IMAGE", "FLOAT", "AUDIO"]
+    # outputs only ever grow at the end: saved workflows link them by index
+    assert outputs["JoyVASARenderPortrait"] == ["IMAGE", "FLOAT", "AUDIO", "JOYVASA_PASTE"]
+    assert outputs["JoyVASADubVideo"] == ["IMAGE", "FLOAT", "AUDIO", "JOYVASA_PASTE"]
+    assert outputs["JoyVASAPasteBack"] == ["IMAGE"]
     assert outputs["JoyVASARenderToFile"] == ["VIDEO"]
 
 
@@ -256,8 +259,9 @@ def test_api_workflow_end_to_end(tiny_runtime):
     results = hc.run_api_workflow(fast)
 
     loaded = results["3"][0]
-    frames, fps, audio = results["6"]
+    frames, fps, audio, placement = results["6"]
     n = len(results["5"][0])
+    assert placement.count is None and placement.size == (300, 241)  # a photo, any length
     assert fps == 25.0 and n >= 12
     assert frames.shape == (n, 300, 242, 3) and frames.dtype == torch.float32  # even width
     assert frames.device.type == "cpu" and 0.0 <= frames.min() and frames.max() <= 1.0
@@ -376,8 +380,10 @@ def test_dub_video_nodes_frames_and_file(tiny_runtime, monkeypatch):
     common = dict(models=models, motion=motion, audio=audio, region="lip", loop="pingpong",
                   face_backend="mtcnn", face_index=0, driving_option="expression-friendly",
                   stitching=True, driving_multiplier=1.0, batch_size=4)
-    frames, fps, cut = executor.execute_node("JoyVASADubVideo", images=images, fps=24.0, **common)
+    frames, fps, cut, placement = executor.execute_node("JoyVASADubVideo", images=images,
+                                                        fps=24.0, **common)
     n = retime.output_frame_count(0.5, 24.0)
+    assert placement.count == n and placement.pixels is images     # shared, not copied
     assert fps == 24.0 and frames.shape == (n, 200, 232, 3) and frames.dtype == torch.float32
     assert cut["waveform"].shape == (1, 1, math.floor(n * 16000 / 24))
     order = retime.playback_indices(n, 4, "pingpong")
@@ -393,6 +399,16 @@ def test_dub_video_nodes_frames_and_file(tiny_runtime, monkeypatch):
         assert float(container.streams.video[0].average_rate) == pytest.approx(24.0)
         assert len(container.streams.audio) == 1
         assert sum(1 for _ in container.decode(video=0)) == n
+
+    # paste_back off: each frame's crop, pasted back by PasteBack into its own frame
+    crops, _, _, placement = executor.execute_node("JoyVASADubVideo", images=images, fps=24.0,
+                                                   paste_back=False, **common)
+    assert crops.shape[0] == n and crops.shape[1] == crops.shape[2]
+    (pasted,) = executor.execute_node("JoyVASAPasteBack", images=crops, paste=placement,
+                                      batch_size=3)
+    assert pasted.shape == frames.shape
+    # the in-render paste blends into the 8-bit decoded frame: half a level apart at most
+    assert (pasted - frames).abs().max() <= 0.51 / 255 + 1e-6
 
 
 def test_render_nodes_preview_frames_while_they_run(tiny_runtime, monkeypatch):
@@ -412,7 +428,7 @@ def test_render_nodes_preview_frames_while_they_run(tiny_runtime, monkeypatch):
     render = dict(models=models, face=face, motion=_motion(n=6), paste_back=True, animation_region="all",
                   driving_option="expression-friendly", relative_motion=True, stitching=True,
                   driving_multiplier=1.0, batch_size=2)
-    frames, _, _ = executor.execute_node("JoyVASARenderPortrait", **render)
+    frames, _, _, _ = executor.execute_node("JoyVASARenderPortrait", **render)
     assert [(v, t) for v, t, _ in previews] == [(2, 6), (4, 6), (6, 6)]
     for (_, _, (kind, picture, size)), index in zip(previews, (1, 3, 5)):
         assert kind == "JPEG" and size == 512 and picture.size == (54, 70)

@@ -152,7 +152,7 @@ def test_a_cancel_stops_sampling_inside_render_portrait_and_the_next_run_samples
     assert windows == {"started": 2, "done": 1, "on_start": None}   # stopped between steps
     assert motion.pending                                          # nothing kept
 
-    frames, fps, _ = executor.execute_node("JoyVASARenderPortrait", models=loaded, face=face,
+    frames, fps, _, _ = executor.execute_node("JoyVASARenderPortrait", models=loaded, face=face,
                                            motion=motion, **RENDER)
     assert windows["done"] == 3 and not motion.pending and fps == sequence.fps
     expected = torch.cat(list(pipeline.iter_frames(loaded.models, face, sequence, paste=False)))

@@ -154,8 +154,8 @@ def test_expression_from_image_and_render_with_an_edit(pack, loaded):
     common = dict(models=loaded, face=face, motion=motion, paste_back=False,
                   animation_region="all", driving_option="expression-friendly",
                   relative_motion=True, stitching=True, driving_multiplier=1.0, batch_size=4)
-    plain, fps, _ = executor.execute_node("JoyVASARenderPortrait", **common)
-    edited, _, _ = executor.execute_node("JoyVASARenderPortrait", **common, edit=edit)
+    plain, fps, _, _ = executor.execute_node("JoyVASARenderPortrait", **common)
+    edited, _, _, _ = executor.execute_node("JoyVASARenderPortrait", **common, edit=edit)
     assert edited.shape == plain.shape == (4, hp.FAST_RENDER_SIZE, hp.FAST_RENDER_SIZE, 3)
     assert ((edited - plain).abs().amax(dim=(1, 2, 3)) > 1e-3).all()   # every frame, frame 0 too
     expected = pipeline.iter_frames(loaded.models, face, motion, batch_size=4, paste=False,
