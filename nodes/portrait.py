@@ -243,15 +243,16 @@ def check_output_batch(node: str, count: int, size: tuple[int, int] | None,
     """Refuse, before rendering, ``count`` output frames of ``size`` (height, width of
     the source; None: the 512x512 crops) that would not fit in host memory."""
     crop = config.CROP_DSIZE
-    crop_only = f"{crop}x{crop} crops (paste_back off)"
+    stream = f"use {streaming_node} (it streams to an MP4)"
     if size is None:
-        fix = f"use {streaming_node} (it streams to an MP4), or a shorter clip"
-        check_frame_batch(count, crop, crop, what=f"{node}'s {crop_only}", fix=fix)
+        check_frame_batch(count, crop, crop, what=f"{node}'s {crop}x{crop} crops",
+                          fix=f"{stream}, or a shorter clip")
         return
     height, width = even_size(*size)
-    fix = (f"use {streaming_node} (it streams to an MP4), a crop-only output ({crop_only}: "
-           f"{gigabytes(frame_batch_bytes(count, crop, crop))}), or a shorter clip")
-    check_frame_batch(count, height, width, what=f"{node}'s images", fix=fix)
+    crops = gigabytes(frame_batch_bytes(count, crop, crop))
+    check_frame_batch(count, height, width, what=f"{node}'s images",
+                      fix=f"{stream}, paste_back off for the {crop}x{crop} crops only "
+                          f"({crops}), or a shorter clip")
 
 
 NODES = [LoadJoyVASAModels, JoyVASAExtractFaceRepresentation, JoyVASAAudioToMotion,
