@@ -32,7 +32,10 @@ _make_core_importable()
 
 # Outside ComfyUI (pytest collecting this folder as a package, a plain
 # `import joyvasa_core` user) there is no comfy_api: then the pack registers nothing.
-if importlib.util.find_spec("comfy_api") is not None:
+# Nor does it when imported as a lone module, without a package around it (pytest
+# does that when the folder's name is not a Python name, as in "ComfyUI-JoyVASA"):
+# the relative import needs one. ComfyUI always imports the folder as a package.
+if importlib.util.find_spec("comfy_api") is not None and __package__:
     from .nodes import comfy_entrypoint  # noqa: E402
 
     __all__ = ["comfy_entrypoint"]

@@ -58,6 +58,18 @@ def test_pack_registers_v3_nodes_with_fixed_ids_and_names(pack):
     assert outputs["JoyVASARenderToFile"] == ["VIDEO"]
 
 
+def test_the_root_module_imported_without_its_package_registers_nothing():
+    """pytest imports the pack's ``__init__.py`` as a lone module ``__init__`` when the
+    folder's name is not a Python name (a clone called ComfyUI-JoyVASA): that must not
+    fail on the relative import of the nodes."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("__init__", hc.PACK_DIR / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert not hasattr(module, "comfy_entrypoint")
+
+
 def test_main_node_inputs_and_defaults(pack):
     ins = hc.node_inputs(pack["JoyVASAAudioToMotion"])
     assert list(ins) == ["models", "audio", "seed", "cfg_scale", "sampler", "steps", "smoothing",

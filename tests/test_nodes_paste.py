@@ -87,8 +87,10 @@ def test_two_faces_paste_one_after_the_other(loaded):
     crops_r, _, _, paste_r = _render(loaded, right, 3, paste_back=False)
     (only_l,) = executor.execute_node("JoyVASAPasteBack", images=crops_l, paste=paste_l,
                                       batch_size=8)
+    kept = only_l.clone()
     (both,) = executor.execute_node("JoyVASAPasteBack", images=crops_r, paste=paste_r,
                                     batch_size=8, background=only_l)
+    assert torch.equal(only_l, kept)                                   # the input is not written
     (only_r,) = executor.execute_node("JoyVASAPasteBack", images=crops_r, paste=paste_r,
                                       batch_size=8)
     untouched_by_r = (only_r == pair).all(dim=-1)
