@@ -7,7 +7,9 @@ this folder to ``sys.path`` (appended, so ComfyUI's own top-level modules, such
 as ``nodes``, keep priority). The pack's ``nodes`` package is only ever imported
 relatively. Registration is through ``comfy_entrypoint`` only: this module
 deliberately defines no ``NODE_CLASS_MAPPINGS`` (ComfyUI would then ignore the
-entry point).
+entry point). ``WEB_DIRECTORY`` is defined in every case: ComfyUI serves ``web/``
+at ``/extensions/<pack>/``, and its frontend shows ``web/docs/<NodeID>.md``
+(``web/docs/<NodeID>/<locale>.md`` for other languages) as each node's help page.
 """
 import importlib.util
 import os
@@ -29,6 +31,9 @@ def _make_core_importable() -> None:
 
 
 _make_core_importable()
+
+# Served by ComfyUI at /extensions/<pack>/: the help pages of the nodes live in web/docs/.
+WEB_DIRECTORY = "./web"
 
 # Outside ComfyUI (pytest collecting this folder as a package, a plain
 # `import joyvasa_core` user) there is no comfy_api: then the pack registers nothing.
