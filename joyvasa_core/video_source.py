@@ -294,7 +294,9 @@ def _as_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images.float().clamp(0, 1) * 255).round_().to(torch.uint8)
 
 
-def _check_images(images: torch.Tensor) -> None:
+def check_images(images: torch.Tensor) -> None:
+    """Raise :class:`VideoSourceError` (one line, with the fix) unless ``images`` is a
+    non-empty IMAGE batch [N, H, W, 3 or 4]."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[-1] not in (3, 4):
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
         raise VideoSourceError(f"video frames must be an IMAGE batch [B, H, W, 3]; got {shape}. "
@@ -307,7 +309,7 @@ def iter_images(images: torch.Tensor, fps: float,
                 chunk_size: int = DEFAULT_CHUNK) -> Iterator[VideoChunk]:
     """Frames in memory (IMAGE [N, H, W, 3], float 0..1 or uint8) as :class:`VideoChunk` s:
     frame i at ``i / fps`` seconds, pts = i."""
-    _check_images(images)
+    check_images(images)
     if fps <= 0:
         raise VideoSourceError(f"the frame rate must be positive, got {fps}")
     for start in range(0, images.shape[0], chunk_size):
@@ -320,7 +322,7 @@ class ImageFrames:
     """:class:`FrameReader` for frames already in memory (IMAGE [N, H, W, 3])."""
 
     def __init__(self, images: torch.Tensor):
-        _check_images(images)
+        check_images(images)
         self.images = images
 
     def read(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from joyvasa_core.pipeline import iter_frames
 from joyvasa_core.retime import LOOP_MODES, output_frame_count
 from joyvasa_core.sources import open_frames, open_video
+from joyvasa_core.video_source import check_images
 
 from . import convert, deferred
 from .api import CATEGORY, Models, Motion, Paste, VideoFromFile, io
@@ -95,6 +96,7 @@ class JoyVASADubVideo(io.ComfyNode):
         core = deferred.ready_for(models, motion, "liveportrait")
         waveform, sample_rate = convert.audio_clip(audio)
         seconds = waveform.shape[-1] / sample_rate
+        check_images(images)
         check_output_batch("DubVideo", output_frame_count(seconds, float(fps)),
                            images.shape[1:3] if paste_back else None, "DubVideoToFile")
         with open_frames(core.liveportrait, images, float(fps), seconds, loop=loop,
