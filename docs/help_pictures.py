@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from skimage import data
+
+from drawing import GREY, INK, arrow, box, font
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -29,20 +31,11 @@ from joyvasa_core.face.crop import transform_points  # noqa: E402
 
 OUT = ROOT / "web" / "docs" / "assets"
 CREDIT = "drawn by docs/help_pictures.py from the pack's own code; no model output"
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
-INK, GREY, GRID = (34, 34, 34), (110, 110, 110), (225, 225, 225)
+GRID = (225, 225, 225)
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
 #: The keyframes of workflows/JoyVASA_expression_control.json's ExpressionEdit.
 WORKFLOW_KEYFRAMES = "smile: 0s=0, 1.5s=0.8 ease-in-out\npupil_x: 0s=0, 1s=6 ease-in-out, 2s=6, 2.5s=0"
 BLINK_TIMES = "1.2, 3.5s, 4000ms"
-
-
-def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    try:
-        return ImageFont.truetype(BOLD if bold else FONT, size)
-    except OSError:  # no DejaVu on this machine: Pillow's own font
-        return ImageFont.load_default(size=size)
 
 
 def canvas(width: int, height: int, title: str) -> tuple[Image.Image, ImageDraw.ImageDraw]:
@@ -150,41 +143,26 @@ def keyframe_curves() -> None:
     save(img, "keyframe_curves.png")
 
 
-def arrow(d: ImageDraw.ImageDraw, a, b, colour=INK) -> None:
-    d.line([a, b], fill=colour, width=3)
-    v = np.subtract(b, a).astype(float)
-    v /= np.linalg.norm(v)
-    n = np.array([-v[1], v[0]])
-    tip = np.array(b, dtype=float)
-    d.polygon([tuple(tip), tuple(tip - 12 * v + 6 * n), tuple(tip - 12 * v - 6 * n)], fill=colour)
-
-
-def node(d: ImageDraw.ImageDraw, xy, title: str, lines: list[str], fill) -> None:
-    d.rounded_rectangle(xy, radius=10, fill=fill, outline=(150, 150, 150), width=2)
-    x0, y0, x1, _ = xy
-    d.text(((x0 + x1) / 2, y0 + 10), title, font=font(14, True), fill=INK, anchor="mt")
-    for i, line in enumerate(lines):
-        d.text(((x0 + x1) / 2, y0 + 34 + 18 * i), line, font=font(12), fill=GREY, anchor="mt")
-
-
 def paste_back_diagram() -> None:
     """Where a face restorer or an upscaler sits: render crops -> restorer -> PasteBack."""
     img, d = canvas(900, 300, "PasteBack: restore or upscale the face crops, then paste them back")
     blue, green, yellow = (225, 236, 250), (226, 244, 230), (252, 243, 214)
-    node(d, (16, 60, 196, 170), "RenderPortrait", ["or DubVideo", "paste_back: off"], blue)
-    node(d, (246, 60, 456, 170), "restorer / upscaler",
-         ["ImageScaleBy + ImageSharpen,", "GFPGAN / CodeFormer node,", "ImageUpscaleWithModel"],
-         yellow)
-    node(d, (506, 60, 666, 170), "PasteBack", ["images + paste", "(+ background)"], blue)
-    node(d, (716, 60, 884, 170), "CreateVideo", ["-> SaveVideo"], green)
-    arrow(d, (196, 100), (246, 100))
+    small = dict(title_px=14, line_px=12)
+    box(d, (16, 60, 196, 170), "RenderPortrait", ["or DubVideo", "paste_back: off"], blue,
+        **small)
+    box(d, (246, 60, 456, 170), "restorer / upscaler",
+        ["ImageScaleBy + ImageSharpen,", "GFPGAN / CodeFormer node,", "ImageUpscaleWithModel"],
+        yellow, **small)
+    box(d, (506, 60, 666, 170), "PasteBack", ["images + paste", "(+ background)"], blue, **small)
+    box(d, (716, 60, 884, 170), "CreateVideo", ["-> SaveVideo"], green, **small)
+    arrow(d, (196, 100), (246, 100), head_px=12)
     d.text((221, 94), "images", font=font(11), fill=INK, anchor="mb")
-    arrow(d, (456, 100), (506, 100))
+    arrow(d, (456, 100), (506, 100), head_px=12)
     d.text((481, 94), "images", font=font(11), fill=INK, anchor="mb")
-    arrow(d, (666, 115), (716, 115))
+    arrow(d, (666, 115), (716, 115), head_px=12)
     d.text((691, 109), "images", font=font(11), fill=INK, anchor="mb")
     d.line([(150, 170), (150, 215), (586, 215)], fill=(31, 119, 180), width=3)
-    arrow(d, (586, 215), (586, 170), colour=(31, 119, 180))
+    arrow(d, (586, 215), (586, 170), colour=(31, 119, 180), head_px=12)
     d.text((368, 221), "paste (where each crop goes back)", font=font(12),
            fill=(31, 119, 180), anchor="mt")
     d.text((16, 248), "crops stay square, in order, same count; any square size "

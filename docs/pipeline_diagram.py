@@ -11,34 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from skimage import data
 
+from drawing import GREY, INK, arrow, box, font
+
 W, H = 1280, 430
-FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
-BOLD = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
-INK, GREY, BLUE, GREEN = (34, 34, 34), (110, 110, 110), (225, 236, 250), (226, 244, 230)
-
-
-def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(BOLD if bold else FONT, size)
-
-
-def box(d: ImageDraw.ImageDraw, xy, title: str, lines: list[str], fill) -> None:
-    d.rounded_rectangle(xy, radius=12, fill=fill, outline=(150, 150, 150), width=2)
-    x0, y0, x1, _ = xy
-    d.text(((x0 + x1) / 2, y0 + 14), title, font=font(19, True), fill=INK, anchor="mt")
-    for i, line in enumerate(lines):
-        d.text(((x0 + x1) / 2, y0 + 46 + 23 * i), line, font=font(15), fill=GREY, anchor="mt")
-
-
-def arrow(d: ImageDraw.ImageDraw, a, b) -> None:
-    d.line([a, b], fill=INK, width=3)
-    v = np.subtract(b, a).astype(float)
-    v /= np.linalg.norm(v)
-    n = np.array([-v[1], v[0]])
-    tip = np.array(b, dtype=float)
-    d.polygon([tuple(tip), tuple(tip - 14 * v + 7 * n), tuple(tip - 14 * v - 7 * n)], fill=INK)
+BLUE, GREEN = (225, 236, 250), (226, 244, 230)
 
 
 def main() -> None:
