@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
+
 try:
     import resource
 except ImportError:  # Windows: no address-space limit to read
@@ -38,18 +40,8 @@ def frame_batch_bytes(count: int, height: int, width: int, channels: int = 3,
     return int(count) * int(height) * int(width) * int(channels) * int(itemsize)
 
 
-def _meminfo_available() -> int | None:
-    """MemAvailable of /proc/meminfo (bytes), or psutil's estimate elsewhere."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        import psutil
-    except ImportError:
-        return None
+def _system_available() -> int:
+    """The system's available memory in bytes (MemAvailable on Linux)."""
     return int(psutil.virtual_memory().available)
 
 
@@ -86,11 +78,10 @@ def _address_space_available() -> int | None:
     return max(soft - pages * resource.getpagesize(), 0)
 
 
-def available_bytes() -> int | None:
-    """Host memory this process can still take, in bytes (None: unknown)."""
-    known = [v for v in (_meminfo_available(), _cgroup_available(), _address_space_available())
-             if v is not None]
-    return min(known) if known else None
+def available_bytes() -> int:
+    """Host memory this process can still take, in bytes."""
+    limits = (_cgroup_available(), _address_space_available())
+    return min([_system_available(), *(v for v in limits if v is not None)])
 
 
 def gigabytes(nbytes: int) -> str:
@@ -106,7 +97,7 @@ def check_frame_batch(count: int, height: int, width: int, *, what: str, fix: st
     """
     need = frame_batch_bytes(count, height, width)
     free = available_bytes()
-    if free is None or need <= USABLE_SHARE * free:
+    if need <= USABLE_SHARE * free:
         return
     raise HostMemoryError(
         f"{what} would take {gigabytes(need)} ({count} frames of {width}x{height}, float32) "

@@ -34,14 +34,15 @@ def test_an_oversized_batch_is_refused_and_a_small_one_passes():
 
 
 def test_the_least_of_the_known_limits_counts(monkeypatch):
-    monkeypatch.setattr(host_memory, "_meminfo_available", lambda: 64 << 30)
+    monkeypatch.setattr(host_memory, "_system_available", lambda: 64 << 30)
     monkeypatch.setattr(host_memory, "_cgroup_available", lambda: 2 << 30)    # a container
     monkeypatch.setattr(host_memory, "_address_space_available", lambda: None)
     assert host_memory.available_bytes() == 2 << 30
+    monkeypatch.setattr(host_memory, "_address_space_available", lambda: 1 << 30)  # ulimit -v
+    assert host_memory.available_bytes() == 1 << 30
     monkeypatch.setattr(host_memory, "_cgroup_available", lambda: None)
-    monkeypatch.setattr(host_memory, "_meminfo_available", lambda: None)
-    assert host_memory.available_bytes() is None
-    check_frame_batch(10 ** 6, 1080, 1920, what="x", fix="y")       # unknown: never refused
+    monkeypatch.setattr(host_memory, "_address_space_available", lambda: None)
+    assert host_memory.available_bytes() == 64 << 30                  # no limit: the system's
 
 
 def test_a_container_limit_is_read_from_its_cgroup(tmp_path, monkeypatch):
