@@ -49,9 +49,8 @@ def baseline_fps(models, face, motion, driving) -> float:
     photo = (face.image.numpy() * 255).round().astype(np.uint8)
     height, width = photo.shape[:2]
     mask = mask_to_original(feathered_mask(), face.crop.M_c2o, (width, height))[..., None]
-    retarget = {"stitching": lp.stitching, "lip": lp.lip}
     x_d = compose_photo_keypoints(face.source, face.x_s, motion.to(models.device), driving,
-                                  retarget)
+                                  pipeline.retargeting_mlps(models))
     synchronize(models.device)
     start = time.perf_counter()
     with torch.inference_mode():

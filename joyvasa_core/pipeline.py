@@ -186,6 +186,13 @@ class _Float32(torch.nn.Module):
         return self.mlp(x.to(next(self.mlp.parameters()).dtype)).float()
 
 
+def retargeting_mlps(models: JoyVASAModels) -> dict[str, torch.nn.Module]:
+    """The stitching and lip MLPs by name, taking and giving float32 keypoints whatever
+    precision the renderer runs in (what :meth:`Source.open_stream` expects)."""
+    lp = models.liveportrait
+    return {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
+
+
 def _paste_dtype(models: JoyVASAModels) -> torch.dtype:
     """float16 on GPUs running in half precision (exact for 8-bit levels), else float32.
 
@@ -211,8 +218,7 @@ class _Driven:
 def _iter_driven(models: JoyVASAModels, source: Source, motion: Motion,
                  driving: DrivingSettings, batch_size: int, edits: Edits | None
                  ) -> Iterator[_Driven]:
-    lp = models.liveportrait
-    retargeting = {"stitching": _Float32(lp.stitching), "lip": _Float32(lp.lip)}
+    retargeting = retargeting_mlps(models)
     opened = reference = None
     base = 0
     for chunk in motion.stream():
