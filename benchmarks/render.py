@@ -27,9 +27,10 @@ from common import (ROOT, describe_device, peak_rss_mib, peak_vram_mib, print_ta
 
 import helpers_checkpoints as hcp   # noqa: E402  (tests/ is on sys.path via common)
 from joyvasa_core import pipeline
-from joyvasa_core.devices import resolve_device
+from joyvasa_core.devices import cpu_has_amx, resolve_device
 from joyvasa_core.driving import DrivingSettings, compose_photo_keypoints
 from joyvasa_core.face.paste import feathered_mask, mask_to_original
+from joyvasa_core.loaders import place
 from joyvasa_core.motion import MotionSequence
 from joyvasa_core.render import RenderOptions, frames_per_chunk
 
@@ -82,6 +83,53 @@ def photo_on_canvas(size: str | None) -> np.ndarray:
     return canvas
 
 
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * float(np.log10(1.0 / mse))
+
+
+def fast_path(device: torch.device, photo: np.ndarray, motion: MotionSequence) -> None:
+    """float32 against bfloat16 on the CPU, whole frames, side by side (see the docstring)."""
+    if device.type != "cpu":
+        raise SystemExit("--fast-path measures the CPU fast path: use --device cpu")
+    variants = {}
+    for name in ("fp32", "bf16"):
+        # as the loader places them: in bf16 only W and G change (F, M, the MLPs stay float32)
+        dtype = pipeline.resolve_dtype(name, device)
+        lp = place(hcp.filled_liveportrait(), device, dtype)
+        models = pipeline.JoyVASAModels(lp, None, None, device, dtype)
+        variants[name] = (models, pipeline.extract_face(models, photo, face_backend="auto"))
+    seconds = {name: float("inf") for name in variants}
+    frames = {}
+    for repeat in range(2):          # interleaved: both see the same machine load
+        for name, (models, face) in variants.items():
+            start = time.perf_counter()
+            out = torch.cat([f.float() for f in pipeline.iter_frames(models, face, motion)])
+            seconds[name] = min(seconds[name], time.perf_counter() - start)
+            frames[name] = out
+    x0, y0, x1, y1 = _crop_box(variants["fp32"][1], frames["fp32"].shape[1:3])
+    whole = _psnr(frames["bf16"], frames["fp32"])
+    face = _psnr(frames["bf16"][:, y0:y1, x0:x1], frames["fp32"][:, y0:y1, x0:x1])
+    fps = {name: len(motion) / s for name, s in seconds.items()}
+    ratio = fps["bf16"] / fps["fp32"]
+    print(f"AMX: {'yes' if cpu_has_amx() else 'no'} (bf16 in NHWC only with AMX); "
+          f"{torch.get_num_threads()} threads")
+    print_table(["path", "frames/s", "x float32", "PSNR frames dB", "PSNR face box dB"],
+                [["float32", fps["fp32"], 1.0, None, None],
+                 ["fast path (bf16)", fps["bf16"], ratio, whole, face]])
+    print(f"cpu fast path: {ratio:.2f} x float32, PSNR {whole:.1f} dB")
+
+
+def _crop_box(face, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Pixel box (x0, y0, x1, y1) of the face crop's corners in the photo, clipped to ``size``."""
+    corners = np.array([[0, 0, 1], [511, 0, 1], [0, 511, 1], [511, 511, 1]], float)
+    xy = corners @ np.asarray(face.crop.M_c2o, float)[:2].T
+    height, width = size
+    x0, y0 = np.clip(np.floor(xy.min(0)).astype(int), 0, [width, height])
+    x1, y1 = np.clip(np.ceil(xy.max(0)).astype(int), 0, [width, height])
+    return int(x0), int(y0), int(x1), int(y1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -93,9 +141,19 @@ def main() -> None:
                         "(default: the 512x512 photo itself)")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="also time RenderOptions(cuda_graphs=True) at the largest batch")
+    parser.add_argument("--fast-path", action="store_true",
+                        help="CPU: float32 against the bf16 fast path, whole frames, and "
+                             "the fast path's PSNR against float32")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    if args.fast_path:
+        photo = photo_on_canvas(args.photo_size)
+        print(f"device: {describe_device(device)}; photo {photo.shape[1]}x{photo.shape[0]}; "
+              f"{args.frames} frames per measurement")
+        fast_path(device, photo, synthetic_motion(args.frames))
+        print(f"peak host RSS {peak_rss_mib():.0f} MiB (root {ROOT})")
+        return
     dtypes = args.dtypes or (["fp32", "fp16", "bf16"] if device.type == "cuda" else ["fp32"])
     photo = photo_on_canvas(args.photo_size)
     motion = synthetic_motion(args.frames)

@@ -56,6 +56,20 @@ def resolve_dtype(precision: str | torch.dtype = "auto",
     return torch.float16 if torch.device(device).type in ("cuda", "mps") else torch.float32
 
 
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU has AMX with bfloat16 (Intel Sapphire Rapids and later): the
+    ``amx_bf16`` flag of /proc/cpuinfo (``cpuinfo``: its text, for tests). False where
+    the flags cannot be read (other systems)."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    return any(line.startswith("flags") and "amx_bf16" in line.split()
+               for line in cpuinfo.splitlines())
+
+
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in float32 if it is a half-precision type, else unchanged (float64 stays float64,
     so a float64 module computes its float32 islands in float64: the tests' reference)."""

@@ -150,4 +150,22 @@ def load_liveportrait(models_dir: str | Path, variant: str = "human",
 
     models.variant = variant
     models.files = dict(paths)
-    return models.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return place(models, device, dtype)
+
+
+def place(models: LivePortraitModels, device: str | torch.device,
+          dtype: torch.dtype) -> LivePortraitModels:
+    """``models`` on ``device`` in ``dtype``, eval, frozen: in place.
+
+    bfloat16 on the CPU is the CPU fast path: only W and G (the per-frame work,
+    compute-bound convolutions) take bfloat16; F, M and the MLPs stay float32,
+    so the face's appearance, its keypoints and every keypoint sum keep full
+    precision (measured by ``benchmarks/render.py --fast-path``: whole frames
+    46.7 dB PSNR against float32 that way, against 33.4 dB with F and M in
+    bfloat16 too, whose keypoint errors move the face).
+    """
+    models.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    if torch.device(device).type == "cpu" and dtype == torch.bfloat16:
+        for name in ("appearance_feature_extractor", "motion_extractor", *MLP_NETWORKS):
+            getattr(models, name).float()
+    return models

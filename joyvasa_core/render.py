@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .cuda_graph import GraphReplayer, modules_signature
-from .devices import PendingCopy, copy_async
+from .devices import PendingCopy, copy_async, cpu_has_amx
 from .models.spade import SPADEDecoder
 from .models.warping import WarpingNetwork
 
@@ -71,9 +71,12 @@ class RenderOptions:
         the modules' dtype. Otherwise W and G are converted **in place**.
     channels_last: NHWC weights (so NHWC activations) for the 2-D convs: all
         of G (892 GFLOP/frame) and W's last 2-D convs. Tensor-core
-        convolutions want this layout. None = on for CUDA in fp16/bf16, off
-        elsewhere (CPU gains little, MPS support is partial, fp32 CUDA gains
-        only through TF32).
+        convolutions want this layout, and so do oneDNN's AMX kernels. None =
+        on for CUDA in fp16/bf16 and for bf16 on CPUs with AMX
+        (:func:`~joyvasa_core.devices.cpu_has_amx`), off elsewhere: on an
+        AVX512-BF16 CPU without AMX it made G 2x slower in bf16 (see
+        docs/benchmarks.md, CPU fast path), fp32 CPUs gain little, MPS
+        support is partial, fp32 CUDA gains only through TF32.
     channels_last_3d: NDHWC weights for W's 3-D convs (its hourglass, most of
         W's 342 GFLOP/frame); None = same rule as ``channels_last``.
     compile: wrap the W+G chunk in ``torch.compile`` (first chunks compile,
@@ -199,8 +202,10 @@ class _Renderer:
                 warping.to(options.dtype)
                 spade.to(options.dtype)
             spade.fold_spectral_norm_()
-            tensor_cores = device.type == "cuda" and spade.fc.weight.dtype != torch.float32
-            layouts = [tensor_cores if flag is None else flag
+            dtype = spade.fc.weight.dtype
+            matrix_units = (device.type == "cuda" and dtype != torch.float32) or \
+                (device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_amx())
+            layouts = [matrix_units if flag is None else flag
                        for flag in (options.channels_last, options.channels_last_3d)]
             for module in (warping, spade):
                 _set_memory_format_(module, *layouts)

@@ -83,6 +83,27 @@ def test_load_dtype(tmp_path, tiny):
     _assert_same_weights(reference.half(), models)
 
 
+def test_bf16_on_the_cpu_is_the_fast_path_w_and_g_only(tmp_path, tiny):
+    """CPU bf16: W and G (per-frame convolutions) in bf16; F, M and the MLPs float32, so the
+    appearance and keypoints keep full precision. On other devices bf16 is all of it."""
+    write_official_tree(tmp_path, filled_liveportrait(tiny))
+    models = load_liveportrait(tmp_path, device="cpu", dtype=torch.bfloat16, config_overrides=tiny)
+    dtypes = {name: next(getattr(models, name).parameters()).dtype
+              for name in ("appearance_feature_extractor", "motion_extractor", "warping_module",
+                           "spade_generator", "stitching", "lip", "eye")}
+    assert dtypes == {"appearance_feature_extractor": torch.float32,
+                      "motion_extractor": torch.float32, "warping_module": torch.bfloat16,
+                      "spade_generator": torch.bfloat16, "stitching": torch.float32,
+                      "lip": torch.float32, "eye": torch.float32}
+    crops = torch.rand(2, 3, 256, 256)
+    feature, info = models.encode(crops)                    # F and M in float32
+    assert feature.dtype == torch.float32 and info.kp.dtype == torch.float32
+    from joyvasa_core.render import render
+    frames = render(models.warping_module, models.spade_generator, feature, info.transform(),
+                    info.transform() + 0.01)
+    assert frames.dtype == torch.bfloat16 and torch.isfinite(frames.float()).all()
+
+
 def test_animal_variant_uses_animal_bases_and_human_stitching(tmp_path, tiny):
     human = filled_liveportrait(tiny)
     animal = filled_liveportrait(tiny, offset=1.0)

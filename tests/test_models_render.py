@@ -225,6 +225,31 @@ def _spectral_convs(g: SPADEDecoder) -> list[SpectralNormConv2d]:
     return [m for m in g.modules() if isinstance(m, SpectralNormConv2d)]
 
 
+@pytest.mark.parametrize("amx", [False, True])
+def test_cpu_bf16_takes_channels_last_only_with_amx(tiny, monkeypatch, amx):
+    """oneDNN's AMX kernels want NHWC; without AMX (AVX512-BF16 only) NHWC made G slower."""
+    import joyvasa_core.render as render_module
+
+    monkeypatch.setattr(render_module, "cpu_has_amx", lambda: amx)
+    _, w, g, feature, kp_s, kp_d = tiny
+    for dtype, expected in ((torch.bfloat16, amx), (torch.float32, False)):
+        wc, gc = _copy(w, WarpingNetwork, TINY_W, dtype), _copy(g, SPADEDecoder, TINY_G, dtype)
+        frames = render(wc, gc, feature.to(dtype), kp_s, kp_d, options=RenderOptions(batch_size=5))
+        assert torch.isfinite(frames).all()
+        conv3d = wc.dense_motion_network.hourglass.encoder.down_blocks[0].conv.weight
+        assert gc.fc.weight.is_contiguous(memory_format=torch.channels_last) == expected, dtype
+        assert conv3d.is_contiguous(memory_format=torch.channels_last_3d) == expected, dtype
+
+
+def test_amx_is_read_from_the_cpu_flags():
+    from joyvasa_core.devices import cpu_has_amx
+
+    sapphire = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
+    cascade = "processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n"
+    assert cpu_has_amx(sapphire) and not cpu_has_amx(cascade) and not cpu_has_amx("")
+    assert isinstance(cpu_has_amx(), bool)                               # this machine
+
+
 def test_avg_pool_hw_matches_avg_pool3d_in_both_layouts():
     x = torch.randn(2, 3, 4, 6, 8)
     ref = torch.nn.functional.avg_pool3d(x, (1, 2, 2))
