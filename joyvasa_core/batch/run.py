@@ -78,7 +78,7 @@ def run_local(todo: list[JobRow], out_dir: Path, record: Callable[[JobResult], N
         try:
             result = execute(loaded, row, out_dir, progress, debug)
         except KeyboardInterrupt:
-            record(not_run(row, out_dir, "failed", INTERRUPTED))
+            record(not_run(row, out_dir, "failed", INTERRUPTED, attempts=1))
             raise
         finally:
             progress.close_bar()
