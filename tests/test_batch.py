@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -343,6 +344,60 @@ class _Killer:
         self._thread.join()
 
 
+#: ``python -m joyvasa_core.batch ARGS`` with the tiny networks (the test helpers on PYTHONPATH).
+BATCH_WITH_TINY_NETWORKS = """
+import runpy, helpers_pipeline as hp
+with hp.fast_liveportrait_build():
+    runpy.run_module("joyvasa_core.batch", run_name="__main__", alter_sys=True)
+"""
+
+
+def _absolute_jobs(inputs: Path, folder: Path, rows: int) -> Path:
+    """The first ``rows`` rows of JOBS, with absolute input paths, in ``folder``."""
+    jobs = folder / "jobs.csv"
+    jobs.write_text("\n".join(JOBS.replace("astronaut.png", str(inputs / "astronaut.png"))
+                              .replace("hello.wav", str(inputs / "hello.wav"))
+                              .splitlines()[:rows + 1]) + "\n")
+    return jobs
+
+
+def test_local_batch_killed_mid_job_resumes(local_run, inputs, models_dir, tmp_path):
+    """SIGKILL the command while it streams its second clip; the rerun redoes only that one."""
+    jobs, out = _absolute_jobs(inputs, tmp_path, 2), tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}      # one thread, as local_run
+    proc = subprocess.Popen([sys.executable, "-c", BATCH_WITH_TINY_NETWORKS, str(jobs),
+                             "--out-dir", str(out), *_defaults(models_dir)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    streaming = partial_path(out / "two.mp4")
+    try:
+        while proc.poll() is None and not (streaming.exists() and streaming.stat().st_size):
+            time.sleep(0.02)
+    finally:
+        proc.kill()                                                  # SIGKILL
+    print(proc.communicate()[0].decode())
+    assert proc.returncode == -signal.SIGKILL, "the batch ended before it was killed"
+    assert [(r["output"], r["status"]) for r in _results(out)] == [("clips/one.mp4", "ok")]
+    assert streaming.stat().st_size > 0 and not (out / "two.mp4").exists()
+    done = (out / "clips/one.mp4").stat().st_mtime_ns
+    with open(out / RESULTS_FILE, "a") as torn:                     # a line cut short (disk full)
+        torn.write('{"row": 2, "output": "two.m')
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with hp.fast_liveportrait_build():
+            code = command.main([str(jobs), "--out-dir", str(out), *_defaults(models_dir)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    assert [(r["row"], r["status"]) for r in _results(out)] == [(1, "ok"), (1, "skipped"),
+                                                                (2, "ok")]
+    assert (out / "clips/one.mp4").stat().st_mtime_ns == done       # not redone
+    np.testing.assert_array_equal(_frames(out / "two.mp4"), _frames(local_run[0] / "two.mp4"))
+    assert _leftovers(out) == []
+
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds writers through /proc")
 def test_ray_actor_killed_mid_job_is_retried_once_on_another(ray_session, local_run, inputs,
                                                              models_dir, tmp_path, monkeypatch,
@@ -352,11 +407,7 @@ def test_ray_actor_killed_mid_job_is_retried_once_on_another(ray_session, local_
 
     from joyvasa_core.batch import run as batch_run
 
-    jobs = tmp_path / "jobs.csv"
-    jobs.write_text("\n".join(JOBS.replace("astronaut.png", str(inputs / "astronaut.png"))
-                              .replace("hello.wav", str(inputs / "hello.wav"))
-                              .splitlines()[:3]) + "\n")
-    out = tmp_path / "ray"
+    jobs, out = _absolute_jobs(inputs, tmp_path, 2), tmp_path / "ray"
     monkeypatch.setattr(batch_run, "run_batch",            # the actors get the tiny networks
                         partial(run_batch, model_context=hp.fast_liveportrait_build))
     with _Killer(out, {"clips/one.mp4": 1, "two.mp4": 2}) as killer:
