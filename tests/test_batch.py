@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av
@@ -295,3 +297,134 @@ def test_ray_ctrl_c_leaves_no_half_written_output(ray_session, inputs, models_di
     finished = [r["output"] for r in results if r["status"] == "ok"]      # before the Ctrl-C
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mp4")) == sorted(finished)
     assert len(results) == len(interrupted) + len(finished)
+
+
+# ---------------------------------------------------------------------------- killed workers
+
+def _holders(path: Path) -> set[int]:
+    """Ids of the processes that have ``path`` open (Linux: /proc/PID/fd)."""
+    pids = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == str(path):
+                pids.add(int(fd.parts[2]))
+        except OSError:                               # gone meanwhile, or not ours
+            continue
+    return pids
+
+
+class _Killer:
+    """A thread that SIGKILLs whichever process streams a job's partial file, ``kills[output]``
+    times per output: an actor killed mid-render, as by the out-of-memory killer."""
+
+    def __init__(self, out: Path, kills: dict[str, int]) -> None:
+        import threading
+
+        self.out, self.left, self.killed = out, dict(kills), []    # killed: (output, pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.02) and any(self.left.values()):
+            for output, left in self.left.items():
+                partial = partial_path(self.out / output)
+                if not left or not partial.exists() or partial.stat().st_size == 0:
+                    continue
+                for pid in _holders(partial) - {pid for _, pid in self.killed}:
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append((output, pid))
+                    self.left[output] -= 1
+
+    def __enter__(self) -> "_Killer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+#: ``python -m joyvasa_core.batch ARGS`` with the tiny networks (the test helpers on PYTHONPATH).
+BATCH_WITH_TINY_NETWORKS = """
+import runpy, helpers_pipeline as hp
+with hp.fast_liveportrait_build():
+    runpy.run_module("joyvasa_core.batch", run_name="__main__", alter_sys=True)
+"""
+
+
+def _absolute_jobs(inputs: Path, folder: Path, rows: int) -> Path:
+    """The first ``rows`` rows of JOBS, with absolute input paths, in ``folder``."""
+    jobs = folder / "jobs.csv"
+    jobs.write_text("\n".join(JOBS.replace("astronaut.png", str(inputs / "astronaut.png"))
+                              .replace("hello.wav", str(inputs / "hello.wav"))
+                              .splitlines()[:rows + 1]) + "\n")
+    return jobs
+
+
+def test_local_batch_killed_mid_job_resumes(local_run, inputs, models_dir, tmp_path):
+    """SIGKILL the command while it streams its second clip; the rerun redoes only that one."""
+    jobs, out = _absolute_jobs(inputs, tmp_path, 2), tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}      # one thread, as local_run
+    proc = subprocess.Popen([sys.executable, "-c", BATCH_WITH_TINY_NETWORKS, str(jobs),
+                             "--out-dir", str(out), *_defaults(models_dir)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    streaming = partial_path(out / "two.mp4")
+    try:
+        while proc.poll() is None and not (streaming.exists() and streaming.stat().st_size):
+            time.sleep(0.02)
+    finally:
+        proc.kill()                                                  # SIGKILL
+    print(proc.communicate()[0].decode())
+    assert proc.returncode == -signal.SIGKILL, "the batch ended before it was killed"
+    assert [(r["output"], r["status"]) for r in _results(out)] == [("clips/one.mp4", "ok")]
+    assert streaming.stat().st_size > 0 and not (out / "two.mp4").exists()
+    done = (out / "clips/one.mp4").stat().st_mtime_ns
+    with open(out / RESULTS_FILE, "a") as torn:                     # a line cut short (disk full)
+        torn.write('{"row": 2, "output": "two.m')
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with hp.fast_liveportrait_build():
+            code = command.main([str(jobs), "--out-dir", str(out), *_defaults(models_dir)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    assert [(r["row"], r["status"]) for r in _results(out)] == [(1, "ok"), (1, "skipped"),
+                                                                (2, "ok")]
+    assert (out / "clips/one.mp4").stat().st_mtime_ns == done       # not redone
+    np.testing.assert_array_equal(_frames(out / "two.mp4"), _frames(local_run[0] / "two.mp4"))
+    assert _leftovers(out) == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="finds writers through /proc")
+def test_ray_actor_killed_mid_job_is_retried_once_on_another(ray_session, local_run, inputs,
+                                                             models_dir, tmp_path, monkeypatch,
+                                                             caplog):
+    """One job's actor is killed once (retried: a whole clip), the other's twice (failed)."""
+    from functools import partial
+
+    from joyvasa_core.batch import run as batch_run
+
+    jobs, out = _absolute_jobs(inputs, tmp_path, 2), tmp_path / "ray"
+    monkeypatch.setattr(batch_run, "run_batch",            # the actors get the tiny networks
+                        partial(run_batch, model_context=hp.fast_liveportrait_build))
+    with _Killer(out, {"clips/one.mp4": 1, "two.mp4": 2}) as killer:
+        code = command.main([str(jobs), "--out-dir", str(out), *_defaults(models_dir),
+                             "--ray", "local", "--cpus-per-actor", "1"])
+    assert sorted(o for o, _ in killer.killed) == ["clips/one.mp4", "two.mp4", "two.mp4"]
+    assert len({pid for _, pid in killer.killed}) == 3             # three different actors
+    assert code == 1                                               # a job failed
+    results = {r["output"]: r for r in _results(out)}              # one line per job
+    assert len(_results(out)) == 2
+    one, two = results["clips/one.mp4"], results["two.mp4"]
+    assert (one["status"], one["error"], one["attempts"]) == ("ok", None, 2)
+    assert (two["status"], two["attempts"]) == ("failed", 2)
+    print(two["error"])
+    assert two["error"].startswith("worker lost: the Ray actor rendering it died on all 2 ")
+    retries = [r.getMessage() for r in caplog.records if "trying it again" in r.getMessage()]
+    assert sorted(m.split(":")[0] for m in retries) == ["row 1", "row 2"]
+    np.testing.assert_array_equal(_frames(out / "clips/one.mp4"),     # whole, and the same clip
+                                  _frames(local_run[0] / "clips/one.mp4"))
+    assert not (out / "two.mp4").exists() and _leftovers(out) == []

@@ -3,8 +3,9 @@
     python -m joyvasa_core.batch JOBS --out-dir DIR [--ray ADDRESS] [--overwrite]
                                  [any headless option, for every job: --models-dir, --device, ...]
 
-Exit status 0 when no job failed, 1 otherwise (or when the jobs file cannot be
-read, with one ``error:`` line), 130 on Ctrl-C.
+Exit status 0 when no job failed, 1 otherwise (a job whose Ray actor died on
+both attempts counts as failed; also when the jobs file cannot be read, with
+one ``error:`` line), 130 on Ctrl-C.
 """
 from __future__ import annotations
 

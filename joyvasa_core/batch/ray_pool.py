@@ -6,16 +6,20 @@ hands the next job to whichever actor finishes first, and appends its result
 to ``results.jsonl`` the moment it arrives. Actors read the inputs and write
 the outputs themselves, through the same paths as the driver: on a cluster,
 every node must see the jobs' folders at the same paths (a shared
-filesystem: NFS, a mounted bucket, ...). Ctrl-C kills the actors (their
+filesystem: NFS, a mounted bucket, ...). A job whose actor dies under it
+is tried once more on another actor (:class:`_Pool`). Ctrl-C kills the actors (their
 current jobs stop mid-render), removes their ``.partial.mp4`` files, records
 those jobs as ``failed: interrupted`` and shuts down a Ray instance the batch
 started.
 """
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UsageError, one_line
@@ -25,6 +29,9 @@ from .worker import (INTERRUPTED, JobResult, ModelContext, execute, load_models,
                      partial_path)
 
 DEFAULT_CPUS_PER_ACTOR = 4
+#: A job whose actor dies under it is started once more, on another actor.
+MAX_ATTEMPTS = 2
+log = logging.getLogger(__name__)
 
 
 def import_ray():
@@ -93,54 +100,123 @@ def _actor_options(ray, device: str, cpus_per_actor: int | None, jobs: int) -> t
     return min(max(1, cpus // per_actor), jobs), {"num_cpus": per_actor}
 
 
+def lost_error(exc: Exception, attempts: int) -> str:
+    """The one line of a job whose actor died under it (Ray's own text is a paragraph)."""
+    where = re.search(r"pid: (\d+).*?ip: (\S+)", str(exc), re.S)
+    logs = f" of pid {where[1]} on {where[2]}" if where else ""
+    times = "" if attempts == 1 else f" on all {attempts} attempts"
+    return (f"worker lost: the Ray actor rendering it died{times} (killed, out of memory or its "
+            f"node lost). Check the node's memory (dmesg) and the Ray logs{logs}")
+
+
+class _Pool:
+    """Actors that each hold the models, jobs handed to whichever is free, lost jobs retried.
+
+    A job whose actor dies under it (killed, out of memory, its node lost) has
+    its partial file removed and goes back to the front of the queue for one
+    more attempt, which runs on another actor; a fresh actor replaces the lost
+    one while jobs wait. A second loss records the job as ``failed`` (``worker
+    lost``). An actor that dies while loading the models is not replaced, so
+    every new actor follows a job's loss: at most ``MAX_ATTEMPTS`` per job.
+    """
+
+    def __init__(self, ray, worker, models: ModelOptions, model_context: ModelContext | None,
+                 out_dir: Path, record: Callable[[JobResult], None]) -> None:
+        self.ray, self.worker, self.out_dir, self.record = ray, worker, out_dir, record
+        self.args = (models, model_context)
+        self.actors: list = []           # every actor started (killed at the end)
+        self.loading: dict = {}          # ready() ref -> actor
+        self.running: dict = {}          # run() ref -> (actor, job, attempt)
+        self.idle: deque = deque()
+        self.queue: deque = deque()      # (job, attempt)
+        self.load_error: str | None = None
+
+    def start_actor(self) -> None:
+        actor = self.worker.remote(*self.args)
+        self.actors.append(actor)
+        self.loading[actor.ready.remote()] = actor
+
+    def run(self, todo: list[JobRow], count: int) -> None:
+        """Start ``count`` actors and render ``todo``, recording each final result."""
+        self.queue.extend((job, 1) for job in todo)
+        for _ in range(count):
+            self.start_actor()
+        while self.running or (self.queue and self.loading):
+            done, _ = self.ray.wait([*self.running, *self.loading], num_returns=1)
+            if done[0] in self.loading:
+                self._loaded(done[0])
+            else:
+                self._finished(done[0])
+            while self.idle and self.queue:
+                actor, (job, attempt) = self.idle.popleft(), self.queue.popleft()
+                self.running[actor.run.remote(job, self.out_dir)] = (actor, job, attempt)
+        error = self.load_error or "worker lost: no Ray actor left"
+        while self.queue:                  # no actor left
+            job, attempt = self.queue.popleft()
+            self.record(not_run(job, self.out_dir, "failed", error, attempt - 1))
+
+    def _loaded(self, ref) -> None:
+        actor = self.loading.pop(ref)
+        try:
+            error = self.ray.get(ref)
+        except self.ray.exceptions.RayError as exc:
+            error = f"worker lost while loading the models: {one_line(exc)}"
+        if error is None:
+            self.idle.append(actor)
+        else:
+            self.load_error = error
+            self.ray.kill(actor)
+
+    def _finished(self, ref) -> None:
+        actor, job, attempt = self.running.pop(ref)
+        try:
+            result = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as exc:    # killed, out of memory, node lost
+            self._lost(job, attempt, exc)
+            return
+        except self.ray.exceptions.RayError as exc:         # the task failed, the actor lives
+            result = not_run(job, self.out_dir, "failed", one_line(exc), attempt)
+        self.record(replace(result, attempts=attempt))
+        self.idle.append(actor)
+
+    def _lost(self, job: JobRow, attempt: int, exc: Exception) -> None:
+        partial_path(job.output).unlink(missing_ok=True)
+        error = lost_error(exc, attempt)
+        if attempt >= MAX_ATTEMPTS:
+            self.record(not_run(job, self.out_dir, "failed", error, attempt))
+            return
+        log.warning("row %d: %s; trying it again on another actor", job.row, error)
+        self.queue.appendleft((job, attempt + 1))
+        self.start_actor()
+
+    def interrupted(self) -> None:
+        """Ctrl-C: kill the actors (stopping their jobs mid-render), clean up, record."""
+        for actor in self.actors:
+            self.ray.kill(actor)
+        for _, job, attempt in self.running.values():
+            partial_path(job.output).unlink(missing_ok=True)
+            self.record(not_run(job, self.out_dir, "failed", INTERRUPTED, attempt))
+        self.running.clear()
+
+
 def run_on_ray(todo: list[JobRow], out_dir: Path, record: Callable[[JobResult], None],
-               address: str, models: ModelOptions, *, cpus_per_actor: int | None = None, num_cpus: int | None = None,
-               model_context: ModelContext | None = None) -> None:
-    """Render ``todo`` on Ray actors, calling ``record`` with each result as it arrives."""
+               address: str, models: ModelOptions, *, cpus_per_actor: int | None = None,
+               num_cpus: int | None = None, model_context: ModelContext | None = None) -> None:
+    """Render ``todo`` on Ray actors, calling ``record`` with each final result as it arrives."""
     ray = import_ray()
     started = connect(ray, address, num_cpus)
-    actors: list = []
-    inflight: dict = {}          # object ref -> (actor, job)
-    queue = deque(todo)
+    pool = None
     try:
         count, options = _actor_options(ray, models.device, cpus_per_actor, len(todo))
-        worker = ray.remote(_Worker).options(**options)
-        actors = [worker.remote(models, model_context) for _ in range(count)]
-        errors = ray.get([actor.ready.remote() for actor in actors])
-        healthy = [actor for actor, error in zip(actors, errors) if error is None]
-        if not healthy:
-            while queue:
-                record(not_run(queue.popleft(), out_dir, "failed", errors[0]))
-            return
-
-        def submit(actor) -> None:
-            if queue:
-                job = queue.popleft()
-                inflight[actor.run.remote(job, out_dir)] = (actor, job)
-
-        for actor in healthy:
-            submit(actor)
-        while inflight:
-            done, _ = ray.wait(list(inflight), num_returns=1)
-            actor, job = inflight.pop(done[0])
-            try:
-                record(ray.get(done[0]))
-            except ray.exceptions.RayError as exc:      # the actor died (memory, lost node)
-                partial_path(job.output).unlink(missing_ok=True)
-                record(not_run(job, out_dir, "failed", f"worker lost: {one_line(exc)}"))  # noqa: SLF001
-                continue
-            submit(actor)
-        while queue:                                     # every actor died
-            record(not_run(queue.popleft(), out_dir, "failed", "worker lost: no Ray actor left"))
+        pool = _Pool(ray, ray.remote(_Worker).options(**options), models, model_context,
+                     out_dir, record)
+        pool.run(todo, count)
     except KeyboardInterrupt:
-        for actor in actors:             # stops the jobs mid-render
-            ray.kill(actor)
-        for _, job in inflight.values():
-            partial_path(job.output).unlink(missing_ok=True)
-            record(not_run(job, out_dir, "failed", INTERRUPTED))
+        if pool is not None:
+            pool.interrupted()
         raise
     finally:
-        for actor in actors:
+        for actor in pool.actors if pool is not None else ():
             ray.kill(actor)
         if started:
             ray.shutdown()

@@ -64,6 +64,21 @@ class _Progress:
         self.jobs.close()
 
 
+def open_results(path: Path):
+    """``results.jsonl`` opened for appending, a torn last line cut off first.
+
+    Each result is one ``write`` of a whole line, so a killed run leaves whole
+    lines; a full disk or a lost network mount can still leave a line without
+    its end, which would glue itself to this run's first line.
+    """
+    if path.exists():
+        with open(path, "r+b") as file:
+            text = file.read()
+            if text and not text.endswith(b"\n"):
+                file.truncate(text.rfind(b"\n") + 1)
+    return open(path, "a", encoding="utf-8")
+
+
 def run_local(todo: list[JobRow], out_dir: Path, record: Callable[[JobResult], None],
               progress: _Progress, models: ModelOptions, model_context: ModelContext | None = None,
               debug: bool = False) -> None:
@@ -78,7 +93,7 @@ def run_local(todo: list[JobRow], out_dir: Path, record: Callable[[JobResult], N
         try:
             result = execute(loaded, row, out_dir, progress, debug)
         except KeyboardInterrupt:
-            record(not_run(row, out_dir, "failed", INTERRUPTED))
+            record(not_run(row, out_dir, "failed", INTERRUPTED, attempts=1))
             raise
         finally:
             progress.close_bar()
@@ -105,7 +120,7 @@ def run_batch(jobs_file: Path, out_dir: Path, defaults: list[str] | tuple[str, .
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[JobResult] = []
     progress = _Progress(len(jobs))
-    with open(out_dir / RESULTS_FILE, "a", encoding="utf-8") as log_file:
+    with open_results(out_dir / RESULTS_FILE) as log_file:
         def record(result: JobResult) -> None:
             log_file.write(result.to_json() + "\n")
             log_file.flush()

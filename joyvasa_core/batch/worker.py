@@ -43,7 +43,8 @@ class JobResult:
     status: ``ok`` | ``failed`` | ``skipped``; error: the headless command's one
     line (without its ``error:`` prefix), None unless failed; seconds: wall time
     of the job (0 when it did not run); device: where it ran (None if it did not);
-    host: the machine.
+    host: the machine; attempts: how many times it was started (0 when it did not
+    run; 2 when a Ray actor died under it and it was tried again on another one).
     """
 
     row: int
@@ -53,6 +54,7 @@ class JobResult:
     seconds: float
     device: str | None
     host: str
+    attempts: int = 1
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -111,7 +113,9 @@ def execute(models: "JoyVASAModels", row: JobRow, out_dir: Path, log: JobLog | N
                      socket.gethostname())
 
 
-def not_run(row: JobRow, out_dir: Path, status: str, error: str | None) -> JobResult:
-    """The result of a job that did not render (skipped, refused, or never started)."""
+def not_run(row: JobRow, out_dir: Path, status: str, error: str | None,
+            attempts: int = 0) -> JobResult:
+    """The result of a job that did not finish (skipped, refused, never started, or
+    stopped: ``attempts`` is then how many times it was started)."""
     return JobResult(row.row, _relative(row.output, out_dir), status, error, 0.0, None,
-                     socket.gethostname())
+                     socket.gethostname(), attempts)
