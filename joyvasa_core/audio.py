@@ -16,6 +16,7 @@ So 17600 samples give 30 frames and 100000 samples 159 frames at 25 fps.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ import torch
 
 from .config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
 from .errors import JoyVASAError
+
+log = logging.getLogger(__name__)
 
 #: Peak amplitude (full scale 1.0) under which audio counts as silent: below one int16 step.
 SILENCE_PEAK = 1.0 / 32768
@@ -134,7 +137,11 @@ def prepare_waveform(waveform: torch.Tensor | np.ndarray, sample_rate: int, *,
 def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
     """Decode any file PyAV/FFmpeg reads (wav, mp3, flac, m4a, ogg, video soundtracks).
 
-    Returns ``(waveform [C, N] float32 in [-1, 1], sample_rate)`` of the first audio stream.
+    Returns ``(waveform [C, N] float32 in [-1, 1], sample_rate)`` of the first audio stream,
+    every channel kept. A file cut off mid-way (a WAV or MP3 whose header states more
+    than the file holds, or a stream that stops decoding part-way) is decoded as far as
+    it goes, with one warning on the ``joyvasa_core.audio`` logger; nothing decoded at
+    all is an :class:`AudioError`.
     """
     import av
 
@@ -144,6 +151,7 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
                          "recording (wav, mp3, flac, m4a, ...).")
     if not path.is_file():
         raise AudioError(f"audio file not found: {path}. Check the path.")
+    chunks, stopped = [], None
     try:
         with av.open(str(path)) as container:
             if not container.streams.audio:
@@ -151,21 +159,84 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
                                  "file at all). Choose a speech recording, or a video "
                                  "with a soundtrack.")
             stream = container.streams.audio[0]
+            stated = _stated_seconds(path, container.format.name, stream)
             converter = av.AudioResampler(format="fltp")   # planar float, same layout and rate
-            chunks, rate = [], stream.rate or stream.codec_context.sample_rate
-            for frame in container.decode(stream):
-                rate = frame.sample_rate
-                for out in converter.resample(frame):
-                    chunks.append(out.to_ndarray())
-            for out in converter.resample(None):
-                chunks.append(out.to_ndarray())
+            rate = stream.rate or stream.codec_context.sample_rate
+            try:
+                for frame in container.decode(stream):
+                    rate = frame.sample_rate
+                    chunks.extend(out.to_ndarray() for out in converter.resample(frame))
+            except av.error.FFmpegError as exc:
+                if not chunks:
+                    raise
+                stopped = exc                                # keep what decoded before it
+            chunks.extend(out.to_ndarray() for out in converter.resample(None))
     except av.error.FFmpegError as exc:
         raise AudioError(f"cannot decode audio from {path} ({exc}); the file is not a sound "
                          "file FFmpeg reads, or it is corrupt. Re-export it as WAV or MP3.") from exc
     if not chunks:
         raise AudioError(f"{path} decodes to no audio samples; the recording is empty. "
                          "Choose a clip that contains speech.")
-    return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), int(rate)
+    waveform = torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32))
+    _warn_if_cut_short(path, waveform.shape[-1] / rate, stated, stopped)
+    return waveform, int(rate)
+
+
+#: Seconds a decoded file may fall short of its stated length before it counts as cut off.
+TRUNCATION_SLACK_S = 0.05
+
+
+def _warn_if_cut_short(path: Path, decoded: float, stated: float | None, stopped) -> None:
+    if stopped is not None:
+        why = f"decoding stopped with an error ({stopped})"
+    elif stated is not None and decoded < stated - TRUNCATION_SLACK_S:
+        why = f"its header states {stated:.2f} s"
+    else:
+        return
+    log.warning("%s is cut short: %s; using the %.2f s that decode. Re-export the file if the "
+                "speech should go on.", path, why, decoded)
+
+
+def _stated_seconds(path: Path, container_format: str, stream) -> float | None:
+    """How long the file says its audio lasts, or None where it does not say.
+
+    FFmpeg sizes a WAV by the bytes present, so a WAV's own header is read instead
+    (:func:`_wav_header_seconds`); other containers report the stream's duration
+    (an MP3's Xing/Info frame count, for example).
+    """
+    if "wav" in container_format.split(","):
+        return _wav_header_seconds(path)
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _wav_header_seconds(path: Path) -> float | None:
+    """Seconds of sample data a RIFF WAVE header states (data chunk size / byte rate), or None
+    for an unknown size (0 or 0xFFFFFFFF, as streaming writers leave it) or an odd header."""
+    import struct
+
+    with open(path, "rb") as f:
+        if f.read(4) != b"RIFF" or not f.read(4) or f.read(4) != b"WAVE":
+            return None
+        byte_rate = None
+        for _ in range(64):                                  # chunks before "data": a handful
+            head = f.read(8)
+            if len(head) < 8:
+                return None
+            kind, size = head[:4], struct.unpack("<I", head[4:])[0]
+            if kind == b"data":
+                if size in (0, 0xFFFFFFFF) or not byte_rate:
+                    return None
+                return size / byte_rate
+            padded = size + (size & 1)                       # chunks are word-aligned
+            if kind != b"fmt ":
+                f.seek(padded, 1)
+                continue
+            body = f.read(padded)
+            if len(body) >= 12:                              # format, channels, rate, byte rate
+                byte_rate = struct.unpack("<I", body[8:12])[0]
+    return None
 
 
 # --------------------------------------------------------------------------- window plan

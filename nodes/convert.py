@@ -11,25 +11,28 @@ from collections.abc import Iterable
 import torch
 
 from joyvasa_core.audio import to_mono
-from joyvasa_core.face.image_io import to_float01
+from joyvasa_core.face.image_io import composite, to_float01
 from joyvasa_core.video import even_size
 
 
 def first_image(image: torch.Tensor, *, what: str = "image") -> torch.Tensor:
-    """IMAGE ``[B, H, W, C]`` -> the first picture as RGB ``[H, W, 3]`` float 0..1 on the CPU."""
+    """IMAGE ``[B, H, W, C]`` -> the first picture as RGB ``[H, W, 3]`` float 0..1 on the CPU.
+
+    C may be 1 (grey), 2 (grey + alpha), 3 (RGB) or 4 (RGBA); alpha is composited over
+    white, as the headless command does (``image_io.composite``)."""
     if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[0] < 1:
         shape = tuple(image.shape) if isinstance(image, torch.Tensor) else type(image).__name__
         raise ValueError(f"{what} must be an IMAGE batch [B, H, W, C]; got {shape}. "
                          "Connect a LoadImage output.")
-    picture = image[0]
+    picture = image[0].detach().to("cpu", torch.float32).clamp(0.0, 1.0)
     channels = picture.shape[-1]
-    if channels == 1:
-        picture = picture.expand(-1, -1, 3)
-    elif channels == 4:
-        picture = picture[..., :3]  # drop alpha
-    elif channels != 3:
-        raise ValueError(f"{what} has {channels} channels; expected RGB (3) or RGBA (4)")
-    return picture.detach().to("cpu", torch.float32).clamp(0.0, 1.0)
+    if channels not in (1, 2, 3, 4):
+        raise ValueError(f"{what} has {channels} channels; expected grey (1), grey + alpha (2), "
+                         "RGB (3) or RGBA (4)")
+    color = picture[..., :3] if channels >= 3 else picture[..., :1].expand(-1, -1, 3)
+    if channels in (2, 4):
+        color = composite(color, picture[..., -1:])
+    return color
 
 
 def audio_clip(audio: dict) -> tuple[torch.Tensor, int]:

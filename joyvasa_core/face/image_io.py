@@ -6,13 +6,16 @@ What comes in, and what it becomes ([H, W, 3] uint8 RGB, always):
 * paths (any format Pillow reads: PNG, JPEG, WebP, TIFF, BMP, ...), Pillow
   images, numpy arrays, torch tensors ([H, W, C] or ComfyUI-style [1, H, W, C]);
 * EXIF orientation is applied (phone photos come out upright);
+* CMYK (JPEG) -> RGB by Pillow's conversion; paletted -> its colours; animated
+  GIF/WebP -> the first frame;
 * grayscale (L, 1, I, I;16, F) -> the gray value on all three channels;
 * 16-bit (uint16 arrays, I;16 images) -> 8 bit by value / 257, rounded;
   float arrays/tensors are taken as 0..1 and clipped;
 * alpha (RGBA, LA, PA, RGBA arrays): ``alpha="composite"`` (default) blends the
   picture over a white background, which is what a viewer shows for a cut-out
   portrait and keeps transparent pixels from turning into garbage colours;
-  ``alpha="drop"`` just discards the alpha channel;
+  ``alpha="drop"`` just discards the alpha channel; the node pack composites an
+  IMAGE's alpha the same way (:func:`composite`);
 * anything that is not an image -> :class:`ImageLoadError` naming the file.
 
 Huge images (8K and up) are kept at full resolution: the crop and the
@@ -35,6 +38,14 @@ from .errors import ImageLoadError
 MAX_DETECT_SIDE = 1280   # pixels: longer side of the image the detectors see
 MIN_PHOTO_SIDE = 32      # pixels: a smaller photo cannot hold a face worth animating
 ALPHA_MODES = ("composite", "drop")
+#: Level (0..1, all three channels) that transparent pixels are composited over: white.
+ALPHA_BACKGROUND = 1.0
+
+
+def composite(color, alpha):
+    """``color`` [..., 3] and ``alpha`` [..., 1], both float 0..1 (numpy or torch) -> the
+    colour over :data:`ALPHA_BACKGROUND` (white): ``color * alpha + white * (1 - alpha)``."""
+    return color * alpha + ALPHA_BACKGROUND * (1.0 - alpha)
 
 
 def _from_array(arr: np.ndarray, alpha: str, name: str) -> np.ndarray:
@@ -62,8 +73,7 @@ def _from_array(arr: np.ndarray, alpha: str, name: str) -> np.ndarray:
     if color.shape[2] == 1:
         color = np.repeat(color, 3, axis=2)
     if has_alpha and alpha == "composite":
-        a = img[..., -1:]
-        color = color * a + (1.0 - a)
+        color = composite(color, img[..., -1:])
     return np.rint(color * 255.0).astype(np.uint8)
 
 
