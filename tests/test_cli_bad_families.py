@@ -57,6 +57,172 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+# ------------------------------------------------- 1. an output that is an input of the job
+
+#: (input key, the option that reads it, the output option written over it)
+SAME_FILE_CASES = [
+    ("photo", "--image", "--output"),
+    ("speech", "--audio", "--output"),
+    ("video", "--video", "--output"),
+    ("motion", "--pose-from", "--save-motion"),
+    ("reference", "--expression-from", "--save-keypoints"),
+    ("photo", "--image", "--save-motion"),
+]
+
+
+def _spellings(path: Path, tmp_path: Path) -> dict[str, Path]:
+    """The same file under other names: as given, through a symlink, a hard link, via '..'."""
+    link = tmp_path / "link" / path.name
+    link.parent.mkdir(exist_ok=True)
+    link.symlink_to(path)
+    hard = tmp_path / f"hard{path.suffix}"
+    os.link(path, hard)
+    return {"same": path, "symlink": link, "hardlink": hard,
+            "dotdot": path.parent / ".." / path.parent.name / path.name}
+
+
+@pytest.mark.parametrize("spelling", ["same", "symlink", "hardlink", "dotdot"])
+@pytest.mark.parametrize("key, reader, writer", SAME_FILE_CASES)
+def test_an_output_that_is_an_input_is_refused_and_the_input_kept(
+        tmp_path, inputs, capsys, key, reader, writer, spelling):
+    source = tmp_path / inputs[key].name          # a copy per case: hard links need one folder
+    source.write_bytes(inputs[key].read_bytes())
+    before = _digest(source)
+    target = _spellings(source, tmp_path)[spelling]
+    argv = photo_job(inputs, tmp_path / "o.mp4", tmp_path / "nowhere")
+    if reader in ("--image", "--audio"):
+        argv[argv.index(reader) + 1] = source
+    elif reader == "--video":
+        argv[argv.index("--image"):argv.index("--image") + 2] = ["--video", source]
+    else:
+        argv += [reader, source]
+    if writer == "--output":
+        argv[argv.index("--output") + 1] = target
+    else:
+        argv += [writer, target]
+    code, _, err = run(argv, capsys)
+    line = error_line(code, err)
+    assert f"error: {writer} {target} is the {reader} input file" in line
+    assert "would destroy the input. Choose another output path." in line
+    assert "nowhere" not in line                      # refused before the models load
+    assert _digest(source) == before
+
+
+@pytest.mark.parametrize("first, second", [("--output", "--save-motion"),
+                                           ("--save-motion", "--save-keypoints")])
+def test_two_outputs_on_one_file_are_refused(tmp_path, inputs, capsys, first, second):
+    out = tmp_path / "out" / "same.file"
+    other_spelling = tmp_path / "out" / "." / "same.file"
+    extra = [] if first == "--output" else [first, out]
+    argv = photo_job(inputs, out if first == "--output" else tmp_path / "o.mp4",
+                     tmp_path / "nowhere", *extra, second, other_spelling)
+    code, _, err = run(argv, capsys)
+    line = error_line(code, err)
+    assert f"{second} {other_spelling} is also the {first} file" in line
+    assert not out.exists()
+
+
+# --------------------------------------------------- 2. every numeric option out of range
+
+#: Every numeric option of the headless command: bad values, and the range the line names.
+NUMBERS = {
+    "--seed": (["-1", str(MAX_SEED + 1)], f"in [0, {MAX_SEED}]"),
+    "--face-index": (["-1"], ">= 0"),
+    "--cfg-scale": (["-0.5"], ">= 0"),
+    "--steps": (["0", "-3"], ">= 1"),
+    "--pose-scale": ([], "a finite number"),
+    "--expression-scale": ([], "a finite number"),
+    "--smoothing": (["-0.1"], ">= 0"),
+    "--driving-multiplier": ([], "a finite number"),
+    "--blink-rate": (["0", "61"], "in (0, 60]"),
+    "--blink-strength": (["-0.5", "2.5"], "in [0, 2]"),
+    "--eye-contact": (["-1", "2.01"], "in [0, 2]"),
+    "--expression-from-strength": ([], "a finite number"),
+    "--batch-size": (["0"], ">= 1"),
+}
+
+
+def _numeric_options() -> dict[str, type]:
+    """flag -> int or float, for every option of the parser that takes a number."""
+    return {next(s for s in a.option_strings if s.startswith("--")): a.type
+            for a in options.build_parser()._actions  # noqa: SLF001
+            if a.type in (int, float)}
+
+
+def test_the_table_covers_every_numeric_option():
+    assert set(_numeric_options()) == set(NUMBERS)
+
+
+def _cases():
+    kinds = _numeric_options()
+    for flag, (values, allowed) in NUMBERS.items():
+        extra = ["nan", "inf", "-inf"] if kinds[flag] is float else []
+        for value in values + extra:
+            yield pytest.param(flag, value, allowed, id=f"{flag}={value}")
+
+
+@pytest.mark.parametrize("flag, value, allowed", list(_cases()))
+def test_a_number_out_of_range_names_the_flag_and_the_range(tmp_path, inputs, capsys,
+                                                            flag, value, allowed):
+    extra = [f"{flag}={value}"]
+    if flag == "--expression-from-strength":
+        extra += ["--expression-from", inputs["reference"]]
+    line = fails_early(capsys, inputs, tmp_path, *extra)
+    if value in ("nan", "inf", "-inf"):
+        bound = "" if allowed == "a finite number" else f" {allowed}"
+        assert line == f"error: {flag} must be a finite number{bound}, got {value}"
+    else:
+        assert line == f"error: {flag} must be {allowed}, got {value}"
+
+
+@pytest.mark.parametrize("flag, text, words", [
+    ("--expression", "smile=nan", "expected a value for 'smile'"),
+    ("--expression", "smile=9", "smile=9 is outside the range -0.3..1.3"),
+    ("--strength", "yaw=inf", "expected a value for 'yaw'"),
+    ("--strength", "yaw=-1", "yaw=-1 is outside the range 0..3"),
+    ("--blink", "1.5, -2s", "a time must be >= 0 seconds, got -2"),
+])
+def test_a_text_option_out_of_range_names_the_flag(tmp_path, inputs, capsys, flag, text, words):
+    """Text options are judged while the arguments are parsed: one error line (exit 2),
+    then the text with a caret under the mistake; no usage wall."""
+    with pytest.raises(SystemExit) as info:
+        run(photo_job(inputs, tmp_path / "o.mp4", tmp_path / "nowhere", f"{flag}={text}"),
+            capsys)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "usage:" not in err
+    assert err.startswith(f"error: argument {flag}: {words}")
+    assert f"  {text}\n" in err and "^" in err
+
+
+# ------------------------------------------------------------------ 7. a bad jobs-file row
+
+def test_a_bad_jobs_file_row_gets_the_command_lines_line(tmp_path, inputs, capsys):
+    """Rows of a batch go through the same checks: an output over an input (through a
+    symlink) and a number out of range fail alone, with the headless command's line."""
+    from joyvasa_core.batch import read_jobs
+
+    link = tmp_path / "speech_link.wav"
+    link.symlink_to(inputs["speech"])
+    before = _digest(inputs["speech"])
+    base = {"image": str(inputs["photo"]), "audio": str(inputs["speech"])}
+    rows = [{**base, "output": str(link)},
+            {**base, "output": "b.mp4", "blink_strength": "nan"},
+            {**base, "output": "c.mp4", "seed": "-1"},
+            {**base, "output": "d.mp4"}]
+    jobs = tmp_path / "jobs.csv"
+    columns = ["image", "audio", "output", "blink_strength", "seed"]
+    jobs.write_text(",".join(columns) + "\n" + "".join(
+        ",".join(row.get(c, "") for c in columns) + "\n" for row in rows))
+    checked = read_jobs(jobs, tmp_path / "out", decode=False)
+    assert [row.status for row in checked] == ["failed", "failed", "failed", ""]
+    for row, extra in zip(checked, (["--output", link], ["--blink-strength=nan"], ["--seed=-1"])):
+        argv = photo_job(inputs, tmp_path / "out" / rows[row.row - 1]["output"],
+                         tmp_path / "nowhere", *extra)
+        code, _, err = run(argv, capsys)
+        assert error_line(code, err) == f"error: {row.error}"
+    assert "is the --audio input file" in checked[0].error and _digest(inputs["speech"]) == before
+
+
 # ------------------------------------------------------------------ 5. the first run offline
 
 def _closed_port() -> int:
