@@ -223,6 +223,94 @@ def test_a_bad_jobs_file_row_gets_the_command_lines_line(tmp_path, inputs, capsy
     assert "is the --audio input file" in checked[0].error and _digest(inputs["speech"]) == before
 
 
+# ------------------------------------------------------------------ 3. the models folder
+
+def test_models_dir_that_is_a_file(tmp_path, inputs, capsys):
+    line = fails_early(capsys, inputs, tmp_path, **{"models-dir": inputs["speech"]})
+    assert line == (f"error: --models-dir {inputs['speech']} is a file; pass the "
+                    "pretrained_weights folder")
+
+
+def test_models_dir_without_the_files_lists_each_one_per_line(tmp_path, inputs, capsys):
+    empty = tmp_path / "pretrained_weights"
+    empty.mkdir()
+    code, _, err = run(photo_job(inputs, tmp_path / "o.mp4", empty), capsys)
+    lines = error_lines(code, err)
+    files = model_files.required_files()
+    assert lines[0] == (f"error: {len(files)} model file(s) missing and cannot be downloaded "
+                        "because HF_HUB_OFFLINE is set:")
+    for line, entry in zip(lines[1:], files):
+        assert line.startswith(f"  - {entry.slot}: expected {empty / entry.relpath}")
+    assert lines[1 + len(files)] == "Fix: download them into that folder, e.g."
+    commands = lines[2 + len(files):-1]
+    assert commands and all(c.startswith("  huggingface-cli download ") for c in commands)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def _edit_state_dict(path: Path, edit) -> None:
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    edit(state)
+    torch.save(state, path)
+
+
+def _first_weight(state: dict) -> str:
+    return next(k for k, v in state.items() if v.is_floating_point() and v.ndim > 1)
+
+
+def _nan(state: dict) -> None:
+    state[_first_weight(state)].view(-1)[3] = float("nan")
+
+
+LIVEPORTRAIT_EDITS = {
+    "missing": (lambda s: s.pop(_first_weight(s)), "1 missing keys"),
+    "extra": (lambda s: s.update({"extra_layer.weight": s[_first_weight(s)].clone()}),
+              "1 unexpected keys: extra_layer.weight"),
+    "shape": (lambda s: s.update({_first_weight(s): s[_first_weight(s)][:1].clone()}),
+              "1 shape mismatches"),
+    "nan": (_nan, "1 tensor(s) hold NaN or infinite values"),
+}
+
+
+@pytest.mark.parametrize("problem", list(LIVEPORTRAIT_EDITS))
+def test_a_liveportrait_checkpoint_with_bad_keys_or_weights_is_named(
+        tmp_path, models_dir, inputs, capsys, problem):
+    tree = copy_models(models_dir, tmp_path)
+    path = tree / "liveportrait/base_models/warping_module.pth"
+    edit, words = LIVEPORTRAIT_EDITS[problem]
+    _edit_state_dict(path, edit)
+    line = fails_loading(photo_job(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert f"{path} (warping_module):" in line and words in line
+    assert "Fix: Download KwaiVGI/LivePortrait" in line
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize("problem, words", [
+    ("nan", "1 tensor(s) hold NaN or infinite values"),
+    ("shape", "does not match the architecture its own args describe"),
+])
+def test_a_motion_generator_with_nan_or_misshaped_weights_is_named(
+        tmp_path, models_dir, inputs, capsys, problem, words):
+    import torch
+
+    tree = copy_models(models_dir, tmp_path)
+    path = tree / model_files.MOTION_GENERATOR_DIR / model_files.MOTION_GENERATOR_FILE
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    weights = checkpoint["model"]
+    key = next(k for k in weights if k.startswith("denoising_net") and k.endswith(".weight")
+               and weights[k].ndim > 1)
+    if problem == "nan":
+        weights[key].view(-1)[0] = float("inf")
+    else:
+        weights[key] = weights[key][:, :1].clone()
+    assert isinstance(checkpoint["args"], argparse.Namespace)
+    torch.save(checkpoint, path)
+    line = fails_loading(photo_job(inputs, tmp_path / "o.mp4", tree), capsys)
+    assert str(path) in line and words in line and key in line
+    assert not (tmp_path / "o.mp4").exists()
+
+
 # ------------------------------------------------------------------ 5. the first run offline
 
 def _closed_port() -> int:
