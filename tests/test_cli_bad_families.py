@@ -311,6 +311,97 @@ def test_a_motion_generator_with_nan_or_misshaped_weights_is_named(
     assert not (tmp_path / "o.mp4").exists()
 
 
+# ------------------------------------------------------------- 4. an unusable source video
+
+def _video_line(capsys, inputs, tmp_path, clip: Path, models: Path | None = None,
+                *extra) -> str:
+    argv = photo_job(inputs, tmp_path / "o.mp4", models or tmp_path / "nowhere", *extra)
+    argv[argv.index("--image"):argv.index("--image") + 2] = ["--video", clip]
+    code, _, err = run(argv, capsys)
+    line = error_line(code, err, after_progress=True)   # the tracking's progress came first
+    if models is None:
+        assert "nowhere" not in line, f"the check came after model loading: {line}"
+    assert not (tmp_path / "o.mp4").exists()
+    return line
+
+
+def _truncated(tmp_path: Path, inputs, faststart: bool) -> Path:
+    import helpers_video as hv
+
+    frames = hv.drifting_astronaut(40, step=1)[:, ::4, ::4].copy()
+    whole = hv.write_clip(tmp_path / "whole.mp4", frames, faststart=faststart).read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole[: len(whole) // 2])
+    return cut
+
+
+def _zero_frames(tmp_path: Path, inputs) -> Path:
+    path = tmp_path / "empty.mkv"
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate = 16000
+        out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _audio_only(tmp_path: Path, inputs) -> Path:
+    """The speech as AAC in an .mp4 container: a sound track and nothing else."""
+    path = tmp_path / "voice.mp4"
+    with av.open(str(inputs["speech"])) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream("aac", rate=16000)
+        stream.layout = "mono"
+        for frame in src.decode(audio=0):
+            frame.pts = None
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _text(tmp_path: Path, inputs) -> Path:
+    path = tmp_path / "notes.mp4"
+    path.write_text("these are meeting notes, not a video\n" * 20)
+    return path
+
+
+VIDEOS = {
+    "truncated, index last": (lambda t, i: _truncated(t, i, False), "cut.mp4 cannot be decoded"),
+    "truncated, index first": (lambda t, i: _truncated(t, i, True),
+                               "cut.mp4 is truncated: its frames end after"),
+    "zero frames": (_zero_frames, "empty.mkv has a video stream with zero frames"),
+    "audio only": (_audio_only, "voice.mp4 has no video stream (is it an audio file?)"),
+    "text named .mp4": (_text, "notes.mp4 cannot be decoded as a video"),
+}
+
+
+@pytest.mark.parametrize("kind", list(VIDEOS))
+def test_an_unusable_video_fails_before_the_models_load(tmp_path, inputs, capsys, kind):
+    make, words = VIDEOS[kind]
+    line = _video_line(capsys, inputs, tmp_path, make(tmp_path, inputs))
+    assert words in line
+
+
+def test_a_video_without_any_face(tmp_path, inputs, models_dir, capsys):
+    """Found while tracking (the detector must look at every frame), before any motion is
+    sampled or any frame written."""
+    import helpers_pipeline as hp
+    import helpers_video as hv
+    from joyvasa_core.face import mtcnn
+
+    if not mtcnn.available():
+        pytest.skip("the no-download face detector (mtcnn) is not installed")
+    clip = hv.write_clip(tmp_path / "landscape.mp4", hv.drifting_astronaut(3, cutaways=(0, 1, 2)))
+    with hp.fast_liveportrait_build():
+        line = _video_line(capsys, inputs, tmp_path, clip, models_dir, "--face-backend", "mtcnn")
+    assert "no face found in any of the 3 frames of" in line and "landscape.mp4" in line
+
+
 # ------------------------------------------------------------------ 5. the first run offline
 
 def _closed_port() -> int:
