@@ -438,3 +438,44 @@ def test_first_run_without_network_fails_fast_with_the_list(tmp_path, inputs, mo
     assert commands and all(c.startswith("  huggingface-cli download ") for c in commands)
     assert lines[-1] == "or let JoyVASA download them on first use while online."
     assert "retry" not in (out + err).lower()
+
+
+# ------------------------------------------------------------------ 6. a full output disk
+
+class _FillingContainer:
+    """An output container on a disk that fills up: packets are written for real until the
+    file holds some bytes, then the next mux fails with ENOSPC, as the kernel would say."""
+
+    def __init__(self, container, path: Path, sizes: list[int]) -> None:
+        self._container, self._path, self._sizes = container, path, sizes
+
+    def mux(self, packets):
+        self._container.mux(packets)
+        size = self._path.stat().st_size if self._path.exists() else 0
+        if size and packets:
+            self._sizes.append(size)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self._path))
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+
+def test_a_full_disk_mid_render_removes_the_partial_file(tmp_path, inputs, models_dir,
+                                                         monkeypatch, capsys):
+    from joyvasa_core import video
+
+    enter, sizes = video.VideoWriter.__enter__, []
+
+    def on_a_small_disk(self):
+        enter(self)
+        self._container = _FillingContainer(self._container, self.path, sizes)
+        return self
+
+    monkeypatch.setattr(video.VideoWriter, "__enter__", on_a_small_disk)
+    out = tmp_path / "renders" / "talking.mp4"
+    line = fails_loading(photo_job(inputs, out, models_dir), capsys, after_progress=True)
+    assert sizes and sizes[0] > 0                       # a partial file was on the disk
+    assert line.startswith(f"error: no space left on the device while writing {out} (after ")
+    assert line.endswith(" frames); the partial file was removed. Free some space or choose "
+                         "an output folder on another disk.")
+    assert not out.exists()
