@@ -243,6 +243,7 @@ def validate_state_dict(sd: Mapping[str, torch.Tensor], expected: Layout, path: 
     wrong_dtype = [f"{k}: file {sd[k].dtype}, expected {expected[k][1]}"
                    for k in expected if k in sd and not _same_kind(sd[k].dtype, expected[k][1])]
     if not (missing or unexpected or wrong_shape or wrong_dtype):
+        check_finite(sd, path, slot, fix, max_listed)
         return
     lines = []
     for title, items in (("missing keys", missing), ("unexpected keys", unexpected),
@@ -260,6 +261,18 @@ def validate_state_dict(sd: Mapping[str, torch.Tensor], expected: Layout, path: 
     elif wrong_shape:
         problem += "\n  The keys match but the sizes do not: a different model version or config."
     raise _error(path, problem, slot, fix)
+
+
+def check_finite(sd: Mapping[str, torch.Tensor], path: str | Path, slot: str,
+                 fix: str | None = None, max_listed: int = 12) -> None:
+    """Raise :class:`CheckpointError` naming the file and the tensors that hold NaN or
+    infinite values (a damaged file: such weights would render black or NaN frames)."""
+    bad = [k for k, v in sd.items() if isinstance(v, torch.Tensor) and v.is_floating_point()
+           and not bool(torch.isfinite(v).all())]
+    if bad:
+        more = f" ... and {len(bad) - max_listed} more" if len(bad) > max_listed else ""
+        raise _error(path, f"{len(bad)} tensor(s) hold NaN or infinite values: "
+                           f"{', '.join(bad[:max_listed])}{more}. The file is damaged.", slot, fix)
 
 
 # --------------------------------------------------------------------------- stitching

@@ -11,7 +11,8 @@ progress goes to stderr (overwriting bars on a terminal; otherwise one line
 per motion window and per chunk of frames, with the elapsed time, so the log
 of a server or a batch shows where a job is). Every failure ends with exit
 status 1 and a single line ``error: <cause>. <fix>`` on stderr (``--debug``
-adds the traceback).
+adds the traceback); only an error that lists several causes (every missing
+model file) keeps one line per cause, then the download commands.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import options
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, one_line
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED
+from .errors import report as error_report
 from .job import Job, ModelOptions, read_inputs, run_job
 
 #: How each progress label is counted in the progress lines.
@@ -91,6 +93,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the one place that turns failures into a message
         if args.debug:
             traceback.print_exc()
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {error_report(exc)}", file=sys.stderr)
         return EXIT_ERROR
     return 0

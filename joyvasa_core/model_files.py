@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +53,8 @@ _AUDIO_ENCODER_WEIGHTS = {
 }
 
 MODELS_DIR_ENV = "JOYVASA_MODELS_DIR"
+#: Seconds the connectivity probe waits before the downloads are called off.
+PROBE_TIMEOUT = 3.0
 #: JoyVASA files, relative to the models folder (the repo is downloaded into ``JoyVASA/``).
 MOTION_GENERATOR_DIR = "JoyVASA/motion_generator"
 MOTION_GENERATOR_FILE = "motion_generator_hubert_chinese.pt"
@@ -113,6 +118,7 @@ class ModelFilesError(CheckpointError, FileNotFoundError):
                  extra_dirs: Iterable[str | Path] = (), reason: str = "") -> None:
         self.missing = list(missing)
         self.models_dir = Path(models_dir)
+        self.listed = len(self.missing) > 1     # one line per file (errors.report)
         super().__init__(_missing_message(self.missing, self.models_dir, list(extra_dirs), reason))
 
 
@@ -318,6 +324,40 @@ def hub_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
+def hub_unreachable(timeout: float = PROBE_TIMEOUT) -> str | None:
+    """Why the Hugging Face endpoint cannot be reached, or None when a TCP connection opens.
+
+    One connection attempt (to the proxy when one is configured) of at most
+    ``timeout`` seconds, so a machine without network fails in a moment instead of
+    after huggingface_hub's retries with backoff on every file. The endpoint is
+    ``$HF_ENDPOINT`` (default https://huggingface.co).
+    """
+    from huggingface_hub import constants
+
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    url = urllib.parse.urlsplit(endpoint)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        target = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    else:
+        proxy, target = None, url
+    host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        via = f" (through the proxy {proxy})" if proxy else ""
+        return f"{endpoint}{via} cannot be reached: {exc.strerror or exc}"
+    return None
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    """``Type: first line of the message`` cut to ``limit`` characters (a hub error's text
+    can run to thousands)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    text = f"{type(exc).__name__}: {first}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 @contextlib.contextmanager
 def _progress_bars(enabled: bool) -> Iterator[None]:
     from huggingface_hub.utils import (are_progress_bars_disabled, disable_progress_bars,
@@ -342,7 +382,8 @@ def download_missing(models_dir: str | Path, files: Iterable[ModelFile] | None =
     Files go to ``models_dir / relpath`` via ``huggingface_hub.hf_hub_download``.
     ``progress`` shows huggingface_hub's progress bars; ``on_file(done, total, file)``
     is called after each file (for a UI progress bar). Returns slot -> path of the
-    downloaded files. Offline (``HF_HUB_OFFLINE=1``) or on any download failure,
+    downloaded files. Offline (``HF_HUB_OFFLINE=1``), when the endpoint cannot be
+    reached (:func:`hub_unreachable`, one probe of a few seconds) or on any download failure,
     raises one :class:`ModelFilesError` listing every file still missing
     and the folder to put it in.
     """
@@ -354,6 +395,10 @@ def download_missing(models_dir: str | Path, files: Iterable[ModelFile] | None =
     if hub_offline():
         raise ModelFilesError(todo, models_dir, extra_dirs,
                                      "cannot be downloaded because HF_HUB_OFFLINE is set")
+    unreachable = hub_unreachable()
+    if unreachable:
+        raise ModelFilesError(todo, models_dir, extra_dirs,
+                              f"cannot be downloaded: {unreachable}")
     from huggingface_hub import hf_hub_download
 
     done: dict[str, Path] = {}
@@ -365,7 +410,7 @@ def download_missing(models_dir: str | Path, files: Iterable[ModelFile] | None =
             except Exception as exc:  # offline, HTTP, disk: report everything still missing
                 raise ModelFilesError(
                     todo[i:], models_dir, extra_dirs,
-                    f"could not be downloaded ({type(exc).__name__}: {exc})") from exc
+                    f"could not be downloaded ({_short(exc)})") from exc
             path = mf.find(models_dir, extra_dirs)
             if path is None:
                 raise ModelFilesError(todo[i:], models_dir, extra_dirs,

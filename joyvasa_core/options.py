@@ -14,8 +14,6 @@ names the option and the fix). Nothing below this edge sees an
 from __future__ import annotations
 
 import argparse
-import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,15 +23,17 @@ from .dit.denoiser import PE_VARIANTS
 from .dit.samplers import SAMPLERS
 from .driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from .dubbing import DUBBING_REGIONS
-from .edits import Blinks, build_edits, parse_strengths, parse_timeline, parse_times
+from .edits import build_edits, parse_strengths, parse_timeline, parse_times
 from .edits.blink import DEFAULT_RATE as DEFAULT_BLINK_RATE
-from .edits.gaze import MAX_STRENGTH as EYE_CONTACT_MAX
 from .errors import UsageError
 from .job import Job, JobEdits, ModelOptions, Outputs, SourceSpec
+from .option_checks import NUMBER_RANGES, check_numbers, check_output_path, check_outputs_apart
 from .render import RenderOptions
 from .retime import LOOP_MODES
 from .settings import MotionSettings
 
+#: A file name each output option's error suggests (--output, --save-motion, --save-keypoints).
+OUTPUT_EXAMPLES = ("talking.mp4", "motion.safetensors", "keypoints.safetensors")
 #: The parser's group of load-time options (the batch command gives them once for all jobs).
 MODELS_GROUP = "models"
 
@@ -59,8 +59,16 @@ def add_face_arguments(group) -> None:
                        help="which face when several are found (0 = largest)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes end like every other failure of the command: one
+    ``error: <cause>`` line on stderr (no usage wall; ``--help`` has it), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m joyvasa_core",
         description="Animate a portrait photo with speech (JoyVASA + LivePortrait) into an MP4.")
     io = p.add_argument_group("inputs and output")
@@ -187,47 +195,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.output is None and args.save_keypoints is None:
         parser.error("the following arguments are required: --output "
                      "(or --save-keypoints FILE alone for keypoints without rendering)")
-    try:
-        Blinks(rate=args.blink_rate, strength=args.blink_strength)
-    except ValueError as exc:
-        parser.error(f"argument --blink-rate/--blink-strength: {exc}")
     for option in ("pose_from", "expression_from"):
         path = getattr(args, option)
         if path is not None and not path.is_file():
             parser.error(f"argument --{option.replace('_', '-')}: file not found: {path}")
     return args
-
-
-def _check_number(value: float | None, option: str, *, minimum: float | None = None,
-                  maximum: float | None = None) -> None:
-    if value is None:
-        return
-    if not math.isfinite(value):
-        raise UsageError(f"{option} must be a finite number, got {value}")
-    if minimum is not None and value < minimum:
-        raise UsageError(f"{option} must be >= {minimum:g}, got {value:g}")
-    if maximum is not None and value > maximum:
-        raise UsageError(f"{option} must be <= {maximum:g}, got {value:g}")
-
-
-def check_output_path(path: Path, option: str, example: str) -> None:
-    """Raise :class:`UsageError` unless ``path`` can be created as a file.
-
-    A folder, a parent that is a file, or a parent folder without write
-    permission fail here, in a millisecond, instead of after the render.
-    Missing parent folders are fine (the writers create them).
-    """
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a folder; give a file name, e.g. {path / example}")
-    parent = path.parent if str(path.parent) else Path(".")
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: {parent} is a file, not a folder. "
-                         "Choose another output path.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: no permission to write in {parent}. "
-                         "Choose a writable folder.")
 
 
 def check_options(args: argparse.Namespace) -> None:
@@ -236,29 +208,22 @@ def check_options(args: argparse.Namespace) -> None:
     Raises :class:`UsageError` (one line, cause and fix). Costs no I/O beyond
     a few ``stat`` calls, so a batch can check all its jobs first.
     """
-    _check_number(args.cfg_scale, "--cfg-scale", minimum=0.0)
-    for option, value in (("--pose-scale", args.pose_scale),
-                          ("--expression-scale", args.expression_scale),
-                          ("--driving-multiplier", args.driving_multiplier)):
-        _check_number(value, option)
-    _check_number(args.smoothing, "--smoothing", minimum=0.0)
-    _check_number(args.eye_contact, "--eye-contact", minimum=0.0, maximum=EYE_CONTACT_MAX)
-    _check_number(args.steps, "--steps", minimum=1)
-    _check_number(args.batch_size, "--batch-size", minimum=1)
-    _check_number(args.face_index, "--face-index", minimum=0)
-    if args.output is not None:
-        check_output_path(args.output, "--output", "talking.mp4")
-    for option, path, example in (("--save-motion", args.save_motion, "motion.safetensors"),
-                                  ("--save-keypoints", args.save_keypoints, "keypoints.safetensors")):
+    check_numbers((flag, getattr(args, flag.lstrip("-").replace("-", "_")))
+                  for flag in NUMBER_RANGES)
+    outputs = (("--output", args.output), ("--save-motion", args.save_motion),
+               ("--save-keypoints", args.save_keypoints))
+    for (option, path), example in zip(outputs, OUTPUT_EXAMPLES):
         if path is not None:
             check_output_path(path, option, example)
+    check_outputs_apart(outputs, (("--image", args.image), ("--video", args.video),
+                                  ("--audio", args.audio), ("--pose-from", args.pose_from),
+                                  ("--expression-from", args.expression_from)))
     if args.video is not None:
         for option, value in (("--expression-from", args.expression_from),
                               ("--save-keypoints", args.save_keypoints)):
             if value is not None:
                 raise UsageError(f"{option} works with --image only (a video's keypoints "
                                  "change every frame); drop it or use a photo")
-
 
 
 def job_from_args(args: argparse.Namespace) -> Job:

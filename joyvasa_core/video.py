@@ -14,6 +14,7 @@ Example::
 """
 from __future__ import annotations
 
+import errno
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +30,10 @@ from .face.image_io import to_uint8
 H264_ENCODERS = ("libx264", "h264", "libopenh264", "h264_videotoolbox", "h264_nvenc")
 #: Rate used when the speech's own rate is not one AAC supports (Hz).
 AAC_FALLBACK_RATE = 48000
+#: errno of a write that did not fit -> the cause as the error line says it.
+DISK_FULL = {errno.ENOSPC: "no space left on the device",
+             errno.EFBIG: "the file grew too large for the file system",
+             **({errno.EDQUOT: "the disk quota is exhausted"} if hasattr(errno, "EDQUOT") else {})}
 
 
 class VideoWriterError(JoyVASAError, RuntimeError):
@@ -141,9 +146,17 @@ class VideoWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if exc_type is None:
-            self.close()
-        else:  # keep the original error; leave no half-written file behind
-            self._abort()
+            try:
+                self.close()
+            except OSError as error:    # the trailer did not fit on the disk
+                self._abort()
+                raise self._disk_error(error) or error
+            return
+        self._abort()   # leave no half-written file behind; keep the original error
+        if isinstance(exc, OSError):
+            translated = self._disk_error(exc)
+            if translated is not None:
+                raise translated from exc
 
     # -- writing -----------------------------------------------------------------------
     def write(self, frames: torch.Tensor | np.ndarray) -> None:
@@ -228,6 +241,16 @@ class VideoWriter:
         frame.time_base = Fraction(1, self._audio_rate)
         self._container.mux(self._astream.encode(frame))
         self._audio_done = end
+
+    def _disk_error(self, exc: OSError) -> VideoWriterError | None:
+        """The user's line for a full disk, a full quota or a file too large for the file
+        system (None for any other error)."""
+        if exc.errno not in DISK_FULL:
+            return None
+        return VideoWriterError(
+            f"{DISK_FULL[exc.errno]} while writing {self.path} (after {self.frames_written} "
+            "frames); the partial file was removed. Free some space or choose an output "
+            "folder on another disk.")
 
     def _abort(self) -> None:
         if self._container is not None:

@@ -2,7 +2,7 @@
 
 * :func:`probe_video` reads the stream header: upright size, rotation, average
   frame rate, whether there is audio. Every bad file becomes a named
-  :class:`VideoSourceError` (no video stream, corrupt, zero frames).
+  :class:`VideoSourceError` (no video stream, corrupt, truncated, zero frames).
 * :func:`iter_video` decodes the whole video in presentation order and yields
   :class:`VideoChunk` s of at most ``chunk_size`` frames: ``[b, H, W, 3]``
   uint8 RGB frames (ComfyUI IMAGE layout, bytes rather than floats so a 4K
@@ -51,6 +51,13 @@ class CorruptVideoError(VideoSourceError):
         super().__init__(f"{path} cannot be decoded as a video ({detail}). "
                          "Re-export or re-download it, or convert it with "
                          "`ffmpeg -i IN -c:v libx264 OUT.mp4`.")
+
+
+class TruncatedVideoError(VideoSourceError):
+    def __init__(self, path: Path, seconds: float, promised: float):
+        super().__init__(f"{path} is truncated: its frames end after {seconds:.2f} s of the "
+                         f"{promised:.2f} s its header promises (an interrupted copy or "
+                         "download?). Copy or download it again.")
 
 
 class EmptyVideoError(VideoSourceError):
@@ -148,10 +155,34 @@ def probe_video(path: str | Path) -> VideoInfo:
             rate = frames / duration
         if not rate:
             raise CorruptVideoError(path, "the stream has no frame rate")
+        _check_complete(container, stream, path, float(rate))
         return VideoInfo(path, width, height, rotation, float(rate), frames, duration,
                          bool(container.streams.audio))
     finally:
         container.close()
+
+
+def _check_complete(container, stream, path: Path, fps: float) -> None:
+    """Raise :class:`TruncatedVideoError` when the packets stop short of the duration the
+    header states (a cut-off file whose index survived: MP4 with the index first). Reads
+    the packets from the last keyframe on, without decoding them."""
+    if not stream.duration or stream.time_base is None:
+        return
+    start = stream.start_time or 0
+    end = start + stream.duration
+    try:
+        container.seek(end, stream=stream, backward=True)
+        last = None
+        for packet in container.demux(stream):
+            if packet.pts is not None and packet.size:
+                stop = packet.pts + (packet.duration or 0)
+                last = stop if last is None else max(last, stop)
+    except av.FFmpegError as exc:
+        raise CorruptVideoError(path, f"{type(exc).__name__}: {exc}") from exc
+    reached = float(((last if last is not None else start) - start) * stream.time_base)
+    promised = float(stream.duration * stream.time_base)
+    if reached < promised - 2.0 / fps:
+        raise TruncatedVideoError(path, reached, promised)
 
 
 def _decode(container, path: Path) -> Iterator[av.VideoFrame]:

@@ -41,14 +41,15 @@ def drifting_astronaut(n: int, height: int = 200, width: int = 232, step: int = 
 
 def write_clip(path: Path, frames: np.ndarray, fps: float = 25.0,
                times: np.ndarray | None = None, rotation: int = 0,
-               audio: tuple[np.ndarray, int] | None = None) -> Path:
+               audio: tuple[np.ndarray, int] | None = None, faststart: bool = False) -> Path:
     """Encode ``frames`` [n, H, W, 3] uint8 as H.264 (crf 0) MP4.
 
     times: seconds of each frame (variable frame rate, millisecond time base),
     else a constant ``fps``. rotation: display matrix, degrees counter-clockwise
     (what players turn the stored pixels by). audio: ([N] float, rate) as AAC.
+    faststart: the index (moov) before the frames, as web videos have it.
     """
-    with av.open(str(path), "w") as out:
+    with av.open(str(path), "w", options={"movflags": "faststart"} if faststart else {}) as out:
         rate = Fraction(fps).limit_denominator(1001) if times is None else Fraction(1000)
         stream = out.add_stream("libx264", rate=rate, options={"crf": "0", "preset": "ultrafast"})
         stream.height, stream.width = frames.shape[1:3]

@@ -111,7 +111,7 @@ def test_bad_eye_contact_strength_is_refused(inputs, capsys):
                      "--save-keypoints", str(inputs["dir"] / "no.safetensors"),
                      "--eye-contact", "3"])
     assert code == EXIT_ERROR
-    assert "error: --eye-contact must be <= 2, got 3" in capsys.readouterr().err
+    assert "error: --eye-contact must be in [0, 2], got 3" in capsys.readouterr().err
 
 
 def test_output_stays_required_without_save_keypoints(inputs, capsys):

@@ -11,6 +11,7 @@ import transformers
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.loading import load_motion_generator
 from joyvasa_core.dit.model import build_motion_generator
+from joyvasa_core.errors import CheckpointError
 from joyvasa_core.fill import fill_module_
 
 CKPT_ARGS = dict(motion_feat_dim=6, n_motions=8, n_prev_motions=3, feature_dim=16, n_diff_steps=5,
@@ -68,7 +69,7 @@ def test_te_table_is_rebuilt_and_file_buffers_are_used(tmp_path, tiny_encoder_di
 def test_missing_denoiser_weight_raises(tmp_path, tiny_encoder_dir):
     sd = tiny_reference(tiny_encoder_dir).state_dict()
     del sd["denoising_net.feature_proj.weight"]
-    with pytest.raises(KeyError, match="denoising_net.feature_proj.weight"):
+    with pytest.raises(CheckpointError, match="denoising_net.feature_proj.weight"):
         load_motion_generator(save(tmp_path / "mg.pt", sd), tiny_encoder_dir)
 
 
@@ -87,5 +88,5 @@ def test_encoder_weights_may_come_from_the_folder_only(tmp_path, tiny_encoder_di
 
 def test_shape_mismatch_names_the_args(tmp_path, tiny_encoder_dir):
     sd = tiny_reference(tiny_encoder_dir, n_diff_steps=7).state_dict()
-    with pytest.raises(RuntimeError, match="n_diff_steps=5"):
+    with pytest.raises(CheckpointError, match="n_diff_steps=5"):
         load_motion_generator(save(tmp_path / "mg.pt", sd), tiny_encoder_dir)

@@ -1,6 +1,8 @@
 """Model-file layouts, resolution and downloads (joyvasa_core.model_files), without network."""
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import huggingface_hub
@@ -171,7 +173,51 @@ class FakeHub:
         return str(_touch(Path(local_dir) / filename))
 
 
-def test_download_missing_fetches_only_missing_files(monkeypatch, tmp_path):
+@pytest.fixture
+def reachable_hub(monkeypatch):
+    """A real TCP listener on loopback as the Hugging Face endpoint: the connectivity probe
+    gets through (the downloads themselves are :class:`FakeHub`)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
+        for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        yield server
+
+
+def _closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        return server.getsockname()[1]
+
+
+def test_probe_reaches_a_listening_endpoint(reachable_hub):
+    assert mf.hub_unreachable() is None
+
+
+def test_probe_names_the_endpoint_it_cannot_reach(monkeypatch):
+    port = _closed_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    start = time.perf_counter()
+    why = mf.hub_unreachable()
+    assert time.perf_counter() - start < mf.PROBE_TIMEOUT
+    assert why.startswith(f"http://127.0.0.1:{port} cannot be reached: ") and "refused" in why
+
+
+def test_probe_goes_through_the_proxy(monkeypatch, reachable_hub):
+    """With a proxy configured, the proxy is what must answer (the endpoint itself may be
+    unreachable directly)."""
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{reachable_hub.getsockname()[1]}")
+    monkeypatch.setenv("no_proxy", "")
+    assert mf.hub_unreachable() is None
+    proxy = f"127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("http_proxy", proxy)
+    assert f"(through the proxy {proxy}) cannot be reached" in mf.hub_unreachable()
+
+
+def test_download_missing_fetches_only_missing_files(monkeypatch, tmp_path, reachable_hub):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     hub = FakeHub()
@@ -214,10 +260,11 @@ def test_offline_lists_every_missing_file_without_calling_the_hub(monkeypatch, t
     assert "liveportrait_animals/base_models/spade_generator.pth" in msg
 
 
-def test_network_failure_lists_what_is_still_missing(monkeypatch, tmp_path):
+def test_network_failure_lists_what_is_still_missing(monkeypatch, tmp_path, reachable_hub):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
-    error = huggingface_hub.errors.LocalEntryNotFoundError("Connection error, and no cache")
+    error = huggingface_hub.errors.LocalEntryNotFoundError(
+        "Connection error, and no cache\n" + "retrying... " * 300)
     hub = FakeHub(fail_after=2, exc=error)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub)
     files = list(mf.liveportrait_files().values())
@@ -225,6 +272,8 @@ def test_network_failure_lists_what_is_still_missing(monkeypatch, tmp_path):
         mf.download_missing(tmp_path, files, progress=False)
     assert info.value.missing == files[2:]
     assert info.value.__cause__ is error
+    head = str(info.value).splitlines()[0]      # the hub's text cut to its first line
+    assert head.endswith("(LocalEntryNotFoundError: Connection error, and no cache):")
     assert (tmp_path / files[0].relpath).is_file()
 
 

@@ -58,7 +58,7 @@ def test_model_options(tmp_path: Path):
 @pytest.mark.parametrize("flag, value, message", [
     ("--cfg-scale", "inf", "--cfg-scale must be a finite number"),
     ("--steps", "0", "--steps must be >= 1"),
-    ("--eye-contact", "2.5", "--eye-contact must be <= 2"),
+    ("--eye-contact", "2.5", r"--eye-contact must be in \[0, 2\], got 2.5"),
     ("--batch-size", "0", "--batch-size must be >= 1"),
     ("--smoothing", "-1", "--smoothing must be >= 0"),
 ])

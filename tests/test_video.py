@@ -1,6 +1,8 @@
 """VideoWriter: H.264 + AAC MP4 written chunk by chunk; round trip through PyAV."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -80,6 +82,24 @@ def test_failure_inside_block_removes_partial_file(tmp_path):
             writer.write(torch.rand(2, 32, 32, 3))
             raise ValueError("cancelled")
     assert not out.exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_full_disk_mid_write_is_named_and_the_partial_file_removed(tmp_path):
+    """A real ENOSPC from the kernel: the output is a link to /dev/full, where every write
+    fails with 'No space left on device' once PyAV flushes its buffer (mid-write)."""
+    out = tmp_path / "full.mp4"
+    out.symlink_to("/dev/full")
+    rng = np.random.default_rng(0)
+    with pytest.raises(VideoWriterError) as info:
+        with VideoWriter(out, 25) as writer:
+            for _ in range(20):     # noise: x264 cannot compress it below PyAV's buffer
+                writer.write(rng.integers(0, 256, (4, 128, 128, 3), dtype=np.uint8))
+    message = str(info.value)
+    assert message.startswith(f"no space left on the device while writing {out} (after ")
+    assert "the partial file was removed" in message and "another disk" in message
+    assert 0 < writer.frames_written < 80                   # it failed part way
+    assert not out.is_symlink() and Path("/dev/full").exists()
 
 
 def test_helpers():

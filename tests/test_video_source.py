@@ -79,6 +79,22 @@ def test_corrupt_file(tmp_path, frames):
         vs.probe_video(bad)
 
 
+@pytest.mark.parametrize("faststart", [False, True])
+def test_truncated_file(tmp_path, faststart):
+    """Cut in half: with the index at the end the index is lost (cannot be decoded); with the
+    index first the header still promises every frame, and the missing ones are noticed."""
+    frames = hv.drifting_astronaut(40, step=1)[:, ::4, ::4].copy()   # 50 x 58, small and fast
+    whole = hv.write_clip(tmp_path / "whole.mp4", frames, faststart=faststart)
+    assert vs.probe_video(whole).frame_count == len(frames)
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    error = vs.TruncatedVideoError if faststart else vs.CorruptVideoError
+    with pytest.raises(error, match="cut.mp4 (is truncated|cannot be decoded)") as info:
+        vs.probe_video(cut)
+    if faststart:
+        assert "of the 1.60 s its header promises" in str(info.value)
+
+
 def test_zero_frames(tmp_path):
     """Matroska keeps a video track that never got a frame (MP4 would drop the track)."""
     path = tmp_path / "empty.mkv"

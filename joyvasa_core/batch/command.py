@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, UsageError, one_line
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, UsageError, report
 from .jobs import batch_models
 from .ray_pool import import_ray
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the batch as a whole could not run
         if debug:
             traceback.print_exc()
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {report(exc)}", file=sys.stderr)
         return EXIT_ERROR
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     print(f"{counts['ok']} ok, {counts['skipped']} skipped, {counts['failed']} failed; "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import CheckpointError
 from .args import MotionGeneratorArgs
 from .model import MotionGenerator, build_motion_generator
 
@@ -44,12 +45,12 @@ def _check_missing(missing: list[str], path: Path, encoder_from_folder: bool) ->
     network = [k for k in missing if not k.startswith(ENCODER_PREFIX)
                and k not in CONSTRUCTED_BUFFERS + POPPED_KEYS]
     if network:
-        raise KeyError(
+        raise CheckpointError(
             f"{path} lacks {len(network)} motion-generator weights (e.g. {network[:3]}); it is not a "
             f"complete JoyVASA motion_generator checkpoint. Download motion_generator/"
             f"motion_generator_hubert_chinese.pt from jdh-algo/JoyVASA again.")
     if encoder and not encoder_from_folder:
-        raise KeyError(
+        raise CheckpointError(
             f"{path} lacks {len(encoder)} audio-encoder weights (e.g. {encoder[:3]}) and no encoder "
             f"folder was given: pass audio_encoder_dir= (e.g. models/audio_encoders/chinese-hubert-base, "
             f"a transformers export of TencentGameMate/chinese-hubert-base).")
@@ -66,7 +67,7 @@ def load_motion_generator(pt_path: str | Path, audio_encoder_dir: str | Path | N
     default config and every ``audio_encoder.*`` weight must be in the file.
     The schedule buffers stay float32 whatever ``dtype`` is.
     """
-    from ..checkpoints import read_motion_generator_file
+    from ..checkpoints import check_finite, read_motion_generator_file
     from .audio_encoder import build_audio_encoder
 
     path = Path(pt_path)
@@ -74,13 +75,15 @@ def load_motion_generator(pt_path: str | Path, audio_encoder_dir: str | Path | N
     args = MotionGeneratorArgs.from_checkpoint_args(raw_args)
     model = build_motion_generator(args, build_audio_encoder(args.audio_model, audio_encoder_dir))
     state_dict = {k: v for k, v in state_dict.items() if k not in POPPED_KEYS}
+    check_finite(state_dict, path, "motion_generator")
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as exc:  # shape mismatches are raised even when non-strict
-        raise RuntimeError(
+        raise CheckpointError(
             f"{path} does not match the architecture its own args describe "
             f"({', '.join(f'{k}={getattr(args, k)}' for k in ('n_prev_motions', 'n_motions', 'feature_dim', 'n_diff_steps'))}): "
-            f"{exc}") from exc
+            f"{' '.join(str(exc).split())[:600]}. Download motion_generator/"
+            f"motion_generator_hubert_chinese.pt from jdh-algo/JoyVASA again.") from exc
     missing = [k for k in result.missing_keys if k not in POPPED_KEYS]
     report = LoadReport(path, iteration, missing, list(result.unexpected_keys))
     _check_missing(report.missing, path, audio_encoder_dir is not None)

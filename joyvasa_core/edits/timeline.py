@@ -262,9 +262,15 @@ def parse_times(text: str) -> list[float]:
     Raises :class:`EditSyntaxError` pointing at the first mistake.
     """
     parser = _Parser(text, ())
-    times = [parser.number("a time like 1.5s", units=True)[0]]
+
+    def time() -> float:
+        value, start = parser.number("a time like 1.5s", units=True)
+        if value < 0:
+            raise parser.error(f"a time must be >= 0 seconds, got {value:g}", start)
+        return value
+    times = [time()]
     while parser.comma():
-        times.append(parser.number("a time like 1.5s", units=True)[0])
+        times.append(time())
     if parser.pos < len(text.rstrip()):
         raise parser.error("expected ',' or the end of the times")
     return times

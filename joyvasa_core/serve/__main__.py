@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import options
-from ..errors import EXIT_ERROR, UsageError, one_line
+from ..errors import EXIT_ERROR, UsageError, report
 from ..live import LIVE_MOTION, MODES, LiveSettings
 
 
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             face_index=args.face_index)
         server = LiveServer(models, face, defaults)
     except Exception as exc:  # noqa: BLE001 - one line naming the cause, as the headless command
-        print(f"error: {one_line(exc)}", file=sys.stderr)
+        print(f"error: {report(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
     async def run() -> None:
