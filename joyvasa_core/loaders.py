@@ -164,8 +164,11 @@ def place(models: LivePortraitModels, device: str | torch.device,
     46.7 dB PSNR against float32 that way, against 33.4 dB with F and M in
     bfloat16 too, whose keypoint errors move the face).
     """
-    models.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    models.eval().requires_grad_(False)
     if torch.device(device).type == "cpu" and dtype == torch.bfloat16:
-        for name in ("appearance_feature_extractor", "motion_extractor", *MLP_NETWORKS):
-            getattr(models, name).float()
-    return models
+        # only W and G are converted: a round trip through bf16 would round F's and M's weights
+        models.to(device=device)
+        for name in ("warping_module", "spade_generator"):
+            getattr(models, name).to(dtype=dtype)
+        return models
+    return models.to(device=device, dtype=dtype)

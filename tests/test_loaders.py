@@ -86,8 +86,12 @@ def test_load_dtype(tmp_path, tiny):
 def test_bf16_on_the_cpu_is_the_fast_path_w_and_g_only(tmp_path, tiny):
     """CPU bf16: W and G (per-frame convolutions) in bf16; F, M and the MLPs float32, so the
     appearance and keypoints keep full precision. On other devices bf16 is all of it."""
-    write_official_tree(tmp_path, filled_liveportrait(tiny))
+    reference = filled_liveportrait(tiny)
+    write_official_tree(tmp_path, reference)
     models = load_liveportrait(tmp_path, device="cpu", dtype=torch.bfloat16, config_overrides=tiny)
+    for name in ("appearance_feature_extractor", "motion_extractor", "stitching"):
+        kept, original = getattr(models, name).state_dict(), getattr(reference, name).state_dict()
+        assert all(torch.equal(kept[k], original[k]) for k in original), name   # not rounded
     dtypes = {name: next(getattr(models, name).parameters()).dtype
               for name in ("appearance_feature_extractor", "motion_extractor", "warping_module",
                            "spade_generator", "stitching", "lip", "eye")}
