@@ -28,6 +28,7 @@ import asyncio
 import io
 import json
 import logging
+import socket
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -72,18 +73,26 @@ class LiveServer:
     in-memory models; :func:`main` from the command line).
 
     defaults: start settings applied when a client does not send them (checked
-    here: a bad one raises :class:`ProtocolError`).
+    here: a bad one raises :class:`ProtocolError`). max_streams: streams served at
+    once (a ``start`` beyond them is answered with an error). send_buffer: each
+    connection's kernel send buffer (bytes; None: the system's, which on Linux grows
+    up to ``net.ipv4.tcp_wmem``'s 4 MiB): how many frames a slow reader can leave
+    unread before its stream waits.
     """
 
     def __init__(self, models: JoyVASAModels, face: PhotoSource,
                  defaults: Mapping[str, object] | None = None,
-                 driving: DrivingSettings = DrivingSettings(), max_streams: int = MAX_STREAMS):
+                 driving: DrivingSettings = DrivingSettings(), max_streams: int = MAX_STREAMS,
+                 send_buffer: int | None = None):
         self.defaults = dict(defaults or {})
         parse_start({"sample_rate": MIN_SAMPLE_RATE}, self.defaults)
         if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
             raise ValueError(f"max_streams must be a whole number >= 1, got {max_streams!r}")
         self.models, self.face, self.driving = models, face, driving
-        self.max_streams = max_streams
+        if send_buffer is not None and (isinstance(send_buffer, bool) or not isinstance(send_buffer, int)
+                                        or send_buffer < 4096):
+            raise ValueError(f"send_buffer must be a whole number of bytes >= 4096, got {send_buffer!r}")
+        self.max_streams, self.send_buffer = max_streams, send_buffer
         self.sessions: set[LiveSession] = set()     # open streams (their work not yet over)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="joyvasa-live")
         height, width = (int(s) + int(s) % 2 for s in face.image.shape[:2])
@@ -130,6 +139,9 @@ class LiveServer:
 
     async def _handle(self, ws) -> None:
         stream: _Stream | None = None
+        sock = ws.transport.get_extra_info("socket")
+        if self.send_buffer and sock is not None:       # frames a slow reader leaves in the kernel
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         try:
             async for message in ws:
                 try:
