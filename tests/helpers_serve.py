@@ -73,7 +73,8 @@ class Clip:
     errors: list[dict]           # error answers before ``last`` (to bad messages sent inside the stream)
 
     def ok(self, audio: bytes) -> bool:
-        return self.last == {"type": "done", "frames": n_frames(audio)} and len(self.frames) == n_frames(audio)
+        expected = n_frames(audio)
+        return self.last == {"type": "done", "frames": expected} and len(self.frames) == expected
 
 
 async def stream_clip(url: str, audio: bytes, chunk: int = 3200, read_delay: float = 0.0,

@@ -5,6 +5,7 @@ longer, are ``benchmarks/live_load.py``."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -21,17 +22,17 @@ pytest.importorskip("websockets")
 @pytest.fixture(scope="module")
 def models_and_face():
     import skimage.data
-    from skimage.transform import resize
 
     models = hp.fast_models()
-    photo = resize(skimage.data.astronaut()[:400, 40:350], (64, 52), anti_aliasing=True)
-    face = pipeline.extract_face(models, (photo * 255).round().astype(np.uint8), face_backend="none")
+    photo = np.ascontiguousarray(skimage.data.astronaut()[::4, ::4])      # 128 x 128: ~10 kB JPEGs
+    face = pipeline.extract_face(models, photo, face_backend="none")
     return models, face
 
 
 @pytest.fixture(scope="module")
 def server(models_and_face):
-    live = LiveServer(*models_and_face, {"chunk": 4, "lookahead": 1, "steps": 2})
+    # a 16 kB kernel send buffer: a slow reader fills it (and websockets' 32 kB) within a few frames
+    live = LiveServer(*models_and_face, {"chunk": 4, "lookahead": 1, "steps": 2}, send_buffer=16384)
     yield live
     live.close()
 
@@ -58,22 +59,34 @@ def test_four_clients_at_once_all_get_every_frame(server):
 
 
 def test_a_slow_reader_gets_every_frame_and_does_not_hold_up_the_others(server):
-    """Three clients beside a fourth: a normal one, then one reading a frame every 50 ms through
-    a 4 KiB receive buffer. The three take no longer beside the slow reader (it waits on its
-    socket, not on the shared worker): within 1.5x here, measured by the benchmark."""
+    """Three clients beside a fourth: a normal one, then one reading a frame every 0.25 s (slower
+    than they are made) through a 4 KiB receive buffer. Its stream waits on its socket (the
+    server renders its last frame only when the reader is within a few frames of the end), not
+    on the shared worker: the three take no longer beside it, within 1.5x here (a loose bound on
+    a shared 2-core machine); the benchmark reports the figure."""
     others = [hs.speech_pcm(0.6, seed=i) for i in range(3)]
-    fourth = hs.speech_pcm(0.6, seed=3)
+    fourth = hs.speech_pcm(1.0, seed=3)
+
+    async def rendered_all(t0: float, client: asyncio.Task) -> float:
+        """Seconds until the server has rendered the fourth clip's last frame (or has no session left)."""
+        while not client.done() and (server.sessions or time.perf_counter() - t0 < 0.5) \
+                and not any(s.rendered == hs.n_frames(fourth) for s in list(server.sessions)):
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - t0
 
     async def scenario(url, **fourth_reads):
+        t0 = time.perf_counter()
         slow = asyncio.create_task(hs.stream_clip(url, fourth, **fourth_reads))
+        watch = asyncio.create_task(rendered_all(t0, slow))
         fast = await asyncio.gather(*(hs.stream_clip(url, clip) for clip in others))
-        return fast, await slow
+        return fast, await slow, await watch
 
-    normal, normal_fourth = run(server, scenario)
-    beside_slow, slow = run(server, lambda url: scenario(url, read_delay=0.05, rcvbuf=4096))
+    normal, normal_fourth, _ = run(server, scenario)
+    beside_slow, slow, served = run(server, lambda url: scenario(url, read_delay=0.25, rcvbuf=4096))
     assert normal_fourth.ok(fourth) and slow.ok(fourth)          # backpressure, never a dropped frame
     assert all(c.ok(a) for c, a in zip(normal + beside_slow, others + others))
-    assert slow.seconds > len(slow.frames) * 0.05                # it did read slowly
+    assert slow.seconds > len(slow.frames) * 0.25                # it did read slowly ...
+    assert served > 0.6 * slow.seconds, (served, slow.seconds)   # ... and its stream waited for it
     with_slow, without = max(c.seconds for c in beside_slow), max(c.seconds for c in normal)
     assert with_slow < 1.5 * without, (with_slow, without)
 
@@ -90,14 +103,13 @@ def test_a_flood_of_malformed_messages_is_answered_one_by_one_and_spares_the_oth
     (answers, clip), others = run(server, scenario)
     assert len(answers) == len(messages) and {a["type"] for a in answers} == {"error"}
     assert max(len(a["message"]) for a in answers) <= MAX_ERROR_CHARS
-    kinds = len(set(map(repr, messages)))                        # each kind's first answer:
-    for message, expected in zip([a["message"] for a in answers[:kinds]], ("JSON", "JSON", "JSON", "list", "unknown slider 'smiel'",
-                                         "unknown message type 'xxxx", "unknown message type 'dance'",
-                                         "unknown message type None", "sample_rate", "sample_rate",
-                                         "unknown start settings ['kkkk", "chunk + lookahead must fit",
-                                         "seed", "without a running stream", "before start",
-                                         "before start", "before start")):
-        assert expected in message, (expected, message)
+    expected = ("JSON", "JSON", "JSON", "list", "unknown slider 'smiel'", "unknown message type 'xxxx",
+                "unknown message type 'dance'", "unknown message type None", "sample_rate", "sample_rate",
+                "unknown start settings ['kkkk", "chunk + lookahead must fit", "seed",
+                "without a running stream", "before start", "before start", "before start")
+    assert len(set(map(repr, messages))) == len(expected)        # every kind sent; its first answers:
+    for message, words in zip([a["message"] for a in answers], expected):
+        assert words in message, (words, message)
     # the connection is still usable: a stream on it, with bad messages inside answered too
     assert clip.ok(audio[0]) and len(clip.errors) == 3, (clip.last, clip.errors)
     assert [w in e["message"] for w, e in zip(("2 bytes per sample", "already running",
