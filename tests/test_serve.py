@@ -187,6 +187,8 @@ def test_concurrent_clients_all_finish(server):
     (["--expression", "smiel=1"], "error: --expression 'smiel=1': unknown slider 'smiel'"),
     (["--eye-contact", "3"], "error: --eye-contact 3.0:"),
     (["--models-dir", __file__], "is a file; pass the pretrained_weights folder"),
+    (["--max-streams", "0"], "error: --max-streams must be 1 or more, got 0"),
+    (["--send-buffer", "100"], "error: --send-buffer must be 4096 bytes or more, got 100"),
 ])
 def test_serve_command_refuses_bad_flags_in_one_line_before_loading(flags, line, tmp_path, capsys):
     """The server's flags are checked (naming the flag) before the photo is read or a model loads."""
