@@ -142,6 +142,7 @@ def malformed_messages(n: int) -> list[str | bytes]:
              json.dumps({"type": "start", "sample_rate": 16000, "k" * 100_000: 1}),
              json.dumps({"type": "start", "sample_rate": 16000, "chunk": 10_000}),
              json.dumps({"type": "start", "sample_rate": 16000, "seed": "x" * 100_000}),
+             json.dumps({"type": "start", "sample_rate": 16000, "seed": 2**70}),
              json.dumps({"type": "end"}), b"\x00\x01", b"\x00", b""]
     return [kinds[i % len(kinds)] for i in range(n)]
 

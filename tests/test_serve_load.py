@@ -106,7 +106,7 @@ def test_a_flood_of_malformed_messages_is_answered_one_by_one_and_spares_the_oth
     expected = ("JSON", "JSON", "JSON", "list", "unknown slider 'smiel'", "unknown message type 'xxxx",
                 "unknown message type 'dance'", "unknown message type None", "sample_rate", "sample_rate",
                 "unknown start settings ['kkkk", "chunk + lookahead must fit", "seed",
-                "without a running stream", "before start", "before start", "before start")
+                "seed must be a whole number in 0..2**63-1", "without a running stream", "before start", "before start", "before start")
     assert len(set(map(repr, messages))) == len(expected)        # every kind sent; its first answers:
     for message, words in zip([a["message"] for a in answers], expected):
         assert words in message, (words, message)

@@ -98,6 +98,9 @@ def parse_start(message: Mapping, defaults: Mapping[str, object] | None = None) 
             given[key] = float(value)
         elif key in _TEXTS and not isinstance(value, str):
             raise ProtocolError(f"start setting {key} must be text, got {short(value)}")
+        elif key == "seed" and isinstance(value, int) and not 0 <= value < 2**63:
+            raise ProtocolError(f"start setting seed must be a whole number in 0..2**63-1 "
+                                f"(the noise generator's range), got {short(value)}")
     try:
         motion = replace(LIVE_MOTION, **{k: given[k] for k in MOTION_SETTINGS if k in given})
         edits = build_edits(given.get("expression"), given.get("blink", "off"), seed=motion.seed,
