@@ -20,7 +20,10 @@ drops the line cancels its session at once (the step in flight stops at its
 next denoising step or render chunk). A slow reader gets backpressure, never
 dropped frames: the session waits while its frames sit unsent, then stops
 reading the socket once ``INBOX_MESSAGES`` audio messages are queued, so
-memory per client stays bounded.
+memory per client stays bounded. A client message is checked by
+:mod:`.protocol`; each bad one is answered with one error and the connection
+goes on. What the server survives and what it does not: docs/live_mode.md,
+"Fault model".
 """
 from __future__ import annotations
 
