@@ -142,7 +142,7 @@ def main() -> None:
             rss_start = hs.rss_mib(pid)
             normal = asyncio.run(concurrent(url, clips))
             beside_slow = asyncio.run(concurrent(url, clips, slow=True))
-            answered, sent, others = asyncio.run(malformed(url, args.malformed, clips[:1] + clips[1:]))
+            answered, sent, others = asyncio.run(malformed(url, args.malformed, clips))
             rss = asyncio.run(in_a_row(url, pid, clips[0][:len(clips[0]) // 2], max(2, args.sessions)))
 
     ok = [c.ok(a) for c, a in zip(normal, clips)]
