@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 import helpers_pipeline as hp
+from helpers_serve import TIMEOUT, n_frames, receive, stream_clip
 from joyvasa_core import pipeline
-from joyvasa_core.audio import plan_windows
 from joyvasa_core.live import LIVE_MOTION
 from joyvasa_core.serve import LiveServer, ProtocolError, parse_start
 
@@ -20,7 +20,6 @@ websockets = pytest.importorskip("websockets")
 from websockets.asyncio.client import connect  # noqa: E402
 
 PHOTO_SIZE = (45, 37)            # H, W: odd, so frames come out 46 x 38
-TIMEOUT = 120                    # seconds for any one reply (CI runners are slow, never hit normally)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +58,6 @@ def pcm(seconds: float, seed: int = 0) -> bytes:
     return (hp.speech_like(seconds, seed=seed) * 32767).astype("<i2").tobytes()
 
 
-def n_frames(audio: bytes) -> int:
-    return plan_windows(len(audio) // 2, fps=25, n_motions=hp.htm.TINY_GENERATOR_ARGS["n_motions"]).n_frames
-
-
 def run(server: LiveServer, scenario) -> object:
     """Serve on a free loopback port for the length of ``scenario(url)``."""
     async def main():
@@ -70,23 +65,6 @@ def run(server: LiveServer, scenario) -> object:
             port = ws_server.sockets[0].getsockname()[1]
             return await asyncio.wait_for(scenario(f"127.0.0.1:{port}"), 4 * TIMEOUT)
     return asyncio.run(main())
-
-
-async def receive(ws) -> str | bytes:
-    return await asyncio.wait_for(ws.recv(), TIMEOUT)
-
-
-async def stream_clip(url: str, audio: bytes, chunk: int = 3200) -> tuple[list[bytes], dict]:
-    """Start, send the clip in chunks, end; returns (frames, done message)."""
-    frames = []
-    async with connect(f"ws://{url}/live") as ws:
-        await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
-        for start in range(0, len(audio), chunk):
-            await ws.send(audio[start:start + chunk])
-        await ws.send(json.dumps({"type": "end"}))
-        while isinstance(message := await receive(ws), bytes):
-            frames.append(message)
-    return frames, json.loads(message)
 
 
 def test_page_and_info(server):
@@ -110,7 +88,8 @@ def test_page_and_info(server):
 
 def test_short_clip_ends_with_done_and_every_frame_at_the_photo_size(server):
     audio = pcm(0.35)
-    frames, done = run(server, lambda url: stream_clip(url, audio))
+    clip = run(server, lambda url: stream_clip(url, audio))
+    frames, done = clip.frames, clip.last
     assert done == {"type": "done", "frames": n_frames(audio)} and len(frames) == n_frames(audio)
     for jpeg in frames:
         with Image.open(io.BytesIO(jpeg)) as image:
@@ -184,12 +163,10 @@ def test_dropped_client_frees_its_session_and_does_not_hold_up_the_next(server):
                 break
             await asyncio.sleep(0.1)
         freed = not server.sessions
-        frames, done = await stream_clip(url, pcm(0.2, seed=4))
-        return freed, frames, done
+        return freed, await stream_clip(url, pcm(0.2, seed=4))
 
-    freed, frames, done = run(server, scenario)
-    assert freed
-    assert done["type"] == "done" and done["frames"] == len(frames) == n_frames(pcm(0.2, seed=4))
+    freed, clip = run(server, scenario)
+    assert freed and clip.ok(pcm(0.2, seed=4))
 
 
 def test_concurrent_clients_all_finish(server):
@@ -199,8 +176,8 @@ def test_concurrent_clients_all_finish(server):
         return await asyncio.gather(*(stream_clip(url, clip, chunk=1000) for clip in clips))
 
     results = run(server, scenario)
-    for clip, (frames, done) in zip(clips, results):
-        assert done == {"type": "done", "frames": n_frames(clip)} and len(frames) == n_frames(clip)
+    for audio, clip in zip(clips, results):
+        assert clip.ok(audio), (clip.last, len(clip.frames), n_frames(audio))
     assert not server.sessions
 
 
@@ -210,6 +187,8 @@ def test_concurrent_clients_all_finish(server):
     (["--expression", "smiel=1"], "error: --expression 'smiel=1': unknown slider 'smiel'"),
     (["--eye-contact", "3"], "error: --eye-contact 3.0:"),
     (["--models-dir", __file__], "is a file; pass the pretrained_weights folder"),
+    (["--max-streams", "0"], "error: --max-streams must be 1 or more, got 0"),
+    (["--send-buffer", "100"], "error: --send-buffer must be 4096 bytes or more, got 100"),
 ])
 def test_serve_command_refuses_bad_flags_in_one_line_before_loading(flags, line, tmp_path, capsys):
     """The server's flags are checked (naming the flag) before the photo is read or a model loads."""

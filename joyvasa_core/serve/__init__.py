@@ -20,7 +20,10 @@ drops the line cancels its session at once (the step in flight stops at its
 next denoising step or render chunk). A slow reader gets backpressure, never
 dropped frames: the session waits while its frames sit unsent, then stops
 reading the socket once ``INBOX_MESSAGES`` audio messages are queued, so
-memory per client stays bounded.
+memory per client stays bounded. A client message is checked by
+:mod:`.protocol`; each bad one is answered with one error and the connection
+goes on. What the server survives and what it does not: docs/live_mode.md,
+"Fault model".
 """
 from __future__ import annotations
 
@@ -28,76 +31,32 @@ import asyncio
 import io
 import json
 import logging
+import socket
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from http import HTTPStatus
 from pathlib import Path
 
-import numpy as np
-
 from ..driving import DrivingSettings
-from ..edits import build_edits
-from ..live import (LIVE_MOTION, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE, LiveCancelled, LiveFrames,
-                    LiveSession, LiveSettings)
+from ..errors import one_line
+from ..live import MIN_SAMPLE_RATE, LiveCancelled, LiveFrames, LiveSession, LiveSettings
 from ..pipeline import JoyVASAModels
 from ..sources import PhotoSource
+from .protocol import (CLIENT_SETTINGS, MAX_MESSAGE_BYTES, ProtocolError, error_text, parse_start,
+                       read_pcm, read_text, short)
+
+__all__ = ["CLIENT_SETTINGS", "INBOX_MESSAGES", "MAX_MESSAGE_BYTES", "MAX_STREAMS", "LiveServer",
+           "ProtocolError", "encode_jpegs", "parse_start"]
 
 log = logging.getLogger(__name__)
 
 #: Audio messages a stream may have queued before the server stops reading its socket.
 INBOX_MESSAGES = 32
-#: Largest WebSocket message accepted (bytes): 1 MiB is 32 s of 16 kHz s16le speech.
-MAX_MESSAGE_BYTES = 1 << 20
+#: Streams the server runs at once by default; a ``start`` beyond them is answered with an error.
+MAX_STREAMS = 8
 JPEG_QUALITY = 85
-#: ``start`` settings a client may send, beside ``sample_rate``: the session's own, the motion
-#: sampler's (:class:`~joyvasa_core.settings.MotionSettings`) and the edits (as the headless
-#: command's --expression, --blink and --eye-contact).
-SESSION_SETTINGS = ("mode", "chunk", "lookahead")
-MOTION_SETTINGS = ("steps", "seed", "cfg_scale", "smoothing", "pose_scale", "expression_scale")
-EDIT_SETTINGS = ("expression", "blink", "eye_contact")
-CLIENT_SETTINGS = SESSION_SETTINGS + MOTION_SETTINGS + EDIT_SETTINGS
-_NUMBERS = ("cfg_scale", "smoothing", "pose_scale", "expression_scale", "eye_contact")
-_TEXTS = ("mode", "expression", "blink")
 PAGE = Path(__file__).with_name("page.html")
 _END = object()
-
-
-class ProtocolError(ValueError):
-    """A client message that breaks the protocol; answered with an error message."""
-
-
-def parse_start(message: dict, defaults: Mapping[str, object] | None = None) -> tuple[int, LiveSettings]:
-    """A ``start`` message -> (sample rate, session settings); raises ProtocolError naming the fix.
-
-    defaults: start settings (:data:`CLIENT_SETTINGS`) the server applies when the
-    client does not send them (the server's command-line flags); the rest are
-    :class:`~joyvasa_core.live.LiveSettings`' defaults. The edits are built here,
-    once per stream (automatic blinks seeded by the stream's seed).
-    """
-    rate = message.get("sample_rate")
-    if isinstance(rate, bool) or not isinstance(rate, int) or not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise ProtocolError(f"start needs an integer sample_rate in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} "
-                            f"(Hz of the PCM you will send), got {rate!r}")
-    unknown = sorted(set(message) - {"type", "sample_rate", *CLIENT_SETTINGS})
-    if unknown:
-        raise ProtocolError(f"unknown start settings {unknown}; allowed: sample_rate, {', '.join(CLIENT_SETTINGS)}")
-    given = {**(defaults or {}), **{k: v for k, v in message.items() if k in CLIENT_SETTINGS}}
-    for key, value in given.items():
-        if key in _NUMBERS:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ProtocolError(f"start setting {key} must be a number, got {value!r}")
-            given[key] = float(value)
-        elif key in _TEXTS and not isinstance(value, str):
-            raise ProtocolError(f"start setting {key} must be text, got {value!r}")
-    try:
-        motion = replace(LIVE_MOTION, **{k: given[k] for k in MOTION_SETTINGS if k in given})
-        edits = build_edits(given.get("expression"), given.get("blink", "off"), seed=motion.seed,
-                            eye_contact=given.get("eye_contact", 0.0))
-        return rate, LiveSettings(motion=motion, edits=edits,
-                                  **{k: given[k] for k in SESSION_SETTINGS if k in given})
-    except ValueError as exc:
-        raise ProtocolError(f"bad start setting: {exc}") from None
 
 
 def encode_jpegs(frames: LiveFrames, quality: int = JPEG_QUALITY) -> list[bytes]:
@@ -117,15 +76,26 @@ class LiveServer:
     in-memory models; :func:`main` from the command line).
 
     defaults: start settings applied when a client does not send them (checked
-    here: a bad one raises :class:`ProtocolError`).
+    here: a bad one raises :class:`ProtocolError`). max_streams: streams served at
+    once (a ``start`` beyond them is answered with an error). send_buffer: each
+    connection's kernel send buffer (bytes; None: the system's, which on Linux grows
+    up to ``net.ipv4.tcp_wmem``'s 4 MiB): how many frames a slow reader can leave
+    unread before its stream waits.
     """
 
     def __init__(self, models: JoyVASAModels, face: PhotoSource,
                  defaults: Mapping[str, object] | None = None,
-                 driving: DrivingSettings = DrivingSettings()):
+                 driving: DrivingSettings = DrivingSettings(), max_streams: int = MAX_STREAMS,
+                 send_buffer: int | None = None):
         self.defaults = dict(defaults or {})
         parse_start({"sample_rate": MIN_SAMPLE_RATE}, self.defaults)
+        if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
+            raise ValueError(f"max_streams must be a whole number >= 1, got {max_streams!r}")
         self.models, self.face, self.driving = models, face, driving
+        if send_buffer is not None and (isinstance(send_buffer, bool) or not isinstance(send_buffer, int)
+                                        or send_buffer < 4096):
+            raise ValueError(f"send_buffer must be a whole number of bytes >= 4096, got {send_buffer!r}")
+        self.max_streams, self.send_buffer = max_streams, send_buffer
         self.sessions: set[LiveSession] = set()     # open streams (their work not yet over)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="joyvasa-live")
         height, width = (int(s) + int(s) % 2 for s in face.image.shape[:2])
@@ -172,12 +142,18 @@ class LiveServer:
 
     async def _handle(self, ws) -> None:
         stream: _Stream | None = None
+        sock = ws.transport.get_extra_info("socket")
+        if self.send_buffer and sock is not None:       # frames a slow reader leaves in the kernel
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer)
         try:
             async for message in ws:
                 try:
                     stream = await self._on_message(ws, stream, message)
                 except ProtocolError as exc:
-                    await _send_json(ws, {"type": "error", "message": str(exc)})
+                    await _send_error(ws, str(exc))
+                except Exception as exc:  # noqa: BLE001 - one message's failure is answered, never fatal
+                    log.exception("live message failed")
+                    await _send_error(ws, f"the server could not handle that message: {one_line(exc)}")
         except Exception as exc:  # noqa: BLE001 - a dropped line ends the connection, never the server
             log.debug("live connection ended: %s", exc)
         finally:
@@ -193,28 +169,28 @@ class LiveServer:
                                     "\"sample_rate\": N} first")
             if stream.ended:
                 raise ProtocolError("binary audio after end: start a new stream for more speech")
-            if len(message) % 2:
-                raise ProtocolError(f"an audio message of {len(message)} bytes: s16le PCM has 2 bytes "
-                                    "per sample, so send an even number of bytes")
-            await stream.inbox.put(np.frombuffer(message, dtype="<i2").copy())
+            await stream.inbox.put(read_pcm(message))
             return stream
-        try:
-            data = json.loads(message)
-        except ValueError:
-            raise ProtocolError(f"text messages must be JSON objects, got {message[:40]!r}") from None
-        kind = data.get("type") if isinstance(data, dict) else None
+        data = read_text(message)
+        kind = data.get("type")
         if kind == "start":
             if stream is not None:
                 raise ProtocolError("a stream is already running: send {\"type\": \"end\"} and wait for done")
             rate, settings = parse_start(data, self.defaults)
-            return _Stream(self, ws, rate, settings)
+            if len(self.sessions) >= self.max_streams:
+                raise ProtocolError(f"the server is busy: {len(self.sessions)} streams running, at most "
+                                    f"{self.max_streams}; start again when one has ended")
+            try:
+                return _Stream(self, ws, rate, settings)
+            except ValueError as exc:                # settings this model cannot run (chunk + lookahead)
+                raise ProtocolError(f"bad start setting: {exc}") from None
         if kind == "end":
             if stream is None or stream.ended:
                 raise ProtocolError("end without a running stream: send start first")
             stream.ended = True
             await stream.inbox.put(_END)
             return stream
-        raise ProtocolError(f"unknown message type {kind!r}: use start, binary PCM, end")
+        raise ProtocolError(f"unknown message type {short(kind)}: use start, binary PCM, end")
 
 
 class _Stream:
@@ -249,16 +225,22 @@ class _Stream:
             pass
         except Exception as exc:  # noqa: BLE001 - a failed stream is reported, the connection stays
             log.exception("live stream failed")
-            await _send_json(self.ws, {"type": "error", "message": f"the stream failed: {exc}"}, quiet=True)
+            await _send_error(self.ws, f"the stream failed: {one_line(exc)}", quiet=True)
         finally:
             self.over = True
             self.server.sessions.discard(self.session)
+            while not self.inbox.empty():        # wakes a reader waiting on a full inbox: never stuck
+                self.inbox.get_nowait()
 
 
 def _next_jpegs(frames: Iterator[LiveFrames]) -> list[bytes] | None:
     """Run the session to its next render chunk (worker thread) and encode it; None when done."""
     batch = next(frames, None)
     return None if batch is None else encode_jpegs(batch)
+
+
+async def _send_error(ws, message: str, quiet: bool = False) -> None:
+    await _send_json(ws, {"type": "error", "message": error_text(message)}, quiet)
 
 
 async def _send_json(ws, message: dict, quiet: bool = False) -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import options
 from ..errors import EXIT_ERROR, UsageError, report
 from ..live import LIVE_MOTION, MODES, LiveSettings
+from . import MAX_STREAMS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
                     "takes s16le PCM and sends JPEG frames (protocol: docs/live_mode.md).")
     parser.add_argument("--image", required=True, type=Path, help="the portrait photo")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    parser.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    parser.add_argument("--max-streams", type=int, default=MAX_STREAMS,
+                        help=f"streams served at once; a start beyond them gets an error "
+                             f"(default {MAX_STREAMS})")
+    parser.add_argument("--send-buffer", type=int, metavar="BYTES",
+                        help="each connection's kernel send buffer: frames a slow reader may leave "
+                             "unread before its stream waits (default: the system's)")
     options.add_model_arguments(parser.add_argument_group(options.MODELS_GROUP))
     options.add_face_arguments(parser.add_argument_group("face"))
     live = parser.add_argument_group("live defaults (a client's start message may override them)")
@@ -64,6 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if not 0 <= args.port <= 65535:
             raise ValueError(f"--port must lie in 0..65535, got {args.port}")
+        if args.max_streams < 1:
+            raise ValueError(f"--max-streams must be 1 or more, got {args.max_streams}")
+        if args.send_buffer is not None and args.send_buffer < 4096:
+            raise ValueError(f"--send-buffer must be 4096 bytes or more, got {args.send_buffer}")
         defaults = {"mode": args.mode, "chunk": args.chunk, "lookahead": args.lookahead,
                     "steps": args.steps, "seed": args.seed, "expression": args.expression,
                     "blink": args.blink, "eye_contact": args.eye_contact}
@@ -77,14 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         models = model_options.load()
         face = extract_face(models, image, face_backend=args.face_backend,
                             face_index=args.face_index)
-        server = LiveServer(models, face, defaults)
+        server = LiveServer(models, face, defaults, max_streams=args.max_streams,
+                            send_buffer=args.send_buffer)
     except Exception as exc:  # noqa: BLE001 - one line naming the cause, as the headless command
         print(f"error: {report(exc)}", file=sys.stderr)
         return EXIT_ERROR
 
     async def run() -> None:
-        async with server.serve(args.host, args.port):
-            print(f"serving http://{args.host}:{args.port}/ (WebSocket ws://{args.host}:{args.port}/live)",
+        async with server.serve(args.host, args.port) as listening:
+            port = listening.sockets[0].getsockname()[1]        # the one picked when --port is 0
+            print(f"serving http://{args.host}:{port}/ (WebSocket ws://{args.host}:{port}/live)",
                   flush=True)
             await asyncio.get_running_loop().create_future()
 
