@@ -75,6 +75,23 @@ def write_clip(path: Path, frames: np.ndarray, fps: float = 25.0,
     return path
 
 
+def write_zero_frame_video(path: Path) -> Path:
+    """A Matroska file whose H.264 video track never got a frame, beside 1 s of silent AAC
+    (Matroska keeps such a track; MP4 would drop it)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        audio = out.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp",
+                                           layout="mono")
+        frame.sample_rate = 16000
+        out.mux(audio.encode(frame))
+        out.mux(audio.encode(None))
+        out.mux(stream.encode(None))
+    return path
+
+
 def espeak_wav(path: Path, text: str) -> Path:
     """``text`` spoken by espeak-ng into a WAV file (22.05 kHz mono)."""
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True)

@@ -336,19 +336,9 @@ def _truncated(tmp_path: Path, inputs, faststart: bool) -> Path:
 
 
 def _zero_frames(tmp_path: Path, inputs) -> Path:
-    path = tmp_path / "empty.mkv"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        audio = out.add_stream("aac", rate=16000)
-        audio.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp",
-                                           layout="mono")
-        frame.sample_rate = 16000
-        out.mux(audio.encode(frame))
-        out.mux(audio.encode(None))
-        out.mux(stream.encode(None))
-    return path
+    import helpers_video as hv
+
+    return hv.write_zero_frame_video(tmp_path / "empty.mkv")
 
 
 def _audio_only(tmp_path: Path, inputs) -> Path:

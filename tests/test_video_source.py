@@ -1,7 +1,6 @@
 """Source video decoding: chunks, timestamps (constant and variable rate), rotation, bad files."""
 from __future__ import annotations
 
-import av
 import numpy as np
 import pytest
 
@@ -97,18 +96,7 @@ def test_truncated_file(tmp_path, faststart):
 
 def test_zero_frames(tmp_path):
     """Matroska keeps a video track that never got a frame (MP4 would drop the track)."""
-    path = tmp_path / "empty.mkv"
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        audio = out.add_stream("aac", rate=16000)
-        audio.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 16000), np.float32), format="fltp",
-                                           layout="mono")
-        frame.sample_rate = 16000
-        out.mux(audio.encode(frame))
-        out.mux(audio.encode(None))
-        out.mux(stream.encode(None))
+    path = hv.write_zero_frame_video(tmp_path / "empty.mkv")
     with pytest.raises(vs.EmptyVideoError, match="empty.mkv has a video stream with zero frames"):
         vs.probe_video(path)
 
