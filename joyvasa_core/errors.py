@@ -3,10 +3,10 @@
 Every entry point (the headless command, the batch command, the live server,
 the ComfyUI nodes) reports a failure as one line that names the cause and
 the fix: :func:`one_line`; a command's stderr gets :func:`report`, which keeps
-the lines of an error that lists several causes (``JoyVASAError.listed``). Errors raised with such a message derive from
-:class:`JoyVASAError`; ``ValueError`` and ``FileNotFoundError`` also carry a
-message meant for the user. Anything else is "unexpected" and the line says
-how to get the traceback.
+the lines of an error that lists several causes (``JoyVASAError.listed``).
+Errors raised with such a message derive from :class:`JoyVASAError`;
+``ValueError`` and ``FileNotFoundError`` also carry a message meant for the
+user. Anything else is "unexpected" and the line says how to get the traceback.
 
 This module imports nothing from the package, so every stage can raise its
 errors from here without an import circle.
