@@ -161,7 +161,7 @@ def place(models: LivePortraitModels, device: str | torch.device,
     compute-bound convolutions) take bfloat16; F, M and the MLPs stay float32,
     so the face's appearance, its keypoints and every keypoint sum keep full
     precision (measured by ``benchmarks/render.py --fast-path``: whole frames
-    46.7 dB PSNR against float32 that way, against 33.4 dB with F and M in
+    46.5 dB PSNR against float32 that way, against 33.4 dB with F and M in
     bfloat16 too, whose keypoint errors move the face).
     """
     models.eval().requires_grad_(False)
