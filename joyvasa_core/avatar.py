@@ -1,0 +1,183 @@
+"""A live session driven for a media transport: speech in, paired frames and audio out,
+idle frames between replies, interruption. One home for what WebRTC, Pipecat and LiveKit share.
+
+:class:`AvatarDriver` owns one :class:`~joyvasa_core.live.LiveSession` on the
+asyncio side of a transport. The transport's callbacks only queue what arrived
+(:meth:`~AvatarDriver.push` speech, :meth:`~AvatarDriver.end_reply`,
+:meth:`~AvatarDriver.interrupt`); :meth:`~AvatarDriver.frames` yields
+:class:`~joyvasa_core.live.LiveFrames` (images with the speech samples they
+cover) as the session renders them, one render chunk at a time on a worker
+thread, so the event loop never waits on the models. While no speech is pending
+it yields idle frames, never more than ``lead`` frames ahead of what the
+consumer has played (``wanted``), so the video keeps moving at the frame rate
+and a reply starts within ``lead`` frames plus its own latency.
+
+:func:`frame_pairs` cuts a batch into (frame index, image, audio) per frame: the
+unit a transport plays, picture and sound together.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from .live import LiveCancelled, LiveFrames, LiveSession
+
+#: Longest wait (s) for speech before the driver looks at the idle clock again.
+POLL_SECONDS = 0.02
+_END_REPLY = object()
+
+
+def frame_pairs(batch: LiveFrames) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+    """One batch -> (frame index, image ``[H, W, 3]`` uint8, audio ``[k]`` float32 at
+    ``batch.sample_rate``) per frame; the audio slices add up to ``batch.audio`` exactly."""
+    audio = batch.audio.detach().to("cpu", torch.float32).numpy()
+    n = len(batch)
+    cuts = [len(audio) * k // n for k in range(n + 1)]
+    for k in range(n):
+        yield batch.start + k, batch.images[k], audio[cuts[k]:cuts[k + 1]]
+
+
+class WallClock:
+    """Frames a consumer playing at ``fps`` in real time wants: those due since the first
+    frame was handed out, plus ``lead`` ahead. Re-anchors when the producer fell behind,
+    so a slow reply is not followed by a burst of idle frames."""
+
+    def __init__(self, fps: float, lead: int) -> None:
+        self.fps, self.lead = fps, lead
+        self._t0: float | None = None
+        self._handed = 0
+
+    def handed(self, count: int) -> None:
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        self._handed += count
+
+    def __call__(self) -> int:
+        if self._t0 is None:
+            return self.lead
+        due = (time.monotonic() - self._t0) * self.fps
+        if due > self._handed + self.lead:             # behind: play on from now
+            self._t0 = time.monotonic() - self._handed / self.fps
+            due = self._handed
+        return max(0, int(due) + self.lead - self._handed)
+
+
+class AvatarDriver:
+    """Drives one live session for a transport (see the module docstring).
+
+    session: the stream (its settings and face). lead: idle frames made ahead of the
+    consumer (default: the session's ``chunk``). wanted: how many more frames the
+    consumer wants now (default: a :class:`WallClock` at the session's frame rate);
+    a transport that knows its own buffer (WebRTC) passes its own. executor: where
+    the session works (default: a thread of its own; give the server's single worker
+    to share one device between streams in turn).
+    """
+
+    def __init__(self, session: LiveSession, *, lead: int | None = None,
+                 wanted: Callable[[], int] | None = None, executor: Executor | None = None) -> None:
+        self.session = session
+        self.lead = lead or session.settings.chunk
+        self._clock = WallClock(session.fps, self.lead) if wanted is None else None
+        self.wanted = wanted or self._clock
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(1, thread_name_prefix="joyvasa-avatar")
+        self._inbox: deque = deque()
+        self._arrived = asyncio.Event()
+        self._interrupt = False
+        self._interrupted: list[asyncio.Future] = []
+        self._closed = False
+        self.interruptions = 0          # interrupts carried out (the session dropped its reply)
+
+    # ------------------------------------------------------------ transport side
+
+    def push(self, pcm: np.ndarray | torch.Tensor, sample_rate: int) -> None:
+        """Queue speech (any PCM :meth:`LiveSession.push` takes); returns at once."""
+        self._inbox.append((pcm, int(sample_rate)))
+        self._arrived.set()
+
+    def end_reply(self) -> None:
+        """The reply's speech is complete: its last frames follow, then idle frames."""
+        self._inbox.append(_END_REPLY)
+        self._arrived.set()
+
+    def interrupt(self) -> asyncio.Future:
+        """Drop the queued speech and the reply in progress; idle again within one render
+        chunk. Returns a future done once the session has dropped the reply."""
+        self._inbox.clear()
+        self._interrupt = True
+        done = asyncio.get_running_loop().create_future()
+        self._interrupted.append(done)
+        self._arrived.set()
+        return done
+
+    def close(self) -> None:
+        """Stop: :meth:`frames` ends (the work in flight stops at its next step)."""
+        self._closed = True
+        self.session.cancel()
+        self._arrived.set()
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ frames out
+
+    async def frames(self) -> AsyncIterator[LiveFrames]:
+        """The stream's frames, speech and idle, in order, until :meth:`close`."""
+        try:
+            async for batch in self._frames():
+                yield batch
+        except LiveCancelled:
+            if not self._closed:
+                raise
+
+    async def _frames(self) -> AsyncIterator[LiveFrames]:
+        loop = asyncio.get_running_loop()
+        work: Iterator[LiveFrames] | None = None
+        ending = False                      # work is a reply's end (end_reply)
+        while not self._closed:
+            if self._interrupt:
+                self._interrupt, work, ending = False, None, False
+                await loop.run_in_executor(self._executor, self.session.interrupt)
+                self.interruptions += 1
+                while self._interrupted:
+                    if not (done := self._interrupted.pop()).done():
+                        done.set_result(None)
+                continue
+            while self._inbox and not ending:
+                # speech queued meanwhile joins the session at once (push only buffers it;
+                # the newest iterator does the work the older ones left); a reply's end is
+                # rendered to its last frame before the next reply's speech goes in
+                item = self._inbox.popleft()
+                ending = item is _END_REPLY
+                work = self.session.end_reply() if ending else self.session.push(*item)
+            if work is not None:
+                batch = await loop.run_in_executor(self._executor, next, work, None)
+                if batch is None:
+                    work, ending = None, False
+                elif not self._interrupt:            # frames of a dropped reply never go out
+                    yield self._handed(batch)
+                continue
+            count = min(self.wanted(), self.session.settings.chunk)
+            if count > 0 and not self.session.pending:
+                for batch in await loop.run_in_executor(self._executor, _all, self.session.idle(count)):
+                    yield self._handed(batch)
+                continue
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+
+    def _handed(self, batch: LiveFrames) -> LiveFrames:
+        if self._clock is not None:
+            self._clock.handed(len(batch))
+        return batch
+
+
+def _all(frames: Iterator[LiveFrames]) -> list[LiveFrames]:
+    return list(frames)
