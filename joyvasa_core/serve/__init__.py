@@ -42,6 +42,7 @@ from ..errors import one_line
 from ..live import MIN_SAMPLE_RATE, LiveCancelled, LiveFrames, LiveSession, LiveSettings
 from ..pipeline import JoyVASAModels
 from ..sources import PhotoSource
+from .posts import post_connection
 from .protocol import (CLIENT_SETTINGS, MAX_MESSAGE_BYTES, ProtocolError, error_text, parse_start,
                        read_pcm, read_text, short)
 
@@ -104,15 +105,20 @@ class LiveServer:
         from ..video import frames_to_uint8_tensor
 
         self.photo = encode_jpegs(LiveFrames(0, fps, frames_to_uint8_tensor(face.image[None]).cpu()))[0]
+        from .webrtc import WebRTCPeers
+
+        self.webrtc = WebRTCPeers(self)              # POST /offer (docs/live_mode.md, "WebRTC")
 
     def serve(self, host: str = "127.0.0.1", port: int = 8765):
         """The websockets server (an async context manager; ``port`` 0 picks a free one)."""
         from websockets.asyncio.server import serve
 
         return serve(self._handle, host, port, process_request=self._http,
-                     max_size=MAX_MESSAGE_BYTES, max_queue=INBOX_MESSAGES)
+                     max_size=MAX_MESSAGE_BYTES, max_queue=INBOX_MESSAGES,
+                     create_connection=post_connection({"/offer": self.webrtc.offer}))
 
     def close(self) -> None:
+        self.webrtc.close()
         for session in list(self.sessions):
             session.cancel()
         self._worker.shutdown(wait=True, cancel_futures=True)
