@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -41,6 +42,23 @@ def frame_pairs(batch: LiveFrames) -> Iterator[tuple[int, torch.Tensor, np.ndarr
     cuts = [len(audio) * k // n for k in range(n + 1)]
     for k in range(n):
         yield batch.start + k, batch.images[k], audio[cuts[k]:cuts[k + 1]]
+
+
+def at_rate(batch: LiveFrames, rate: int) -> LiveFrames:
+    """The batch with its audio at ``rate`` Hz (silence made as silence, speech resampled by
+    soxr HQ, one batch at a time): for a transport whose audio track has one fixed rate."""
+    if batch.sample_rate == rate:
+        return batch
+    audio = batch.audio.detach().to("cpu", torch.float32).numpy()
+    n = round(len(audio) * rate / batch.sample_rate)
+    if audio.any():
+        import soxr
+
+        out = soxr.resample(audio, batch.sample_rate, rate, quality="HQ")
+        out = np.resize(out, n) if len(out) != n else out
+    else:
+        out = np.zeros(n, np.float32)
+    return replace(batch, audio=torch.from_numpy(np.ascontiguousarray(out, np.float32)), sample_rate=rate)
 
 
 class WallClock:
@@ -126,16 +144,17 @@ class AvatarDriver:
 
     # ------------------------------------------------------------ frames out
 
-    async def frames(self) -> AsyncIterator[LiveFrames]:
-        """The stream's frames, speech and idle, in order, until :meth:`close`."""
+    async def frames(self) -> AsyncIterator[tuple[LiveFrames, bool]]:
+        """The stream's frames in order, until :meth:`close`: (batch, idle), ``idle`` True for
+        frames made while no speech was pending (their audio is silence)."""
         try:
-            async for batch in self._frames():
-                yield batch
+            async for item in self._frames():
+                yield item
         except LiveCancelled:
             if not self._closed:
                 raise
 
-    async def _frames(self) -> AsyncIterator[LiveFrames]:
+    async def _frames(self) -> AsyncIterator[tuple[LiveFrames, bool]]:
         loop = asyncio.get_running_loop()
         work: Iterator[LiveFrames] | None = None
         ending = False                      # work is a reply's end (end_reply)
@@ -160,12 +179,12 @@ class AvatarDriver:
                 if batch is None:
                     work, ending = None, False
                 elif not self._interrupt:            # frames of a dropped reply never go out
-                    yield self._handed(batch)
+                    yield self._handed(batch), False
                 continue
             count = min(self.wanted(), self.session.settings.chunk)
             if count > 0 and not self.session.pending:
                 for batch in await loop.run_in_executor(self._executor, _all, self.session.idle(count)):
-                    yield self._handed(batch)
+                    yield self._handed(batch), True
                 continue
             self._arrived.clear()
             try:

@@ -25,11 +25,9 @@ import json
 import logging
 import time
 from collections import deque
-from dataclasses import replace
-
 import numpy as np
 
-from ..avatar import AvatarDriver, frame_pairs
+from ..avatar import AvatarDriver, at_rate, frame_pairs
 from ..live import LiveFrames, LiveSession
 from .protocol import ProtocolError, parse_start, read_text
 
@@ -46,24 +44,6 @@ INSTALL = "WebRTC needs aiortc: pip install -r requirements-agents.txt\n"
 _TEXT, _JSON = "text/plain; charset=utf-8", "application/json"
 
 
-def _at_rate(batch: LiveFrames, rate: int) -> LiveFrames:
-    """The batch with its audio at ``rate`` (silence is made, speech resampled by soxr)."""
-    if batch.sample_rate == rate:
-        return batch
-    audio = batch.audio.detach().to("cpu").float().numpy()
-    n = round(len(audio) * rate / batch.sample_rate)
-    if audio.any():
-        import soxr
-
-        out = soxr.resample(audio, batch.sample_rate, rate, quality="HQ")
-        out = np.resize(out, n) if len(out) != n else out
-    else:
-        out = np.zeros(n, np.float32)
-    import torch
-
-    return replace(batch, audio=torch.from_numpy(np.ascontiguousarray(out, np.float32)), sample_rate=rate)
-
-
 class Playout:
     """Paired frames waiting to be played: :meth:`take_audio` plays their sound in order and
     releases each frame's picture (to :attr:`pictures`) when its first sample is taken."""
@@ -75,7 +55,7 @@ class Playout:
         self.played = 0                 # frames whose sound has started
 
     def add(self, batch: LiveFrames) -> None:
-        for index, image, audio in frame_pairs(_at_rate(batch, AUDIO_RATE)):
+        for index, image, audio in frame_pairs(at_rate(batch, AUDIO_RATE)):
             self.pairs.append((index, image, audio))
 
     def buffered(self) -> int:
@@ -239,7 +219,7 @@ class _Peer:
 
     async def _produce(self) -> None:
         try:
-            async for batch in self.driver.frames():
+            async for batch, _idle in self.driver.frames():
                 self.playout.add(batch)
         except Exception:  # noqa: BLE001 - a failed stream closes its peer, never the server
             log.exception("WebRTC stream failed")
