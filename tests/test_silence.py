@@ -147,3 +147,53 @@ def test_the_gate_off_is_the_motion_as_generated(turns):
 
     plain = iter_motion(models.motion_generator, models.template, track, 16000, settings)
     assert torch.equal(stream.collect().exp, plain.collect().exp)
+
+
+@pytest.mark.parametrize("bad, flag", [(("--silence-threshold", "1.5"), "--silence-threshold"),
+                                       (("--silence-ramp", "inf"), "--silence-ramp")])
+def test_the_command_refuses_gate_settings_out_of_range(capsys, tmp_path, bad, flag):
+    import helpers_cli as hc
+
+    inputs = hc.write_photo_and_speech(tmp_path)
+    assert flag in hc.fails_early(capsys, inputs, tmp_path, *bad)
+
+
+def face_frame(x_d: torch.Tensor) -> torch.Tensor:
+    """Keypoints ``[T, 21, 3]`` in the face's own frame: minus the centre of the keypoints
+    the lips do not move, over their spread (the head's translation and zoom, which the
+    gate leaves to the motion, taken out)."""
+    rest = x_d[:, NOT_LIPS]
+    centre = rest.mean(1, keepdim=True)
+    return (x_d - centre) / (rest - centre).norm(dim=-1).mean(1)[:, None, None]
+
+
+def test_the_command_holds_lip_keypoints_in_a_pause(capsys, tmp_path, turns, models_dir):
+    """--save-keypoints with --animation-region lip: the lips' driving keypoints hold still in
+    the face's frame in the pause (ramps left out) and move in speech; --silence-gate off lets
+    them move. (Without stitching, whose correction follows the head's translation and zoom:
+    the tiny networks' head moves far more than the official one.)"""
+    import helpers_cli as hc
+    from safetensors.torch import load_file
+
+    inputs = hc.write_photo_and_speech(tmp_path)
+    track, spans = turns
+    speech = hc.write_wav(tmp_path / "turns.wav", track)
+    lips = {}
+    for gate in ("on", "off"):
+        keypoints = tmp_path / f"kp_{gate}.safetensors"
+        argv = ["--image", inputs["photo"], "--audio", speech, "--save-keypoints", keypoints,
+                "--models-dir", models_dir, "--face-backend", "none", *hc.FAST,
+                "--animation-region", "lip", "--no-stitching", "--silence-gate", gate]
+        with hp.fast_liveportrait_build():
+            code, _, err = hc.run(argv, capsys)
+        assert code == 0, err
+        lips[gate] = face_frame(load_file(str(keypoints))["x_d"])[:, LIP_INDICES]
+    ramp = round(SilenceGate().ramp * FPS) + 1
+    pause = slice(_frames_of(spans[0]).stop + ramp + 8, _frames_of(spans[1]).start - ramp)
+    frames = _frames_of(spans[1])
+    talk = slice(frames.start + 5, frames.stop - 5)
+
+    def spread(x: torch.Tensor) -> float:      # how far the lips move over the frames
+        return float((x - x.mean(0)).abs().max())
+    assert spread(lips["on"][pause]) < 1e-3 * spread(lips["on"][talk])
+    assert spread(lips["off"][pause]) > 0.1 * spread(lips["off"][talk])
