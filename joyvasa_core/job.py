@@ -31,6 +31,7 @@ from .motion import MotionSequence, MotionStream
 from .render import RenderOptions
 from .retime import LoopMode
 from .settings import MotionSettings
+from .silence import SilenceGate
 
 if TYPE_CHECKING:
     from .pipeline import JoyVASAModels
@@ -128,6 +129,7 @@ class Job:
     outputs: Outputs
     motion: MotionSettings = MotionSettings()
     driving: DrivingSettings = DrivingSettings()
+    silence: SilenceGate = SilenceGate()
     edits: JobEdits = JobEdits()
     render: RenderOptions = RenderOptions()
 
@@ -307,7 +309,8 @@ def _generated(models: "JoyVASAModels", job: Job, inputs: Inputs,
     and the ``--save-motion`` file its chunks pass through."""
     from .pipeline import audio_motion_stream
 
-    stream = audio_motion_stream(models, inputs.speech, config.AUDIO_SAMPLE_RATE, job.motion)
+    stream = audio_motion_stream(models, inputs.speech, config.AUDIO_SAMPLE_RATE, job.motion,
+                                 silence=job.silence)
     report = log.progress("motion")
     if report is not None:
         windows = stream.windows or 0
