@@ -161,7 +161,7 @@ class AvatarDriver:
         while not self._closed:
             if self._interrupt:
                 self._interrupt, work, ending = False, None, False
-                await loop.run_in_executor(self._executor, self.session.interrupt)
+                await loop.run_in_executor(self._executor, _interrupt, self.session)
                 self.interruptions += 1
                 while self._interrupted:
                     if not (done := self._interrupted.pop()).done():
@@ -200,3 +200,10 @@ class AvatarDriver:
 
 def _all(frames: Iterator[LiveFrames]) -> list[LiveFrames]:
     return list(frames)
+
+
+def _interrupt(session: LiveSession) -> None:
+    """Interrupt and apply it now (``idle(0)`` takes it), so ``pending`` is False at once.
+    Frames it renders (committed before the interrupt) belong to the dropped reply."""
+    session.interrupt()
+    _all(session.idle(0))

@@ -61,9 +61,11 @@ def post(url: str, path: str, body: bytes) -> tuple[int, str, bytes]:
         return error.code, error.headers["Content-Type"], error.read()
 
 
-async def call(url: str, pcm: np.ndarray | None, listen: float, interrupt_after: int | None = None):
-    """Connect a peer (microphone ``pcm``, or none), gather what comes back for ``listen`` s
-    after the speech; returns (video frames [(pts, w, h)], audio [n] float at 48 kHz, channel messages)."""
+async def call(url: str, pcm: np.ndarray | None, enough, interrupt_after: int | None = None):
+    """Connect a peer (microphone ``pcm``, or none) and gather what comes back until
+    ``enough(video, audio, messages)``; returns (video frames [(pts, w, h)], audio [n] float
+    at 48 kHz, data channel messages). Waits on what arrived, never on a fixed time: the
+    machine running the tests may be slower than real time."""
     pc = RTCPeerConnection()
     if pcm is not None:
         pc.addTrack(SpeechTrack(pcm))
@@ -99,7 +101,10 @@ async def call(url: str, pcm: np.ndarray | None, listen: float, interrupt_after:
     assert answer["type"] == "answer" and "m=video" in answer["sdp"] and "m=audio" in answer["sdp"]
     await pc.setRemoteDescription(RTCSessionDescription(**answer))
     await asyncio.wait_for(opened.wait(), TIMEOUT)
-    await asyncio.sleep((0 if pcm is None else len(pcm) / RATE) + listen)
+    for _ in range(TIMEOUT * 10):
+        if enough(video, np.concatenate(audio) if audio else np.zeros(0), messages):
+            break
+        await asyncio.sleep(0.1)
     await pc.close()
     for task in tasks:
         task.cancel()
@@ -117,26 +122,27 @@ async def freed(server) -> bool:  # noqa: F811
 
 def test_a_peer_sends_speech_and_gets_video_and_the_speech_back(server):  # noqa: F811
     pcm = np.frombuffer(speech_pcm(1.2, seed=1), "<i2")
+    sent = np.abs(pcm / 32768).sum() * 3            # at 48 kHz
+    enough = lambda video, audio, _: np.abs(audio).sum() >= 0.4 * sent and len(video) >= 40  # noqa: E731
 
     async def scenario(url):
-        return *await call(url, pcm, listen=1.5), await freed(server)
+        return *await call(url, pcm, enough), await freed(server)
 
     video, audio, _, released = run(server, scenario)
-    assert len(video) >= 25                         # ~2.7 s at 25 fps, less the start
     assert {(w, h) for _, w, h in video} == {(38, 46)}
     pts = [p for p, _, _ in video]
     assert pts == sorted(pts) and len(set(pts)) == len(pts)
-    assert np.allclose(np.diff(pts[:10]), 90000 / 25, atol=1)      # consecutive frames, 40 ms apart
-    # the speech comes back (delayed to the video): as loud as sent, not the idle silence
-    sent = np.abs(pcm / 32768).mean()
-    heard = np.abs(audio).mean() * len(audio) / (len(pcm) * 3)     # mean over the speech's length
-    assert len(audio) > 48000 and heard > 0.3 * sent, (heard, sent)
+    assert np.allclose(np.diff(pts), 90000 / 25, atol=1)       # every frame, 40 ms apart: none skipped
+    # the speech comes back, delayed to the video: as loud as sent within what Opus keeps of
+    # espeak's sound both ways (about 0.45-0.65 of the sum of |samples| here), never silence
+    assert 0.4 * sent <= np.abs(audio).sum() <= 1.3 * sent
     assert released
 
 
 def test_idle_frames_flow_without_speech_and_interrupt_is_answered(server):  # noqa: F811
-    video, audio, messages = run(server, lambda url: call(url, None, listen=1.5, interrupt_after=5))
-    assert len(video) >= 20                         # idle video at the frame rate, no speech at all
+    enough = lambda video, _, messages: messages and len(video) >= 20  # noqa: E731
+    video, audio, messages = run(server, lambda url: call(url, None, enough, interrupt_after=5))
+    assert len(video) >= 20                         # idle video, no speech at all
     assert np.abs(audio).max(initial=0) < 1e-3      # idle frames carry silence
     assert json.loads(messages[0]) == {"type": "interrupted"}
 

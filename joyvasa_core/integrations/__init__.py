@@ -32,9 +32,11 @@ class Avatar:
     settings: LiveSettings = LiveSettings()
     driving: DrivingSettings = DrivingSettings()
 
-    def session(self) -> LiveSession:
-        """A new live session of this face (one per stream or conversation)."""
-        return LiveSession(self.models, self.face, self.settings, self.driving)
+    def session(self, sample_rate: int | None = None) -> LiveSession:
+        """A new live session of this face (one per stream or conversation); ``sample_rate``:
+        the speech's, when known (the idle frames before it carry silence at that rate)."""
+        return LiveSession(self.models, self.face, self.settings, self.driving,
+                           sample_rate=sample_rate)
 
 
 def live_settings(**settings) -> LiveSettings:

@@ -38,6 +38,8 @@ AUDIO_RATE = 48000
 #: Samples per audio frame sent: 20 ms, WebRTC's usual packet time.
 AUDIO_SAMPLES = AUDIO_RATE // 50
 VIDEO_CLOCK = 90000
+#: Seconds without microphone audio that end a reply (its last frames follow, then idle).
+QUIET_SECONDS = 0.5
 #: Frames (with their audio) kept ahead of the audio clock; the idle lead.
 PLAYOUT_LEAD = 8
 INSTALL = "WebRTC needs aiortc: pip install -r requirements-agents.txt\n"
@@ -158,7 +160,8 @@ class WebRTCPeers:
                                 f"at most {self.server.max_streams}\n").encode()
         server = self.server
         try:
-            session = LiveSession(server.models, server.face, live, server.driving)
+            session = LiveSession(server.models, server.face, live, server.driving,
+                                  sample_rate=AUDIO_RATE)
         except ValueError as exc:
             return 400, _TEXT, f"bad start setting: {exc}\n".encode()
         pc = RTCPeerConnection()
@@ -226,16 +229,24 @@ class _Peer:
             await self.close()
 
     async def _listen(self, track) -> None:
-        """The peer's speech: each decoded audio frame pushed, the track's end ends the reply."""
+        """The peer's speech: each decoded audio frame pushed. A pause of :data:`QUIET_SECONDS`
+        without audio ends the reply (a track that ends sends nothing more: RTP has no end)."""
         from aiortc.mediastreams import MediaStreamError
 
-        try:
-            while True:
-                frame = await track.recv()
-                pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).T
-                self.driver.push(pcm, frame.sample_rate)
-        except MediaStreamError:
-            self.driver.end_reply()
+        speaking = False
+        while True:
+            try:
+                frame = await asyncio.wait_for(track.recv(), QUIET_SECONDS if speaking else None)
+            except (asyncio.TimeoutError, MediaStreamError) as stop:
+                if speaking:
+                    self.driver.end_reply()
+                speaking = False
+                if isinstance(stop, MediaStreamError):
+                    return
+                continue
+            pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).T
+            self.driver.push(pcm, frame.sample_rate)
+            speaking = True
 
     def _on_channel(self, channel) -> None:
         @channel.on("message")
