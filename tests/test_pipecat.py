@@ -60,6 +60,12 @@ def level(frames: list) -> float:
     return float(sum(np.abs(np.frombuffer(f.audio, "<i2").astype(np.int64)).sum() for f in frames))
 
 
+def idle_images_after_speech(frames: list) -> int:
+    """Images without audio after the last audio frame (idle frames once a reply is over)."""
+    last = max((i for i, f in enumerate(frames) if isinstance(f, TTSAudioRawFrame)), default=-1)
+    return sum(1 for f in frames[last + 1:] if isinstance(f, OutputImageRawFrame) and not f.sync_with_audio)
+
+
 def test_tts_frames_become_video_idle_between_replies_and_an_interruption_ends_a_reply(server):  # noqa: F811
     avatar = Avatar(server.models, server.face, live_settings(chunk=4, lookahead=1, steps=2))
     service, sink = JoyVASAVideoService(avatar=avatar), Collect()
@@ -69,37 +75,46 @@ def test_tts_frames_become_video_idle_between_replies_and_an_interruption_ends_a
         worker = PipelineWorker(Pipeline([service, sink]), idle_timeout_secs=None, enable_rtvi=False)
         runner = WorkerRunner(handle_sigint=False)
         running = asyncio.ensure_future(runner.run(worker))
-        seen = {}
+        try:
+            return await talk(worker, running)
+        finally:
+            if not running.done():                # a failed expectation: stop the pipeline first
+                await worker.cancel()
+                await asyncio.wait_for(running, WAIT)
+
+    async def talk(worker, running):
         await until(lambda: len(sink.since(0, OutputImageRawFrame)) >= 10, "idle frames before speech")
-        seen["idle_audio"] = len(sink.since(0, TTSAudioRawFrame))
+        before = list(sink.out)
         mark = len(sink.out)
         await worker.queue_frames([TTSStartedFrame(), *tts(reply), TTSStoppedFrame()])
         await until(lambda: level(sink.since(mark, TTSAudioRawFrame)) >= 0.99 * level(tts(reply)),
                     "the reply's audio")
-        after = len(sink.out)
-        await until(lambda: len(sink.since(after, OutputImageRawFrame)) >= 10, "idle frames after the reply")
-        seen["reply"] = sink.out[mark:after]
-        seen["after_reply_audio"] = len(sink.since(after, TTSAudioRawFrame))
+        await until(lambda: idle_images_after_speech(sink.out[mark:]) >= 10, "idle frames after the reply")
+        first = sink.out[mark:]
         mark = len(sink.out)
         await worker.queue_frames([TTSStartedFrame(), *tts(long_reply)])
         await until(lambda: len(sink.since(mark, TTSAudioRawFrame)) >= 4, "the long reply's first frames")
         await worker.queue_frame(InterruptionFrame())
-        stop = len(sink.out)
-        await until(lambda: len(sink.since(stop, OutputImageRawFrame)) >= 25, "idle frames after the interruption")
-        seen["interrupted"] = sink.out[mark:]
+        await until(lambda: idle_images_after_speech(sink.out[mark:]) >= 25,
+                    "idle frames after the interruption")
+        second = sink.out[mark:]
         await worker.queue_frame(EndFrame())
         await asyncio.wait_for(running, WAIT)
-        return seen
+        return before, first, second
 
-    seen = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
-    assert seen["idle_audio"] == 0 and seen["after_reply_audio"] == 0      # idle: images only
-    images = [f for f in seen["reply"] if isinstance(f, OutputImageRawFrame)]
-    audio = [f for f in seen["reply"] if isinstance(f, TTSAudioRawFrame)]
-    assert len(audio) == len([i for i in images if i.sync_with_audio]) >= 20   # one sound per frame
+    before, first, second = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
+    assert not [f for f in before if isinstance(f, TTSAudioRawFrame)]          # idle: images only
+    images = [f for f in first if isinstance(f, OutputImageRawFrame)]
+    audio = [f for f in first if isinstance(f, TTSAudioRawFrame)]
+    speaking = [f for f in images if f.sync_with_audio]
+    assert len(audio) == len(speaking) >= len(reply) // 2 // 640           # one sound per frame, 40 ms each
+    for k, frame in enumerate(first[:-1]):                                   # each sound right after its image
+        if isinstance(frame, TTSAudioRawFrame):
+            assert first[k - 1].sync_with_audio
     assert {(i.size, i.format, len(i.image)) for i in images} == {((38, 46), "RGB", 38 * 46 * 3)}
-    assert {a.sample_rate for a in audio} == {RATE}
+    assert {a.sample_rate for a in audio} == {RATE} and {len(a.audio) for a in audio} == {640 * 2}
     # the frames carry the speech pushed, all of it, and only it (padding is silence)
-    assert level(audio) == pytest.approx(level(tts(reply)), rel=1e-3)
-    cut = [f for f in seen["interrupted"] if isinstance(f, TTSAudioRawFrame)]
+    assert level(audio) == pytest.approx(level(tts(reply)), abs=len(audio) * 640)   # int16 rounding
+    cut = [f for f in second if isinstance(f, TTSAudioRawFrame)]
     assert 4 <= len(cut) < 50 and level(cut) < 0.5 * level(tts(long_reply))   # 100 frames were asked for
     assert service.frames_out > 60
