@@ -57,9 +57,10 @@ def imported_modules(package: Path) -> dict[str, set[str]]:
 
 
 def test_every_library_import_comes_from_the_headless_requirements():
-    # requirements-ray.txt: the optional extra of ``joyvasa_core.batch --ray`` (imported lazily).
+    # requirements-ray.txt: the optional extra of ``joyvasa_core.batch --ray`` (imported lazily);
+    # requirements-agents.txt: the voice-agent extra (aiortc, pipecat, livekit; imported when used).
     declared = requirement_names(ROOT / "requirements-headless.txt") | {"torch"} \
-        | requirement_names(ROOT / "requirements-ray.txt")
+        | requirement_names(ROOT / "requirements-ray.txt") | requirement_names(ROOT / "requirements-agents.txt")
     providers = metadata.packages_distributions()
     third_party = {m: files for m, files in imported_modules(ROOT / "joyvasa_core").items()
                    if m not in sys.stdlib_module_names and m != "joyvasa_core"}
@@ -91,3 +92,18 @@ def test_pyproject_dependencies_match_requirements():
 def test_readme_headless_steps_use_the_headless_file():
     readme = (ROOT / "README.md").read_text()
     assert "pip install -r requirements-headless.txt" in readme
+
+
+def test_importing_the_library_imports_no_agent_framework():
+    """aiortc, pipecat and livekit load only when their adapter (or a WebRTC offer) is used."""
+    import subprocess
+
+    code = ("import sys, joyvasa_core, joyvasa_core.serve, joyvasa_core.integrations, "
+            "joyvasa_core.integrations.livekit_worker, joyvasa_core.avatar; "
+            "print(sorted(m for m in ('aiortc', 'pipecat', 'livekit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_comfyui_requirements_leave_the_agent_frameworks_out():
+    assert not requirement_names(ROOT / "requirements.txt") & requirement_names(ROOT / "requirements-agents.txt")

@@ -22,6 +22,9 @@ from ..live import LiveSession, LiveSettings
 from ..pipeline import JoyVASAModels
 from ..sources import PhotoSource
 
+#: Rate (Hz) of the audio the LiveKit avatar publishes by default (its runner's audio source).
+LIVEKIT_SAMPLE_RATE = 24000
+
 
 @dataclass(frozen=True)
 class Avatar:

@@ -29,10 +29,7 @@ from livekit import rtc
 from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator
 
 from ..avatar import AvatarDriver, at_rate, frame_pairs
-from . import Avatar, load_avatar
-
-#: Rate of the audio yielded (Hz), the avatar runner's ``AvatarOptions.audio_sample_rate``.
-SAMPLE_RATE = 24000
+from . import LIVEKIT_SAMPLE_RATE, Avatar, load_avatar
 
 
 class JoyVASAVideoGenerator(VideoGenerator):
@@ -47,7 +44,7 @@ class JoyVASAVideoGenerator(VideoGenerator):
 
     def __init__(self, models_dir: str | Path | None = None, image=None, *, device: str = "auto",
                  precision: str = "auto", face_backend: str = "auto", avatar: Avatar | None = None,
-                 sample_rate: int = SAMPLE_RATE, **settings) -> None:
+                 sample_rate: int = LIVEKIT_SAMPLE_RATE, **settings) -> None:
         if avatar is None:
             if image is None:
                 raise ValueError("JoyVASAVideoGenerator needs the photo to animate: pass image= "

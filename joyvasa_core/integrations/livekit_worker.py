@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .. import options
 from ..errors import EXIT_ERROR, UsageError, report
-from .livekit import SAMPLE_RATE
+from . import LIVEKIT_SAMPLE_RATE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,8 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image", required=True, type=Path, help="the portrait photo")
     parser.add_argument("--agent-identity", metavar="IDENTITY",
                         help="the agent whose speech to animate (default: the first agent in the room)")
-    parser.add_argument("--sample-rate", type=int, default=SAMPLE_RATE,
-                        help=f"rate of the published audio (Hz, default {SAMPLE_RATE})")
+    parser.add_argument("--sample-rate", type=int, default=LIVEKIT_SAMPLE_RATE,
+                        help=f"rate of the published audio (Hz, default {LIVEKIT_SAMPLE_RATE})")
     parser.add_argument("--blink", default="off", metavar="auto|off|TIMES", help="natural blinks")
     parser.add_argument("--steps", type=int, help="DDIM steps per window (default: the live default)")
     options.add_model_arguments(parser.add_argument_group(options.MODELS_GROUP))

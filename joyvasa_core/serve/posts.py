@@ -15,8 +15,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 
-from websockets.asyncio.server import ServerConnection
-
 log = logging.getLogger(__name__)
 
 #: Largest POST body read (bytes); an SDP offer is a few kB.
@@ -28,8 +26,10 @@ MAX_HEAD_BYTES = 1 << 14
 Route = Callable[[bytes], Awaitable[tuple[int, str, bytes]]]
 
 
-def post_connection(routes: Mapping[str, Route]) -> type[ServerConnection]:
-    """A websockets connection class that also answers POST requests to ``routes``."""
+def post_connection(routes: Mapping[str, Route]):
+    """A websockets connection class (a ``ServerConnection``) that also answers POST
+    requests to ``routes``."""
+    from websockets.asyncio.server import ServerConnection
 
     class PostConnection(ServerConnection):
         _sniffing = True
