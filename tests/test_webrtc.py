@@ -155,7 +155,7 @@ def test_post_answers_name_the_problem(server, monkeypatch):  # noqa: F811
                                                           "settings": {"chunk": 0}}).encode()))]
         monkeypatch.setitem(sys.modules, "aiortc", None)           # aiortc not installed
         missing = await asyncio.to_thread(post, url, "/offer", b"{}")
-        page = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{url}/").status)
+        page = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://{url}/").read())
         return bad, missing, page
 
     bad, missing, page = run(server, scenario)
@@ -163,4 +163,8 @@ def test_post_answers_name_the_problem(server, monkeypatch):  # noqa: F811
     assert b"JSON" in bad[0][2] and b'"type": "offer"' in bad[1][2] and b"POST /offer" in bad[2][2]
     assert b"chunk" in bad[3][2]
     assert missing[0] == 501 and missing[2] == b"WebRTC needs aiortc: pip install -r requirements-agents.txt\n"
-    assert page == 200                              # GET and the WebSocket go on as before
+    # GET goes on as before; the page offers WebRTC by default, the WebSocket as an option,
+    # an interrupt button and a file standing in for the microphone
+    assert b'value="webrtc" checked' in page and b'"/offer"' in page and b"/live" in page
+    assert b'createDataChannel("control")' in page and b'id="interrupt"' in page
+    assert b"createMediaStreamDestination" in page
