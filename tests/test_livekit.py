@@ -8,6 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from helpers_agents import RATE, WAIT, until
 from helpers_serve import speech_pcm
 from test_serve import server  # noqa: F401 - the tiny models and face, loaded once
 
@@ -18,16 +19,6 @@ from livekit.agents.voice.avatar import AudioSegmentEnd, VideoGenerator  # noqa:
 from joyvasa_core.integrations import Avatar, live_settings  # noqa: E402
 from joyvasa_core.integrations.livekit import JoyVASAVideoGenerator  # noqa: E402
 
-RATE = 16000
-WAIT = 60
-
-
-async def until(condition, what: str) -> None:
-    for _ in range(WAIT * 50):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def frames_of(pcm: bytes, size: int = 480) -> list[rtc.AudioFrame]:

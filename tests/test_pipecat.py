@@ -7,6 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
+from helpers_agents import RATE, WAIT, until
 from helpers_serve import speech_pcm
 from test_serve import server  # noqa: F401 - the tiny models and face, loaded once
 
@@ -21,8 +22,6 @@ from pipecat.workers.runner import WorkerRunner  # noqa: E402
 from joyvasa_core.integrations import Avatar, live_settings  # noqa: E402
 from joyvasa_core.integrations.pipecat import JoyVASAVideoService  # noqa: E402
 
-RATE = 16000
-WAIT = 60                            # seconds for any one expectation (never hit normally)
 
 
 class Collect(FrameProcessor):
@@ -40,14 +39,6 @@ class Collect(FrameProcessor):
 
     def since(self, mark: int, kind) -> list:
         return [f for f in self.out[mark:] if isinstance(f, kind)]
-
-
-async def until(condition, what: str) -> None:
-    for _ in range(WAIT * 50):
-        if condition():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tts(pcm: bytes, size: int = 3200) -> list:

@@ -63,6 +63,9 @@ def load_avatar(models_dir: str | Path | None, image, *, device: str = "auto",
     from ..job import ModelOptions
     from ..pipeline import extract_face
 
+    if image is None:
+        raise ValueError("the avatar needs the photo to animate: pass image= (a path or an "
+                         "[H, W, 3] uint8 array), or avatar= an Avatar already loaded")
     live = live_settings(**settings)                    # bad settings fail before the models load
     options = ModelOptions(models_dir=None if models_dir is None else Path(models_dir),
                            variant="animal" if animal else "human", device=device,

@@ -45,12 +45,8 @@ class JoyVASAVideoGenerator(VideoGenerator):
     def __init__(self, models_dir: str | Path | None = None, image=None, *, device: str = "auto",
                  precision: str = "auto", face_backend: str = "auto", avatar: Avatar | None = None,
                  sample_rate: int = LIVEKIT_SAMPLE_RATE, **settings) -> None:
-        if avatar is None:
-            if image is None:
-                raise ValueError("JoyVASAVideoGenerator needs the photo to animate: pass image= "
-                                 "(a path or an [H, W, 3] uint8 array), or avatar=")
-            avatar = load_avatar(models_dir, image, device=device, precision=precision,
-                                 face_backend=face_backend, **settings)
+        avatar = avatar or load_avatar(models_dir, image, device=device, precision=precision,
+                                       face_backend=face_backend, **settings)
         self.avatar, self.sample_rate = avatar, sample_rate
         self._driver: AvatarDriver | None = None
         self._segments = 0              # AudioSegmentEnds pushed, not yet yielded

@@ -48,12 +48,8 @@ class JoyVASAVideoService(FrameProcessor):
                  precision: str = "auto", face_backend: str = "auto", avatar: Avatar | None = None,
                  name: str | None = None, **settings) -> None:
         super().__init__(name=name)
-        if avatar is None:
-            if image is None:
-                raise ValueError("JoyVASAVideoService needs the photo to animate: pass image= "
-                                 "(a path or an [H, W, 3] uint8 array), or avatar=")
-            avatar = load_avatar(models_dir, image, device=device, precision=precision,
-                                 face_backend=face_backend, **settings)
+        avatar = avatar or load_avatar(models_dir, image, device=device, precision=precision,
+                                       face_backend=face_backend, **settings)
         self.avatar = avatar
         self._driver: AvatarDriver | None = None
         self._task: asyncio.Task | None = None
