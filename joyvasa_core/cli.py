@@ -71,12 +71,24 @@ def run(job: Job, models: ModelOptions, log: StageLog | None = None) -> Path:
     """Do one job: decode its inputs (a bad input fails in a second, before any model
     loads), load the models, run it; returns the written file's path."""
     log = log or StageLog()
-    inputs = read_inputs(job)
+    inputs = read_inputs(job, models.models_dir)
     log.stage(inputs.describe())
     log.stage("loading models")
     loaded = models.load()
     log.stage(f"device {loaded.device}, {str(loaded.dtype).removeprefix('torch.')}")
     return run_job(loaded, job, inputs, log)
+
+
+def print_faces(args) -> None:
+    """``--list-faces``: one line per detected face of the photo (or the video's first frame),
+    left to right: ``INDEX  x0,y0,x1,y1  score S`` (the index and the box are what
+    ``--speaker FACE=...`` takes). Runs the face detector only; writes no file."""
+    from .scene import box_text, first_image, list_faces
+
+    image, name = first_image(args.image, args.video)
+    faces = list_faces(image, args.face_backend, options.model_options(args).models_dir, name)
+    for index, face in enumerate(faces):
+        print(f"{index}  {box_text(face.box)}  score {face.score:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         stream=sys.stdout, format="%(levelname)s: %(message)s")
     try:
+        if args.list_faces:
+            print_faces(args)
+            return 0
         run(options.job_from_args(args), options.model_options(args))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -103,11 +103,15 @@ def _detect(detector: FaceBackend, image: np.ndarray, offset=(0, 0)) -> list[Fac
 class _Tracker:
     """Detect-then-track over frames, one call per frame: the Face or None."""
 
-    def __init__(self, detector: FaceBackend, face_index: int, redetect_every: int, name: str):
+    def __init__(self, detector: FaceBackend, face_index: int, redetect_every: int, name: str,
+                 start_box: np.ndarray | None = None):
         self.detector, self.face_index, self.name = detector, face_index, name
         self.redetect_every = max(1, redetect_every)
-        self.box: np.ndarray | None = None
-        self.since_full = 0
+        # a tracker started from a box (one face of a scene) keeps the last box it saw as its
+        # anchor while the face is away, and never takes another face in its place
+        self.anchored = start_box is not None
+        self.box: np.ndarray | None = None if start_box is None else np.asarray(start_box, float)
+        self.since_full = 0 if start_box is None else redetect_every
 
     def __call__(self, image: np.ndarray) -> Face | None:
         face = None
@@ -117,7 +121,8 @@ class _Tracker:
         if face is None:
             face = self._full(image)
             self.since_full = 0
-        self.box = None if face is None else face.box
+        if face is not None or not self.anchored:
+            self.box = None if face is None else face.box
         return face
 
     def _local(self, image: np.ndarray) -> Face | None:
@@ -138,6 +143,8 @@ class _Tracker:
             best = max(faces, key=lambda f: _iou(f.box, self.box))
             if _iou(best.box, self.box) >= DRIFT_IOU:
                 return best
+        if self.anchored:
+            return None
         return select_face(faces, min(self.face_index, len(faces) - 1), "large-small", self.name)
 
 
@@ -188,18 +195,22 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
                 vy_ratio: float = config.CROP_VY_RATIO, smooth_seconds: float = SMOOTH_SECONDS,
                 redetect_seconds: float = REDETECT_SECONDS, name: str = "the source video",
                 progress: Callable[[int, int], None] | None = None,
-                expected_frames: int = 0, box=None) -> FaceTrack:
+                expected_frames: int = 0, box=None, start_box=None) -> FaceTrack:
     """One pass over decoded chunks -> :class:`FaceTrack` (see the module docstring).
 
     box: (x1, y1, x2, y2) pixels of a face that stays there (a fixed camera and
     sitter): no detection, every frame uses it. face_backend ``"none"`` without
     a box takes every whole frame as the face, centred in the crop, as it does
-    for a photo (:func:`~joyvasa_core.face.backends.letterbox_o2c`).
+    for a photo (:func:`~joyvasa_core.face.backends.letterbox_o2c`). start_box: (x1, y1,
+    x2, y2) pixels of the face to follow from the first frame (one face of a scene, found
+    there by :func:`joyvasa_core.scene.select_faces`) instead of the ``face_index``-th; while
+    it is away the track keeps its last box and takes no other face (its frames pass through).
     """
     if face_backend == "none" and box is None:
         return _whole_frames(chunks, progress, expected_frames)
     detector = get_backend("none" if box is not None else face_backend, models_dir, box=box)
-    tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name)
+    tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name,
+                       None if box is not None else start_box)
     squares, found, times, pts = [], [], [], []
     for chunk in chunks:
         for image in chunk.frames.numpy():

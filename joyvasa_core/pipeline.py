@@ -229,7 +229,7 @@ def _iter_driven(models: JoyVASAModels, source: Source, motion: Motion,
             opened = source.open_stream(reference, driving, retargeting)
         for offset in range(0, len(chunk), batch_size):
             start, stop = base + offset, base + min(offset + batch_size, len(chunk))
-            rows = MotionSequence.cat([reference, chunk[offset:offset + stop - start].to(
+            rows = type(reference).cat([reference, chunk[offset:offset + stop - start].to(
                 models.device, torch.float32)])
             frames = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
             edit = None if edits is None else edits.at_frames(frames, chunk.fps)
@@ -316,7 +316,7 @@ def iter_frames(models: JoyVASAModels, source: Source, motion: Motion,
             on_keypoints(driven.start, driven.stop, driven.x_d)
         with torch.inference_mode():
             (crops,) = iter_render(lp.warping_module, lp.spade_generator, src.feature_3d,
-                                   src.x_s, driven.x_d, batch_size=driven.stop - driven.start,
+                                   src.x_s, driven.x_d, batch_size=driven.x_d.shape[0],
                                    options=options)
             if paste:
                 frames = driven.stream.paste(src, crops.to(paste_dtype))

@@ -142,6 +142,12 @@ class PhotoSource:
         crop = detect_and_crop(rgb, backend=face_backend, models_dir=models_dir,
                                face_index=face_index, crop_scale=crop_scale, vx=vx_ratio,
                                vy=vy_ratio, box=box)
+        return cls.from_crop(liveportrait, rgb, crop)
+
+    @classmethod
+    def from_crop(cls, liveportrait: LivePortraitModels, rgb: np.ndarray,
+                  crop: FaceCrop) -> "PhotoSource":
+        """The face of ``crop`` (cut from ``rgb`` [H, W, 3] uint8) encoded with F and M."""
         feature_3d, source = liveportrait.encode(crop.crop_256)
         return cls(feature_3d=feature_3d, source=source, x_s=source.transform(), crop=crop,
                    image=to_float01(torch.from_numpy(rgb)))
@@ -278,14 +284,15 @@ def open_video(liveportrait: LivePortraitModels, path: str | Path,
                speech_seconds: float | None, *, loop: LoopMode = "pingpong",
                face_backend: str = "auto", face_index: int = 0,
                models_dir: str | Path | None = None, crop_scale: float = config.CROP_SCALE,
-               box=None, until: float | None = None,
+               box=None, until: float | None = None, start_box=None,
                progress: Progress | None = None) -> VideoSource:
     """Probe and track ``path``; the result renders ``speech_seconds`` of output frames
     (None: the source's own length on its constant-rate grid).
 
     Use the returned :class:`VideoSource` as a context manager (it keeps the
     file open for seeking). box: a fixed face box instead of tracking
-    (:func:`~joyvasa_core.face_track.track_faces`); until: track (and use) only
+    (:func:`~joyvasa_core.face_track.track_faces`); start_box: the box of the face to
+    follow from the first frame (one face of a scene); until: track (and use) only
     the frames of the first ``until`` seconds. Raises the named errors of
     :mod:`joyvasa_core.video_source` and :class:`~joyvasa_core.face_track.NoFaceInVideoError`.
     """
@@ -295,7 +302,8 @@ def open_video(liveportrait: LivePortraitModels, path: str | Path,
         chunks = itertools.takewhile(lambda chunk: float(chunk.times[0]) <= until, chunks)
     track = track_faces(chunks, info.fps, face_backend=face_backend, models_dir=models_dir,
                         face_index=face_index, crop_scale=crop_scale, name=str(path),
-                        progress=progress, expected_frames=info.frame_count, box=box)
+                        progress=progress, expected_frames=info.frame_count, box=box,
+                        start_box=start_box)
     return VideoSource(liveportrait, FrameReader(info.path, info, track.pts), info.fps, track,
                        _count(speech_seconds, track, info.fps), loop)
 
