@@ -339,32 +339,31 @@ def _scene(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Pa
         seconds = inputs.waveform.shape[-1] / inputs.sample_rate
         with open_video_scene(models.liveportrait, job.source.video, seconds, inputs.faces,
                               loop=job.source.loop, face_backend=job.source.face_backend,
-                              models_dir=models.models_dir,
+                              models_dir=models.models_dir, edits=_scene_edits(job, seconds),
                               progress=log.progress("frames tracked")) as scene:
             motions = [speaker_motion(models, job, inputs.tracks[k], k, log)
                        for k in range(speakers)]
             motion = SceneMotion([motion_for_video(m, scene) for m in motions])
             log.stage(f"rendering {len(scene)} frames of {speakers} faces at {scene.fps:g} fps")
             out = render_to_file(models, scene, motion, inputs.waveform, inputs.sample_rate,
-                                 job.outputs.video, job.driving,
-                                 edits=_keypoint_edits(models, job, None, motions[0]), **render)
+                                 job.outputs.video, job.driving, **render)
         log.stage(f"wrote {out}")
         return out
-    scene = photo_scene(models.liveportrait, inputs.image, inputs.faces,
-                        backend=inputs.face_backend)
     motions = [speaker_motion(models, job, inputs.tracks[k], k, log) for k in range(speakers)]
+    scene = photo_scene(models.liveportrait, inputs.image, inputs.faces,
+                        backend=inputs.face_backend,
+                        edits=_scene_edits(job, motions[0].n_frames / motions[0].fps))
     motion = SceneMotion(motions)
-    edits = _keypoint_edits(models, job, None, motions[0])
     keypoints = _KeypointsFile(job.outputs.save_keypoints, scene.x_s, speakers)
     if job.outputs.video is None:
         for start, stop, _, x_d in iter_driving_keypoints(models, scene, motion, job.driving,
-                                                          batch_size=256, edits=edits):
+                                                          batch_size=256):
             keypoints(start, stop, x_d)
         return keypoints.write(log)
     log.stage(f"rendering {motions[0].n_frames} frames of {speakers} faces at "
               f"{motions[0].fps:g} fps")
     out = render_to_file(models, scene, motion, inputs.waveform, inputs.sample_rate,
-                         job.outputs.video, job.driving, edits=edits,
+                         job.outputs.video, job.driving,
                          on_keypoints=keypoints if keypoints.path else None, **render)
     keypoints.write(log)
     log.stage(f"wrote {out}")
@@ -378,7 +377,16 @@ def speaker_motion(models: "JoyVASAModels", job: Job, speech: torch.Tensor, k: i
     :func:`~joyvasa_core.scene.speaker_seed` (the job's seed + k)."""
     seeded = replace(job, motion=replace(job.motion, seed=speaker_seed(job.motion.seed, k)))
     generated, _ = _generated(models, seeded, speech, log or QuietLog())
-    return motion_stages(generated, job.edits, models, job.source)
+    speaker = job.scene.speakers[k] if job.scene is not None else None
+    edits = job.edits if speaker is None or speaker.strength is None else \
+        replace(job.edits, strength=speaker.strength)
+    return motion_stages(generated, edits, models, job.source)
+
+
+def _scene_edits(job: Job, seconds: float) -> list[Edits | None]:
+    """Each speaker's keypoint edits (its own, else the job's), bounded to the clip."""
+    edits = [s.edits if s.edits is not None else job.edits.keypoints for s in job.scene.speakers]
+    return [None if e is None else e.until(seconds) for e in edits]
 
 
 class _MotionFile:

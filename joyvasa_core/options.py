@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import config
@@ -30,7 +31,7 @@ from .job import Job, JobEdits, ModelOptions, Outputs, SourceSpec
 from .option_checks import NUMBER_RANGES, check_numbers, check_output_path, check_outputs_apart
 from .render import RenderOptions
 from .retime import LOOP_MODES
-from .scene import SceneSpec, parse_speaker
+from .scene import SceneSpec, parse_speaker, speaker_seed, split_face
 from .settings import MotionSettings
 
 #: A file name each output option's error suggests (--output, --save-motion, --save-keypoints).
@@ -87,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--turns", type=Path, metavar="FILE.rttm",
                     help="who speaks when in the --audio mixture (RTTM, as diarization tools "
                          "write it); each --speaker FACE=LABEL gets the mixture in its turns")
+    io.add_argument("--speaker-expression", action="append", metavar="FACE=TEXT",
+                    help="the --expression of one speaker (FACE as its --speaker gives it), in "
+                         "place of --expression; repeatable")
+    io.add_argument("--speaker-strength", action="append", metavar="FACE=TEXT",
+                    help="the --strength of one speaker, in place of --strength; repeatable")
     io.add_argument("--list-faces", action="store_true",
                     help="print the detected faces of --image (or the first frame of --video): "
                          "left-to-right index, box and score; writes nothing")
@@ -250,6 +256,9 @@ def scene_from_args(args: argparse.Namespace) -> SceneSpec | None:
     a malformed ``FACE=AUDIO`` and the options a scene cannot take."""
     speakers, turns, audio = getattr(args, "speaker", None), getattr(args, "turns", None), args.audio
     if not speakers:
+        for option in ("--speaker-expression", "--speaker-strength"):
+            if getattr(args, option.lstrip("-").replace("-", "_"), None):
+                raise UsageError(f"{option} needs the speakers of a conversation (--speaker)")
         if turns is not None:
             raise UsageError("--turns needs --speaker FACE=LABEL for every RTTM speaker to show")
         if audio is None:
@@ -268,8 +277,42 @@ def scene_from_args(args: argparse.Namespace) -> SceneSpec | None:
         if value is not None:
             raise UsageError(f"{option} works with one speaker (--audio) only; drop it for a "
                              "conversation")
-    return SceneSpec(tuple(parse_speaker(text, labelled=turns is not None) for text in speakers),
-                     turns)
+    parsed = [parse_speaker(text, labelled=turns is not None) for text in speakers]
+    own = {option: _per_speaker(getattr(args, option.lstrip("-").replace("-", "_"), None),
+                                option, parsed)
+           for option in ("--speaker-expression", "--speaker-strength")}
+    return SceneSpec(tuple(
+        replace(speaker,
+                edits=build_edits(own["--speaker-expression"].get(k, args.expression),
+                                  args.blink, blink_rate=args.blink_rate,
+                                  blink_strength=args.blink_strength,
+                                  seed=speaker_seed(args.seed, k), eye_contact=args.eye_contact),
+                strength=_strengths(own["--speaker-strength"].get(k, args.strength)))
+        for k, speaker in enumerate(parsed)), turns)
+
+
+def _per_speaker(texts: list[str] | None, option: str, speakers: list) -> dict[int, str]:
+    """``FACE=TEXT`` options -> {speaker number: TEXT}, the text checked (edit syntax)."""
+    kind = option.removeprefix("--speaker-")
+    chosen: dict[int, str] = {}
+    for text in texts or ():
+        face, rest = split_face(text, option, "TEXT (edit text)")
+        matches = [k for k, s in enumerate(speakers) if s.face == face]
+        if not matches:
+            raise UsageError(f"{option} {text!r}: no --speaker has {face.describe()}; give "
+                             "FACE exactly as its --speaker does")
+        if matches[0] in chosen:
+            raise UsageError(f"{option} is given twice for {face.describe()}; give it once")
+        try:
+            _checked_text(kind)(rest)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{option} {face.describe()}: {exc}") from None
+        chosen[matches[0]] = rest
+    return chosen
+
+
+def _strengths(text: str | None):
+    return None if text is None else parse_strengths(text)
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
@@ -300,7 +343,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
                                   eye_contact=args.eye_contact),
             expression_from=args.expression_from,
             expression_from_strength=args.expression_from_strength,
-            strength=None if args.strength is None else parse_strengths(args.strength),
+            strength=_strengths(args.strength),
             pose_from=args.pose_from, pose_eyes=args.pose_eyes),
         render=RenderOptions(batch_size=args.batch_size, cuda_graphs=args.cuda_graphs))
 

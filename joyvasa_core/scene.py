@@ -27,12 +27,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from .errors import UsageError
 from .face.backends import MIN_FACE_PX, Face, box_face
+
+if TYPE_CHECKING:
+    from .edits import Edits, Timeline
 
 #: Two selections whose boxes overlap this much (IoU) are one face.
 SAME_FACE_IOU = 0.5
@@ -67,11 +71,19 @@ class FaceSelector:
 @dataclass(frozen=True)
 class Speaker:
     """One speaker: a face and its speech, either a file (``audio``, silent where this person
-    does not speak) or a label of the scene's RTTM turns (``label``)."""
+    does not speak) or a label of the scene's RTTM turns (``label``).
+
+    edits: this speaker's keypoint edits (expression, blinks, eye contact), in place of
+    the job's; strength: this speaker's region strengths, in place of the job's; None:
+    the job's. The command builds both for every speaker (blinks seeded with
+    :func:`speaker_seed`, so the speakers do not blink together).
+    """
 
     face: FaceSelector
     audio: Path | None = None
     label: str | None = None
+    edits: "Edits | None" = None
+    strength: "Timeline | None" = None
 
     def __post_init__(self) -> None:
         if (self.audio is None) == (self.label is None):
@@ -130,14 +142,20 @@ def parse_face(text: str) -> FaceSelector:
                      "--list-faces shows them) nor a pixel box x0,y0,x1,y1")
 
 
+def split_face(text: str, option: str, what: str) -> tuple[FaceSelector, str]:
+    """``FACE=REST`` -> (the face, REST); the face ends at the first ``=``. Raises
+    :class:`SceneError` naming ``option`` and the form (``what``: REST's name)."""
+    face, sep, rest = text.partition("=")
+    if not sep or not face.strip() or not rest.strip():
+        raise SceneError(f"{option} {text!r} is not FACE={what.split(' ')[0]}: give a face "
+                         f"(an index or a box x0,y0,x1,y1), '=', then {what}")
+    return parse_face(face), rest
+
+
 def parse_speaker(text: str, *, labelled: bool) -> Speaker:
     """``FACE=AUDIO`` (or ``FACE=LABEL`` when ``labelled``: the RTTM form) -> :class:`Speaker`."""
-    face, sep, rest = text.partition("=")
     what = "LABEL (a speaker of the --turns file)" if labelled else "AUDIO (a speech file)"
-    if not sep or not face.strip() or not rest.strip():
-        raise SceneError(f"--speaker {text!r} is not FACE={what.split(' ')[0]}: give a face "
-                         f"(an index or a box x0,y0,x1,y1), '=', then {what}")
-    selector = parse_face(face)
+    selector, rest = split_face(text, "--speaker", what)
     if labelled:
         return Speaker(selector, label=rest.strip())
     return Speaker(selector, audio=Path(rest))

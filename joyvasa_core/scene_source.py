@@ -33,6 +33,7 @@ from torch import nn
 
 from . import config
 from .driving import DrivingSettings
+from .edits import Edits
 from .edits.sliders import KeypointEdit
 from .face.backends import crop_face
 from .face.paste import PasteBack
@@ -140,12 +141,18 @@ class SceneChunk:
 class SceneSource:
     """S faces of one photo or one video, in speaker order: a
     :class:`~joyvasa_core.sources.Source` driven by a :class:`SceneMotion` (see the module
-    docstring). Use as a context manager when the faces are video sources."""
+    docstring). edits: each face's own keypoint edits (:class:`~joyvasa_core.edits.Edits`
+    or None), added to the render loop's shared ones. Use as a context manager when the
+    faces are video sources."""
 
-    def __init__(self, faces: Sequence[Source]) -> None:
+    def __init__(self, faces: Sequence[Source],
+                 edits: Sequence[Edits | None] | None = None) -> None:
         if not faces:
             raise ValueError("a scene needs at least one face")
         self.faces = tuple(faces)
+        self.edits = tuple(edits) if edits is not None else (None,) * len(self.faces)
+        if len(self.edits) != len(self.faces):
+            raise ValueError(f"{len(self.edits)} edits for {len(self.faces)} faces")
 
     def __len__(self) -> int:
         """Output frames of a video scene (its faces' count)."""
@@ -164,7 +171,7 @@ class SceneSource:
     def open_stream(self, reference: StackedMotion, driving: DrivingSettings,
                     retargeting: Mapping[str, nn.Module]) -> "SceneStream":
         return SceneStream([face.open_stream(ref, driving, retargeting)
-                            for face, ref in zip(self.faces, reference.speakers)])
+                            for face, ref in zip(self.faces, reference.speakers)], self.edits)
 
     def __enter__(self) -> "SceneSource":
         return self
@@ -177,10 +184,12 @@ class SceneSource:
 
 class SceneStream:
     """A scene opened for one :class:`SceneMotion` stream: each face's own stream, driven by
-    its own speaker's rows (the same keypoint ``edit`` for every face)."""
+    its own speaker's rows, with the loop's keypoint ``edit`` plus the face's own edits."""
 
-    def __init__(self, streams: Sequence[SourceStream]) -> None:
+    def __init__(self, streams: Sequence[SourceStream],
+                 edits: Sequence[Edits | None] | None = None) -> None:
         self.streams = tuple(streams)
+        self.edits = tuple(edits) if edits is not None else (None,) * len(self.streams)
         self._pasters: list[tuple[SourceChunk, PasteBack] | None] = [None] * len(streams)
 
     def drive(self, start: int, stop: int, rows: StackedMotion,
@@ -188,7 +197,9 @@ class SceneStream:
         """The faces of output frames ``start..stop-1`` and their driving keypoints
         ``[S * (stop - start), 21, 3]``, speaker-major."""
         b = stop - start
-        driven = [s.drive(start, stop, r, edit) for s, r in zip(self.streams, rows.speakers)]
+        frames = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
+        driven = [s.drive(start, stop, r, _plus(edit, own, frames, rows.fps))
+                  for s, r, own in zip(self.streams, rows.speakers, self.edits)]
         faces = tuple(chunk for chunk, _ in driven)
         feature = torch.cat([_rows(c.feature_3d, b) for c in faces])
         x_s = torch.cat([_rows(c.x_s, b) for c in faces])
@@ -217,6 +228,16 @@ class SceneStream:
         return paster
 
 
+def _plus(edit: KeypointEdit | None, own: Edits | None, frames: torch.Tensor,
+          fps: float) -> KeypointEdit | None:
+    """The loop's ``edit`` plus a face's ``own`` edits at ``frames`` (the reference row, then
+    the chunk's frames, as the loop evaluates its own)."""
+    if own is None:
+        return edit
+    mine = own.at_frames(frames, fps)
+    return mine if edit is None else edit + mine
+
+
 def _rows(t: torch.Tensor, b: int) -> torch.Tensor:
     """``t`` [1 or b, ...] as b rows (a photo's one row repeated)."""
     return t.expand(b, *t.shape[1:]) if t.shape[0] == 1 else t
@@ -226,23 +247,26 @@ def _rows(t: torch.Tensor, b: int) -> torch.Tensor:
 
 def photo_scene(liveportrait: LivePortraitModels, image: np.ndarray,
                 faces: Sequence[SelectedFace], *, backend: str = "auto",
+                edits: Sequence[Edits | None] | None = None,
                 crop_scale: float = config.CROP_SCALE, vx_ratio: float = config.CROP_VX_RATIO,
                 vy_ratio: float = config.CROP_VY_RATIO) -> SceneSource:
     """The selected ``faces`` of a photo (``image`` [H, W, 3] uint8 RGB) cropped and encoded
     with F and M, in speaker order. backend: the detector that found them (recorded in
-    each crop; a box that matched no detection is recorded as ``none``)."""
+    each crop; a box that matched no detection is recorded as ``none``); edits: each
+    face's own keypoint edits (see :class:`SceneSource`)."""
     sources = []
     for selected in faces:
         crop = crop_face(image, selected.face, backend if selected.detected else "none",
                          crop_scale=crop_scale, vx=vx_ratio, vy=vy_ratio)
         sources.append(PhotoSource.from_crop(liveportrait, image, crop))
-    return SceneSource(sources)
+    return SceneSource(sources, edits)
 
 
 def open_video_scene(liveportrait: LivePortraitModels, path: str | Path,
                      speech_seconds: float | None, faces: Sequence[SelectedFace], *,
                      loop: LoopMode = "pingpong", face_backend: str = "auto",
                      models_dir: str | Path | None = None,
+                     edits: Sequence[Edits | None] | None = None,
                      progress: Progress | None = None) -> SceneSource:
     """Track each selected face of the video ``path`` (as found on its first frame), one
     :func:`~joyvasa_core.sources.open_video` per face: a detected face is followed from
@@ -257,6 +281,6 @@ def open_video_scene(liveportrait: LivePortraitModels, path: str | Path,
                                box=None if selected.detected else box,
                                start_box=box if selected.detected else None, progress=progress)
             videos.append(stack.enter_context(video))
-        scene = SceneSource(videos)
+        scene = SceneSource(videos, edits)
         stack.pop_all()
     return scene

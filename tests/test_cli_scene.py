@@ -210,3 +210,47 @@ def test_the_missing_face_error_lists_the_faces_found(tmp_path, inputs, capsys):
             tmp_path / "o.mp4", "--models-dir", tmp_path / "nowhere", "--face-backend", "mtcnn"]
     line = error_line(*run(argv, capsys)[::2])
     assert "has 2 detected face(s) (left to right: 0: " in line and "; 1: " in line
+
+
+# ------------------------------------------------------------------ per-speaker edits
+
+def _keypoints(inputs, tmp_path, models_dir, capsys, name, *extra):
+    path = tmp_path / f"{name}.safetensors"
+    argv = ["--image", inputs["photo"], "--speaker", f"0={inputs['short']}", "--speaker",
+            f"1={inputs['short']}", "--save-keypoints", path, "--models-dir", models_dir,
+            "--face-backend", "mtcnn", *FAST, *extra]
+    with hp.fast_liveportrait_build():
+        code, _, err = run(argv, capsys)
+    assert code == 0, err
+    from safetensors.torch import load_file
+
+    return load_file(str(path))["x_d"].numpy()
+
+
+def test_speaker_expression_and_strength_change_only_their_speaker(tmp_path, inputs, models_dir,
+                                                                    capsys):
+    plain = _keypoints(inputs, tmp_path, models_dir, capsys, "plain")
+    # the same speech for both: the seeds (job seed + k) keep them from moving in lockstep
+    assert not np.allclose(plain[0] - plain[0, :1], plain[1] - plain[1, :1])
+    smiling = _keypoints(inputs, tmp_path, models_dir, capsys, "smile",
+                         "--speaker-expression", "1=smile=1")
+    np.testing.assert_array_equal(smiling[0], plain[0])
+    assert np.abs(smiling[1] - plain[1]).max() > 1e-3
+    still = _keypoints(inputs, tmp_path, models_dir, capsys, "still",
+                       "--speaker-strength", "0=lips=0, expression=0")
+    np.testing.assert_array_equal(still[1], plain[1])
+    assert np.abs(still[0] - plain[0]).max() > 1e-3
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["--speaker-expression", "2=smile=1"], "no --speaker has face 2;"),
+    (["--speaker-expression", "1=grin=1"], "--speaker-expression face 1:"),
+    (["--speaker-strength", "0=lips"], "--speaker-strength face 0:"),
+    (["--speaker-strength", "0=lips=1", "--speaker-strength", "0=yaw=1"], "given twice"),
+])
+def test_bad_per_speaker_edits_get_one_line(tmp_path, inputs, capsys, extra, expected):
+    argv = ["--image", inputs["photo"], "--speaker", f"0={inputs['short']}", "--speaker",
+            f"1={inputs['long']}", *extra, "--output", tmp_path / "o.mp4", "--models-dir",
+            tmp_path / "nowhere", "--face-backend", "mtcnn"]
+    line = error_line(*run(argv, capsys)[::2])
+    assert expected in line and "nowhere" not in line
