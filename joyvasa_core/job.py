@@ -33,6 +33,7 @@ from .render import RenderOptions
 from .retime import LoopMode
 from .scene import SceneSpec, speaker_seed
 from .settings import MotionSettings
+from .silence import SilenceGate
 
 if TYPE_CHECKING:
     from .pipeline import JoyVASAModels
@@ -138,6 +139,7 @@ class Job:
     outputs: Outputs
     motion: MotionSettings = MotionSettings()
     driving: DrivingSettings = DrivingSettings()
+    silence: SilenceGate = SilenceGate()
     edits: JobEdits = JobEdits()
     render: RenderOptions = RenderOptions()
     scene: SceneSpec | None = None
@@ -440,7 +442,8 @@ def _generated(models: "JoyVASAModels", job: Job, speech: torch.Tensor,
     each window to ``log``, and the ``--save-motion`` file its chunks pass through."""
     from .pipeline import audio_motion_stream
 
-    stream = audio_motion_stream(models, speech, config.AUDIO_SAMPLE_RATE, job.motion)
+    stream = audio_motion_stream(models, speech, config.AUDIO_SAMPLE_RATE, job.motion,
+                                 silence=job.silence)
     report = log.progress("motion")
     if report is not None:
         windows = stream.windows or 0

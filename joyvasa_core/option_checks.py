@@ -75,6 +75,8 @@ NUMBER_RANGES: Mapping[str, NumberRange] = {
     "--eye-contact": NumberRange(0, EYE_CONTACT_MAX),
     "--expression-from-strength": NumberRange(),
     "--batch-size": NumberRange(1),
+    "--silence-threshold": NumberRange(0, 1),
+    "--silence-ramp": NumberRange(0, 10),
 }
 
 

@@ -33,6 +33,7 @@ from .render import RenderOptions
 from .retime import LOOP_MODES
 from .scene import SceneSpec, parse_speaker, speaker_seed, split_face
 from .settings import MotionSettings
+from .silence import SilenceGate
 
 #: A file name each output option's error suggests (--output, --save-motion, --save-keypoints).
 OUTPUT_EXAMPLES = ("talking.mp4", "motion.safetensors", "keypoints.safetensors")
@@ -123,6 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
     motion.add_argument("--pe-variant", default="head", choices=PE_VARIANTS,
                         help="positional encoding: head = the official fix of 2025-12-09 "
                              "(default), legacy = the code the released weights were trained with")
+
+    gate = p.add_argument_group(
+        "silence gate", "lips held still, closed as in the source, where the speech is silent "
+        "(a voice-activity detector finds the spans; docs/command_line.md)")
+    gate.add_argument("--silence-gate", default="on", choices=("on", "off"),
+                      help="on (default) or off: the mouth exactly as generated")
+    gate.add_argument("--silence-threshold", type=float, default=SilenceGate.threshold,
+                      metavar="P", help="speech probability from which 32 ms count as speech "
+                                        "(0-1, default %(default)g)")
+    gate.add_argument("--silence-ramp", type=float, default=SilenceGate.ramp, metavar="S",
+                      help="seconds over which the lips fade in and out of the hold "
+                           "(default %(default)g)")
 
     drive = p.add_argument_group("animation")
     drive.add_argument("--animation-region", default="all",
@@ -332,6 +345,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
                               pose_scale=args.pose_scale, expression_scale=args.expression_scale,
                               pe_variant=args.pe_variant, cuda_graphs=args.cuda_graphs),
         # a video's region has its own flag (its regions are LivePortrait's video editing's)
+        silence=silence_gate(args),
         driving=DrivingSettings(driving_option=args.driving_option,
                                 animation_region=args.region if dubbing else args.animation_region,
                                 flag_stitching=not args.no_stitching,
@@ -346,6 +360,12 @@ def job_from_args(args: argparse.Namespace) -> Job:
             strength=_strengths(args.strength),
             pose_from=args.pose_from, pose_eyes=args.pose_eyes),
         render=RenderOptions(batch_size=args.batch_size, cuda_graphs=args.cuda_graphs))
+
+
+def silence_gate(args: argparse.Namespace) -> SilenceGate:
+    """The :class:`~joyvasa_core.silence.SilenceGate` the ``--silence-*`` options describe."""
+    return SilenceGate(enabled=args.silence_gate == "on", threshold=args.silence_threshold,
+                       ramp=args.silence_ramp)
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:

@@ -36,6 +36,7 @@ from .loaders import LivePortraitModels
 from .motion import Motion, MotionSequence, MotionStream, MotionTemplate
 from .render import RenderOptions, frames_per_chunk, iter_render
 from .settings import MotionSettings
+from .silence import SilenceGate
 from .sources import PhotoSource, Source, SourceChunk, SourceStream
 from .video import VideoWriter, frames_to_uint8_tensor
 
@@ -147,6 +148,7 @@ def extract_face(models: JoyVASAModels, image, *, face_backend: str = "auto",
 
 def audio_motion_stream(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray,
                         sample_rate: int, settings: MotionSettings = MotionSettings(), *,
+                        silence: SilenceGate = SilenceGate(),
                         progress: Progress | None = None) -> MotionStream:
     """Speech -> motion as a :class:`~joyvasa_core.motion.MotionStream`: one chunk per
     sampled window (``int(len_padded / 16000 * fps)`` frames in all, the official rule), so
@@ -155,22 +157,30 @@ def audio_motion_stream(models: JoyVASAModels, waveform: torch.Tensor | np.ndarr
 
     waveform: [N] or [C, N] at ``sample_rate`` Hz (any rate, resampled to 16 kHz);
     settings: how the motion is sampled (:class:`~joyvasa_core.settings.MotionSettings`);
+    silence: the silence gate (:class:`~joyvasa_core.silence.SilenceGate`; on by default,
+    :data:`~joyvasa_core.silence.NO_GATE` gives the motion exactly as generated);
     progress: ``progress(done, total)`` after every denoising step.
     """
+    from .audio import prepare_waveform
     from .generate import iter_motion
 
     if models.motion_generator is None or models.template is None:
         raise ValueError("these models have no motion generator: load them with load_models() "
                          "from a folder holding JoyVASA/motion_generator and motion_template")
-    return iter_motion(models.motion_generator, models.template, waveform, sample_rate, settings,
-                       progress=progress)
+    stream = iter_motion(models.motion_generator, models.template, waveform, sample_rate,
+                         settings, progress=progress)
+    if not silence.enabled:
+        return stream
+    return silence.apply(stream, prepare_waveform(waveform, sample_rate, allow_silence=True))
 
 
 def audio_to_motion(models: JoyVASAModels, waveform: torch.Tensor | np.ndarray, sample_rate: int,
                     settings: MotionSettings = MotionSettings(), *,
+                    silence: SilenceGate = SilenceGate(),
                     progress: Progress | None = None) -> MotionSequence:
     """The whole clip's motion: :func:`audio_motion_stream` collected."""
-    return audio_motion_stream(models, waveform, sample_rate, settings, progress=progress).collect()
+    return audio_motion_stream(models, waveform, sample_rate, settings, silence=silence,
+                               progress=progress).collect()
 
 
 # ----------------------------------------------------------------------------- frames

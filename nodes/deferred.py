@@ -27,6 +27,7 @@ import comfy.model_management as mm
 from joyvasa_core import pipeline
 from joyvasa_core.motion import MotionSequence, MotionStream
 from joyvasa_core.settings import MotionSettings
+from joyvasa_core.silence import SilenceGate
 from .models import LoadedModels
 from .progress import check_interrupt, progress_bar
 
@@ -144,10 +145,11 @@ class GeneratedMotion(DeferredMotion):
 
 
 def generated_motion(loaded: LoadedModels, waveform, sample_rate: int,
-                     settings: MotionSettings) -> GeneratedMotion:
+                     settings: MotionSettings, silence: SilenceGate = SilenceGate()
+                     ) -> GeneratedMotion:
     """The deferred motion of speech ``waveform`` ``[C, T]`` at ``sample_rate`` Hz.
 
-    settings: how it is sampled. The motion generator is loaded now: the
+    settings: how it is sampled; silence: the silence gate. The motion generator is loaded now: the
     stream opened here checks the audio (bad audio raises) and draws its
     starting noise on the generator's device.
     """
@@ -155,7 +157,7 @@ def generated_motion(loaded: LoadedModels, waveform, sample_rate: int,
 
     def open_stream(progress=None) -> MotionStream:
         return pipeline.audio_motion_stream(core, waveform, sample_rate, settings,
-                                            progress=progress)
+                                            silence=silence, progress=progress)
 
     return GeneratedMotion(loaded, open_stream)
 

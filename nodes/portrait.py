@@ -11,6 +11,7 @@ from joyvasa_core.devices import DEVICE_CHOICES, PRECISION_CHOICES
 from joyvasa_core.dit.denoiser import PE_VARIANTS
 from joyvasa_core.dit.samplers import SAMPLERS
 from joyvasa_core.settings import MotionSettings
+from joyvasa_core.silence import SilenceGate
 from joyvasa_core.driving import DRIVING_OPTIONS, REGIONS, DrivingSettings
 from joyvasa_core.face.backends import BACKENDS as FACE_BACKENDS
 from joyvasa_core.host_memory import check_frame_batch, frame_batch_bytes, gigabytes
@@ -137,18 +138,31 @@ class JoyVASAAudioToMotion(io.ComfyNode):
                                tooltip="positional encoding: head = the official fix of "
                                        "2025-12-09; legacy = the code the released weights "
                                        "were trained with"),
+                io.Boolean.Input("silence_gate", default=True, optional=True,
+                                 tooltip="hold the lips still, closed as in the source, where "
+                                         "the speech is silent (off: the mouth as generated)"),
+                io.Float.Input("silence_threshold", default=SilenceGate.threshold, min=0.0,
+                               max=1.0, step=0.05, optional=True,
+                               tooltip="speech probability from which 32 ms count as speech"),
+                io.Float.Input("silence_ramp", default=SilenceGate.ramp, min=0.0, max=2.0,
+                               step=0.02, optional=True,
+                               tooltip="seconds over which the lips fade in and out of the hold"),
             ],
             outputs=[Motion.Output(display_name="motion")],
         )
 
     @classmethod
     def execute(cls, models, audio, seed, cfg_scale, sampler, steps, smoothing, pose_scale,
-                expression_scale, pe_variant="head") -> io.NodeOutput:
+                expression_scale, pe_variant="head", silence_gate=True,
+                silence_threshold=SilenceGate.threshold,
+                silence_ramp=SilenceGate.ramp) -> io.NodeOutput:
         waveform, sample_rate = convert.audio_clip(audio)
         settings = MotionSettings(seed=seed, cfg_scale=cfg_scale, sampler=sampler,
                                   steps=steps or None, smoothing=smoothing, pose_scale=pose_scale,
                                   expression_scale=expression_scale, pe_variant=pe_variant)
-        motion = deferred.generated_motion(models, waveform, sample_rate, settings)
+        silence = SilenceGate(enabled=silence_gate, threshold=silence_threshold,
+                              ramp=silence_ramp)
+        motion = deferred.generated_motion(models, waveform, sample_rate, settings, silence)
         return io.NodeOutput(motion)
 
 

@@ -18,7 +18,7 @@ import helpers_tiny_models as htm
 from joyvasa_core.dit.args import MotionGeneratorArgs
 from joyvasa_core.dit.model import build_motion_generator
 from joyvasa_core.fill import fill_module_
-from joyvasa_core.motion import MotionTemplate
+from joyvasa_core.motion import MotionSequence, MotionTemplate
 from joyvasa_core.pipeline import JoyVASAModels
 
 FAST_LIVEPORTRAIT = {**hcp.TINY_LIVEPORTRAIT,
@@ -85,3 +85,14 @@ def speech_like(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
         voice = sum((0.3 / k) * np.sin(2 * np.pi * k * 140 * t + k) for k in range(1, 6))
         out[start:start + t.size] = envelope * voice + 0.01 * rng.standard_normal(t.size)
     return out
+
+
+def random_motion(frames: int, seed: int, fps: float = 25.0) -> MotionSequence:
+    """A seeded MotionSequence of ``frames`` frames with plausible spreads (not generated)."""
+    g = torch.Generator().manual_seed(seed)
+    return MotionSequence(exp=0.02 * torch.randn(frames, 21, 3, generator=g),
+                          scale=1 + 0.01 * torch.randn(frames, 1, generator=g),
+                          t=0.01 * torch.randn(frames, 3, generator=g),
+                          pitch=5 * torch.randn(frames, generator=g),
+                          yaw=5 * torch.randn(frames, generator=g),
+                          roll=torch.randn(frames, generator=g), fps=fps)

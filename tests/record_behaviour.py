@@ -375,13 +375,19 @@ class Result:
     decoded: torch.Tensor | None
 
 
-def run_config(config: Config, inputs: Path, out: Path, models: Path) -> Result:
-    """Run one configuration into ``out`` and read what it wrote."""
+#: What the comparison adds to every recorded argv: the silence gate came after the
+#: recording (on by default since), and off it leaves the motion exactly as generated.
+LATER_DEFAULTS_OFF = ("--silence-gate", "off")
+
+
+def run_config(config: Config, inputs: Path, out: Path, models: Path,
+               extra: tuple[str, ...] = ()) -> Result:
+    """Run one configuration (plus ``extra`` options) into ``out`` and read what it wrote."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     out.mkdir(parents=True, exist_ok=True)
-    encoded = run_cli(config.args(inputs, out, models))
+    encoded = run_cli([*config.args(inputs, out, models), *extra])
     tensors: dict[str, torch.Tensor] = {}
     facts: dict[str, str] = {}
     decoded = None
@@ -442,7 +448,8 @@ def compare(data: Path, work: Path) -> list[str]:
         expected = load_file(str(data / f"{ref_name}.safetensors"))
         with safe_open(str(data / f"{ref_name}.safetensors"), framework="pt") as f:
             expected_meta = f.metadata()
-        result = run_config(config, data / "inputs", work / config.name, models)
+        result = run_config(config, data / "inputs", work / config.name, models,
+                            LATER_DEFAULTS_OFF)
         got, meta = result.tensors, result.facts
         for key, value in got.items():
             ref = expected[key]

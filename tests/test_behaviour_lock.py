@@ -92,7 +92,7 @@ def test_same_outputs_as_before_the_restructure(config, reference, models, tmp_p
                       f"compared within {LOOSE_KEYPOINTS} and {LOOSE_FRAMES} levels only")
     atol, levels = (STRICT_KEYPOINTS, STRICT_FRAMES) if strict else (LOOSE_KEYPOINTS, LOOSE_FRAMES)
 
-    result = rb.run_config(config, rb.INPUTS, tmp_path, folder)
+    result = rb.run_config(config, rb.INPUTS, tmp_path, folder, rb.LATER_DEFAULTS_OFF)
     got = result.tensors
     if reference == config.name:
         assert sorted(got) == sorted(expected)

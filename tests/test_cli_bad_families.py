@@ -139,6 +139,8 @@ NUMBERS = {
     "--eye-contact": (["-1", "2.01"], "in [0, 2]"),
     "--expression-from-strength": ([], "a finite number"),
     "--batch-size": (["0"], ">= 1"),
+    "--silence-threshold": (["-0.1", "1.01"], "in [0, 1]"),
+    "--silence-ramp": (["-1", "11"], "in [0, 10]"),
 }
 
 

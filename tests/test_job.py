@@ -7,18 +7,9 @@ import pytest
 import torch
 
 from joyvasa_core.edits import apply_strengths, mix_motion, parse_strengths
+from helpers_pipeline import random_motion
 from joyvasa_core.job import JobEdits, Outputs, SourceSpec, motion_stages
 from joyvasa_core.motion import MotionSequence, MotionStream
-
-
-def random_motion(frames: int, seed: int, fps: float = 25.0) -> MotionSequence:
-    g = torch.Generator().manual_seed(seed)
-    return MotionSequence(exp=0.02 * torch.randn(frames, 21, 3, generator=g),
-                          scale=1 + 0.01 * torch.randn(frames, 1, generator=g),
-                          t=0.01 * torch.randn(frames, 3, generator=g),
-                          pitch=5 * torch.randn(frames, generator=g),
-                          yaw=5 * torch.randn(frames, generator=g),
-                          roll=torch.randn(frames, generator=g), fps=fps)
 
 
 def chunked(motion: MotionSequence, size: int) -> MotionStream:

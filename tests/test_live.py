@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import helpers_pipeline as hp
+from joyvasa_core.silence import NO_GATE
 from joyvasa_core import pipeline
 from joyvasa_core.audio import AudioError, plan_windows
 from joyvasa_core.edits import build_edits
@@ -65,7 +66,7 @@ def test_exact_mode_equals_offline(models, face, monkeypatch):
     live = torch.cat([b.images for b in batches])
 
     def offline() -> torch.Tensor:
-        whole = pipeline.audio_to_motion(models, speech, 16000, motion)
+        whole = pipeline.audio_to_motion(models, speech, 16000, motion, silence=NO_GATE)
         return torch.cat([frames_to_uint8_tensor(f).cpu()
                           for f in pipeline.iter_frames(models, face, whole, batch_size=5)])
 

@@ -73,7 +73,9 @@ def test_the_root_module_imported_without_its_package_registers_nothing():
 def test_main_node_inputs_and_defaults(pack):
     ins = hc.node_inputs(pack["JoyVASAAudioToMotion"])
     assert list(ins) == ["models", "audio", "seed", "cfg_scale", "sampler", "steps", "smoothing",
-                         "pose_scale", "expression_scale", "pe_variant"]
+                         "pose_scale", "expression_scale", "pe_variant", "silence_gate",
+                         "silence_threshold", "silence_ramp"]
+    assert ins["silence_gate"][1]["default"] is True and ins["silence_gate"][2] is True
     assert ins["cfg_scale"][1]["default"] == pytest.approx(2.8)
     assert ins["pe_variant"][1]["options"] == ["head", "legacy"] and ins["pe_variant"][2] is True
     assert ins["seed"][1]["control_after_generate"] is True

@@ -17,6 +17,7 @@ from joyvasa_core.driving import DrivingSettings, compose_photo_keypoints
 from joyvasa_core.model_files import ModelFilesError
 from joyvasa_core.motion import MotionSequence, MotionStream
 from joyvasa_core.settings import MotionSettings
+from joyvasa_core.silence import NO_GATE
 from joyvasa_core.sources import PhotoSource, motion_from_video, open_frames
 from joyvasa_core.video import VideoWriterError
 
@@ -51,7 +52,7 @@ def speech() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def motion(models, speech) -> MotionSequence:
-    return pipeline.audio_to_motion(models, speech, 16000, FAST_MOTION)
+    return pipeline.audio_to_motion(models, speech, 16000, FAST_MOTION, silence=NO_GATE)
 
 
 def test_resolve_device_and_dtype():
@@ -85,15 +86,17 @@ def test_audio_to_motion_length_and_seed(models, speech, motion):
     n16 = prepare_waveform(speech, 16000).shape[-1]
     assert len(motion) == int((n16 + AUDIO_PAD_BEFORE + AUDIO_PAD_AFTER) / AUDIO_SAMPLE_RATE * 25)
     assert motion.fps == 25
-    again = pipeline.audio_to_motion(models, speech, 16000, FAST_MOTION)
-    other = pipeline.audio_to_motion(models, speech, 16000, replace(FAST_MOTION, seed=4))
+    again = pipeline.audio_to_motion(models, speech, 16000, FAST_MOTION, silence=NO_GATE)
+    other = pipeline.audio_to_motion(models, speech, 16000, replace(FAST_MOTION, seed=4),
+                                     silence=NO_GATE)
     assert torch.equal(again.exp, motion.exp)
     assert not torch.allclose(other.exp, motion.exp)
 
 
 def test_pose_and_expression_scale(models, speech, motion):
     frozen = pipeline.audio_to_motion(models, speech, 16000,
-                                      replace(FAST_MOTION, pose_scale=0.0, expression_scale=0.5))
+                                      replace(FAST_MOTION, pose_scale=0.0, expression_scale=0.5),
+                                      silence=NO_GATE)
     for name in ("pitch", "yaw", "roll", "t"):
         value = getattr(frozen, name)
         assert torch.allclose(value, value[:1].expand_as(value))
