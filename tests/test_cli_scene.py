@@ -254,3 +254,55 @@ def test_bad_per_speaker_edits_get_one_line(tmp_path, inputs, capsys, extra, exp
             tmp_path / "nowhere", "--face-backend", "mtcnn"]
     line = error_line(*run(argv, capsys)[::2])
     assert expected in line and "nowhere" not in line
+
+
+# --------------------------------------------------------------------- the silence gate
+
+def test_the_gate_keeps_each_listener_quiet_and_lets_each_speaker_move(tmp_path, inputs,
+                                                                        models_dir, capsys):
+    """Speaker 0 talks, then listens; speaker 1 listens, then talks (one file each). With
+    --save-keypoints and --animation-region lip, each speaker's lips hold still in the face's
+    frame in its own silence (ramps left out) and move in its own speech; with the gate off
+    the listener's lips move too: each motion is gated by its own speech."""
+    from safetensors.torch import load_file
+
+    from helpers_cli import write_wav
+    from joyvasa_core.config import LIP_INDICES
+    from joyvasa_core.silence import SilenceGate
+    from test_silence import face_frame
+
+    wave, rate = load_audio_file(espeak_wav(tmp_path / "s.wav", "Hello there, I am speaking now."))
+    sentence = prepare_waveform(wave, rate).numpy()
+    gap = np.zeros(int(2.4 * 16000), np.float32)
+    first = write_wav(tmp_path / "first.wav", np.concatenate([sentence, gap]))
+    second = write_wav(tmp_path / "second.wav", np.concatenate([gap, sentence]))
+    spf = 16000 // 25
+    speech_0 = range(AUDIO_PAD_BEFORE // spf + 5, (AUDIO_PAD_BEFORE + sentence.size) // spf - 5)
+    speech_1 = range((AUDIO_PAD_BEFORE + gap.size) // spf + 5,
+                     (AUDIO_PAD_BEFORE + gap.size + sentence.size) // spf - 5)
+    ramp = round(SilenceGate().ramp * 25) + 1
+    frames = (AUDIO_PAD_BEFORE + AUDIO_PAD_AFTER + gap.size + sentence.size) * 25 // 16000
+    silent_0 = range(speech_0.stop + 5 + ramp + 8, frames - 2)
+    silent_1 = range(AUDIO_PAD_BEFORE // spf + 2, speech_1.start - 5 - ramp)
+    assert len(silent_0) > 10 and len(silent_1) > 10
+
+    lips = {}
+    for gate in ("on", "off"):
+        keypoints = tmp_path / f"kp_{gate}.safetensors"
+        argv = ["--image", inputs["photo"], "--speaker", f"0={first}", "--speaker",
+                f"1={second}", "--save-keypoints", keypoints, "--models-dir", models_dir,
+                "--face-backend", "mtcnn", *FAST, "--animation-region", "lip",
+                "--no-stitching", "--silence-gate", gate]
+        with hp.fast_liveportrait_build():
+            code, _, err = run(argv, capsys)
+        assert code == 0, err
+        x_d = load_file(str(keypoints))["x_d"]
+        assert x_d.shape[:2] == (2, frames)
+        lips[gate] = [face_frame(x_d[k])[:, LIP_INDICES] for k in range(2)]
+
+    def spread(x) -> float:
+        return float((x - x.mean(0)).abs().max())
+    for k, (silent, talk) in enumerate(((silent_0, speech_0), (silent_1, speech_1))):
+        on, off = lips["on"][k], lips["off"][k]
+        assert spread(on[list(silent)]) < 1e-3 * spread(on[list(talk)]), k
+        assert spread(off[list(silent)]) > 0.1 * spread(off[list(talk)]), k
