@@ -35,8 +35,8 @@ import torch
 
 from . import config
 from .face import crop as geometry
-from .face.backends import (MIN_FACE_PX, Face, FaceBackend, get_backend, letterbox_o2c,
-                            select_face)
+from .face.backends import (MIN_FACE_PX, Face, FaceBackend, box_iou, get_backend,
+                            letterbox_o2c, select_face)
 from .face.errors import FaceError
 from .face.image_io import detection_view, to_float01
 from .video_source import VideoChunk
@@ -75,14 +75,6 @@ class FaceTrack:
 
     def __len__(self) -> int:
         return int(self.has_face.shape[0])
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / area) if area > 0 else 0.0
 
 
 def _detect(detector: FaceBackend, image: np.ndarray, offset=(0, 0)) -> list[Face]:
@@ -132,16 +124,16 @@ class _Tracker:
         left, top = int(max(0, x0 - m)), int(max(0, y0 - m))
         right, bottom = int(min(width, x1 + m)), int(min(height, y1 + m))
         faces = _detect(self.detector, image[top:bottom, left:right], (left, top))
-        best = max(faces, key=lambda f: _iou(f.box, self.box), default=None)
-        return best if best is not None and _iou(best.box, self.box) >= DRIFT_IOU else None
+        best = max(faces, key=lambda f: box_iou(f.box, self.box), default=None)
+        return best if best is not None and box_iou(best.box, self.box) >= DRIFT_IOU else None
 
     def _full(self, image: np.ndarray) -> Face | None:
         faces = _detect(self.detector, image)
         if not faces:
             return None
         if self.box is not None:
-            best = max(faces, key=lambda f: _iou(f.box, self.box))
-            if _iou(best.box, self.box) >= DRIFT_IOU:
+            best = max(faces, key=lambda f: box_iou(f.box, self.box))
+            if box_iou(best.box, self.box) >= DRIFT_IOU:
                 return best
         if self.anchored:
             return None

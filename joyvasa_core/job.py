@@ -2,8 +2,8 @@
 
 A :class:`Job` says everything about one render: the source (a photo, or a
 video to dub), the speech (or a conversation scene: several faces, each with
-its own speech, :class:`~joyvasa_core.scene.SceneSpec`), the motion settings, the driving settings, the
-edits, the render options and the outputs. Entry points build one at their
+its own speech, :class:`~joyvasa_core.scene.SceneSpec`), the motion settings,
+the driving settings, the edits, the render options and the outputs. Entry points build one at their
 edge (the headless command and the batch command through
 :mod:`joyvasa_core.options`) and hand it to :func:`run_job` with models loaded
 once (:class:`ModelOptions`).
@@ -31,7 +31,7 @@ from .edits import Edits, ExpressionOffset, Timeline, apply_strengths, mix_motio
 from .motion import MotionSequence, MotionStream
 from .render import RenderOptions
 from .retime import LoopMode
-from .scene import SceneSpec, speaker_seed
+from .scene import SceneSpec, speaker_settings
 from .settings import MotionSettings
 from .silence import SilenceGate
 
@@ -376,8 +376,9 @@ def speaker_motion(models: "JoyVASAModels", job: Job, speech: torch.Tensor, k: i
                    log: JobLog | None = None) -> MotionStream:
     """Speaker ``k``'s motion: ``speech`` ([M] float32 16 kHz) through the same sampler and
     motion stages (:func:`motion_stages`) as a single job's, with the seed
-    :func:`~joyvasa_core.scene.speaker_seed` (the job's seed + k)."""
-    seeded = replace(job, motion=replace(job.motion, seed=speaker_seed(job.motion.seed, k)))
+    :func:`~joyvasa_core.scene.speaker_seed` (the job's seed + k) and the silence gate driven
+    by ``speech`` itself, so a silent listener keeps quiet."""
+    seeded = replace(job, motion=speaker_settings(job.motion, k))
     generated, _ = _generated(models, seeded, speech, log or QuietLog())
     speaker = job.scene.speakers[k] if job.scene is not None else None
     edits = job.edits if speaker is None or speaker.strength is None else \

@@ -82,25 +82,27 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--audio", type=Path,
                     help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes); with "
                          "--turns, the mixed recording of a conversation")
-    io.add_argument("--speaker", action="append", metavar="FACE=AUDIO",
-                    help="a conversation: FACE (a left-to-right face index 0, 1, ... or a box "
-                         "x0,y0,x1,y1) speaks AUDIO; repeat for every speaker. With --turns: "
-                         "FACE=LABEL, a speaker of the RTTM file (docs/conversation.md)")
-    io.add_argument("--turns", type=Path, metavar="FILE.rttm",
-                    help="who speaks when in the --audio mixture (RTTM, as diarization tools "
-                         "write it); each --speaker FACE=LABEL gets the mixture in its turns")
-    io.add_argument("--speaker-expression", action="append", metavar="FACE=TEXT",
-                    help="the --expression of one speaker (FACE as its --speaker gives it), in "
-                         "place of --expression; repeatable")
-    io.add_argument("--speaker-strength", action="append", metavar="FACE=TEXT",
-                    help="the --strength of one speaker, in place of --strength; repeatable")
-    io.add_argument("--list-faces", action="store_true",
-                    help="print the detected faces of --image (or the first frame of --video): "
-                         "left-to-right index, box and score; writes nothing")
     io.add_argument("--output", type=Path,
                     help="MP4 file to write (required unless --save-keypoints is given)")
     io.add_argument("--save-motion", type=Path, metavar="FILE",
                     help="also save the generated motion (.safetensors)")
+
+    scene = p.add_argument_group("conversation (several faces, docs/conversation.md)")
+    scene.add_argument("--speaker", action="append", metavar="FACE=AUDIO",
+                       help="a conversation: FACE (a left-to-right face index 0, 1, ... or a box "
+                            "x0,y0,x1,y1) speaks AUDIO; repeat for every speaker. With --turns: "
+                            "FACE=LABEL, a speaker of the RTTM file (docs/conversation.md)")
+    scene.add_argument("--turns", type=Path, metavar="FILE.rttm",
+                       help="who speaks when in the --audio mixture (RTTM, as diarization tools "
+                            "write it); each --speaker FACE=LABEL gets the mixture in its turns")
+    scene.add_argument("--speaker-expression", action="append", metavar="FACE=TEXT",
+                       help="the --expression of one speaker (FACE as its --speaker gives it), in "
+                            "place of --expression; repeatable")
+    scene.add_argument("--speaker-strength", action="append", metavar="FACE=TEXT",
+                       help="the --strength of one speaker, in place of --strength; repeatable")
+    scene.add_argument("--list-faces", action="store_true",
+                       help="print the detected faces of --image (or the first frame of --video): "
+                            "left-to-right index, box and score; writes nothing")
 
     add_model_arguments(p.add_argument_group(MODELS_GROUP))
 
@@ -267,7 +269,8 @@ def scene_from_args(args: argparse.Namespace) -> SceneSpec | None:
     """The conversation scene that ``--speaker`` (and ``--turns``) describe, or None for one
     speaker (``--audio`` alone). Raises :class:`UsageError` for a mixture of the forms,
     a malformed ``FACE=AUDIO`` and the options a scene cannot take."""
-    speakers, turns, audio = getattr(args, "speaker", None), getattr(args, "turns", None), args.audio
+    speakers, turns, audio = getattr(args, "speaker", None), getattr(args, "turns", None), \
+        args.audio
     if not speakers:
         for option in ("--speaker-expression", "--speaker-strength"):
             if getattr(args, option.lstrip("-").replace("-", "_"), None):

@@ -260,7 +260,8 @@ def iter_driving_keypoints(models: JoyVASAModels, source: Source, motion: Motion
     each chunk is composed as soon as it is read. Yields ``(start, stop,
     source, x_d)`` with frame indices counted over the whole motion, the
     chunk's :class:`~joyvasa_core.sources.SourceChunk` and x_d ``[stop - start,
-    21, 3]`` float32 on the models' device. Frame 0 of the first motion chunk
+    21, 3]`` float32 on the models' device (a scene of S faces: ``[S * (stop -
+    start), 21, 3]``, speaker-major). Frame 0 of the first motion chunk
     rides along with every chunk as the reference of the relative motion;
     ``edits`` (:class:`joyvasa_core.edits.Edits`) are evaluated at the chunk's
     frame times (frame i at ``i / fps`` s).
@@ -288,7 +289,10 @@ def iter_frames(models: JoyVASAModels, source: Source, motion: Motion,
     source: a :class:`~joyvasa_core.sources.Source`: a photo (one source for
     every frame) or a tracked video (each frame its own crop, F, M and
     background, decoded chunk by chunk; ``motion`` is then already at the
-    output frame times, see :func:`joyvasa_core.retime.resample_stream`).
+    output frame times, see :func:`joyvasa_core.retime.resample_stream`), or a
+    scene of S faces (:class:`~joyvasa_core.scene_source.SceneSource`, with a
+    :class:`~joyvasa_core.scene_source.SceneMotion`: each chunk's S * b faces
+    render in one batch and are pasted back in speaker order).
     motion: anything with ``stream()`` (:class:`~joyvasa_core.motion.Motion`: a
     whole sequence, a stream, a node's deferred motion): each chunk is
     rendered as soon as it is read.

@@ -16,7 +16,8 @@ checks that need no model:
 * :func:`pad_tracks` and :func:`mix_speech`: tracks of different lengths
   padded with silence to the longest, and the speech of all speakers mixed
   into the one audio track of the output without clipping;
-* :func:`speaker_seed`: speaker k samples its motion with the job's seed + k.
+* :func:`speaker_seed` / :func:`speaker_settings`: speaker k samples its motion
+  with the job's seed + k.
 
 The render side (a source of S faces, S motion streams) is
 :mod:`joyvasa_core.scene_source`.
@@ -33,10 +34,11 @@ import numpy as np
 import torch
 
 from .errors import UsageError
-from .face.backends import MIN_FACE_PX, Face, box_face
+from .face.backends import MIN_FACE_PX, Face, box_face, box_iou
 
 if TYPE_CHECKING:
     from .edits import Edits, Timeline
+    from .settings import MotionSettings
 
 #: Two selections whose boxes overlap this much (IoU) are one face.
 SAME_FACE_IOU = 0.5
@@ -119,6 +121,13 @@ def speaker_seed(seed: int, k: int) -> int:
     return (int(seed) + int(k)) % SEED_MODULUS
 
 
+def speaker_settings(settings: "MotionSettings", k: int) -> "MotionSettings":
+    """The motion settings of speaker ``k``: ``settings`` with :func:`speaker_seed`'s seed."""
+    from dataclasses import replace
+
+    return replace(settings, seed=speaker_seed(settings.seed, k))
+
+
 # ------------------------------------------------------------------------------ parsing
 
 def parse_face(text: str) -> FaceSelector:
@@ -163,14 +172,6 @@ def parse_speaker(text: str, *, labelled: bool) -> Speaker:
 
 # --------------------------------------------------------------------------------- faces
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / area) if area > 0 else 0.0
-
-
 def describe_faces(faces: Sequence[Face]) -> str:
     """``0: 12,30,96,120 (0.99); 1: ...``: the faces found, as --list-faces numbers them."""
     if not faces:
@@ -194,8 +195,9 @@ class SelectedFace:
 
 def select_faces(faces: Sequence[Face], selectors: Sequence[FaceSelector],
                  size: tuple[int, int], name: str = "the source") -> tuple[SelectedFace, ...]:
-    """Resolve ``selectors`` against ``faces`` (left to right, as :func:`~joyvasa_core.face.backends.detect_faces`
-    gives them; empty with no detector) in an image of ``size`` (height, width).
+    """Resolve ``selectors`` against ``faces`` (left to right, as
+    :func:`~joyvasa_core.face.backends.detect_faces` gives them; empty with no detector) in
+    an image of ``size`` (height, width).
 
     A box matching a detected face (IoU >= :data:`SAME_FACE_IOU`) takes that face's
     landmarks. Raises :class:`SceneError`: an index the image lacks (the message lists
@@ -221,14 +223,14 @@ def select_faces(faces: Sequence[Face], selectors: Sequence[FaceSelector],
         if max(x1 - x0, y1 - y0) < MIN_FACE_PX:
             raise SceneError(f"speaker {k}'s box {box_text(box)} is smaller than "
                              f"{MIN_FACE_PX} pixels; give the box of the whole face")
-        match = max(faces, key=lambda f: _iou(f.box, box), default=None)
-        if match is not None and _iou(match.box, box) >= SAME_FACE_IOU:
+        match = max(faces, key=lambda f: box_iou(f.box, box), default=None)
+        if match is not None and box_iou(match.box, box) >= SAME_FACE_IOU:
             chosen.append(SelectedFace(match, True))
         else:
             chosen.append(SelectedFace(box_face(box), False))
     for k, a in enumerate(chosen):
         for j in range(k):
-            if _iou(a.face.box, chosen[j].face.box) >= SAME_FACE_IOU:
+            if box_iou(a.face.box, chosen[j].face.box) >= SAME_FACE_IOU:
                 raise SceneError(
                     f"speakers {j} ({selectors[j].describe()}) and {k} "
                     f"({selectors[k].describe()}) are the same face of {name} (box "

@@ -56,7 +56,8 @@ class StackedMotion:
 
     def __post_init__(self) -> None:
         if len({len(m) for m in self.speakers}) > 1:
-            raise ValueError(f"speakers' chunks of unequal lengths {[len(m) for m in self.speakers]}")
+            raise ValueError("speakers' chunks of unequal lengths "
+                             f"{[len(m) for m in self.speakers]}")
 
     def __len__(self) -> int:
         return len(self.speakers[0])

@@ -23,6 +23,10 @@ kind it has. Two kinds live here:
   track a file or frames in memory, and :func:`motion_from_video` reads the
   track's frames through M (a driving video's motion).
 
+A third kind, a scene of several faces each driven by its own speaker's
+motion, is :class:`joyvasa_core.scene_source.SceneSource`: S of these sources
+behind the same protocol.
+
 F and M come from the LivePortrait models (:class:`~joyvasa_core.loaders.LivePortraitModels`),
 which sit below this module.
 """

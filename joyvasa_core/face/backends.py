@@ -58,6 +58,15 @@ class Face:
                     None if self.lmk203 is None else self.lmk203 / factor)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Overlap (intersection over union) of two boxes (x1, y1, x2, y2); 0 for empty boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / area) if area > 0 else 0.0
+
+
 class FaceBackend(Protocol):
     name: str
 
