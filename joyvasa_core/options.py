@@ -289,7 +289,8 @@ def scene_from_args(args: argparse.Namespace) -> SceneSpec | None:
         raise UsageError("--turns needs the mixed recording as --audio MIX")
     for option, value in (("--save-motion", args.save_motion),
                           ("--expression-from", args.expression_from),
-                          ("--crop-only", args.crop_only or None)):
+                          ("--crop-only", args.crop_only or None),
+                          ("--face-index", args.face_index or None)):
         if value is not None:
             raise UsageError(f"{option} works with one speaker (--audio) only; drop it for a "
                              "conversation")

@@ -282,6 +282,30 @@ def open_video_scene(liveportrait: LivePortraitModels, path: str | Path,
                                box=None if selected.detected else box,
                                start_box=box if selected.detected else None, progress=progress)
             videos.append(stack.enter_context(video))
+        shared = _LastRead(videos[0].reader)
+        for video in videos:
+            if video is not videos[0]:
+                video.reader.close()
+            video.reader = shared          # the faces of a chunk read its frames once
         scene = SceneSource(videos, edits)
         stack.pop_all()
     return scene
+
+
+class _LastRead:
+    """A frame reader shared by the faces of one video: a request for the frames of the last
+    request (the next face of the same chunk) is served from them, without decoding again."""
+
+    def __init__(self, reader) -> None:
+        self.reader, self.last, self.closed = reader, None, False
+
+    def read(self, indices) -> torch.Tensor:
+        key = tuple(int(i) for i in indices)
+        if self.last is None or self.last[0] != key:
+            self.last = (key, self.reader.read(indices))
+        return self.last[1]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.reader.close()

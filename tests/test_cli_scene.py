@@ -114,7 +114,14 @@ def test_the_rttm_form_writes_keypoints_of_each_speaker(tmp_path, inputs, models
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.safetensors"]
 
 
-def test_a_two_face_video_is_dubbed_at_its_rate_and_size(tmp_path, inputs, models_dir, capsys):
+def test_a_two_face_video_is_dubbed_at_its_rate_and_size(tmp_path, inputs, models_dir, capsys,
+                                                          monkeypatch):
+    from joyvasa_core.video_source import FrameReader
+
+    reads = []
+    real_read = FrameReader.read
+    monkeypatch.setattr(FrameReader, "read", lambda self, index: reads.append(len(index))
+                        or real_read(self, index))
     canvas = two_faces()
     clip = write_clip(tmp_path / "two.mp4", np.stack([np.roll(canvas, i, axis=1)
                                                       for i in range(6)]), fps=20.0)
@@ -132,6 +139,8 @@ def test_a_two_face_video_is_dubbed_at_its_rate_and_size(tmp_path, inputs, model
         assert video.average_rate == 20 and (video.height, video.width) == (242, 452)
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     assert len(frames) == int(wave.shape[-1] / rate * 20)        # the speech's length
+    # the two faces of a chunk share its decoded frames: each output frame is decoded once
+    assert sum(reads) == len(frames)
     # both faces changed against the clip's own frame 0 (the output's first frame shows it)
     diff = np.abs(frames[0, :241, :451].astype(np.int16) - canvas.astype(np.int16))
     assert diff[60:130, 80:130].mean() > 5.0 and diff[70:130, 320:365].mean() > 5.0
@@ -184,12 +193,14 @@ def _bad(inputs, tmp_path) -> dict[str, tuple[list, str]]:
         "no speech at all": ([], "the speech is missing"),
         "turns without speakers": (["--audio", long, "--turns", rttm],
                                    "--turns needs --speaker"),
+        "face index with speakers": (["--speaker", f"0={short}", "--face-index", "1"],
+                                     "--face-index works with one speaker"),
     }
 
 
 BAD = ["missing face index", "box outside", "two on one face", "rttm lacks a speaker",
        "rttm does not parse", "speaker with audio", "malformed speaker", "malformed face",
-       "missing audio", "no speech at all", "turns without speakers"]
+       "missing audio", "no speech at all", "turns without speakers", "face index with speakers"]
 
 
 @pytest.mark.parametrize("case", BAD)

@@ -81,7 +81,7 @@ def render_atomically(models: "JoyVASAModels", job: Job, log: JobLog | None = No
     output = job.outputs.video
     partial = partial_path(output)
     try:
-        run_job(models, job.writing(partial), read_inputs(job), log)
+        run_job(models, job.writing(partial), read_inputs(job, models.models_dir), log)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
