@@ -3,10 +3,10 @@
 A :class:`Job` says everything about one render: the source (a photo, or a
 video to dub), the speech (or a conversation scene: several faces, each with
 its own speech, :class:`~joyvasa_core.scene.SceneSpec`), the motion settings,
-the driving settings, the edits, the render options and the outputs. Entry points build one at their
-edge (the headless command and the batch command through
-:mod:`joyvasa_core.options`) and hand it to :func:`run_job` with models loaded
-once (:class:`ModelOptions`).
+the driving settings, the edits, the render options and the outputs. Entry
+points build one at their edge (the headless command and the batch command
+through :mod:`joyvasa_core.options`) and hand it to :func:`run_job` with
+models loaded once (:class:`ModelOptions`).
 
 :func:`run_job` wires the stages as streams: the speech's motion is sampled
 window by window, the motion stages (:func:`motion_stages`: region strengths,

@@ -162,3 +162,41 @@ def test_scene_motion_reads_streams_cut_differently_in_step():
 def test_scene_motion_refuses_unequal_lengths():
     with pytest.raises(ValueError, match="pad every speaker's speech"):
         SceneMotion([_seq(3, 0), _seq(4, 0)]).stream()
+
+
+@needs_mtcnn
+def test_a_face_that_leaves_a_video_passes_through_and_no_other_face_takes_its_place(
+        models, tmp_path):
+    """A two-face clip whose right face is gone for frames 3..5: its track marks them
+    face-free (it does not jump onto the left face), those frames keep their right half
+    bit for bit, and the left face is animated in every frame."""
+    from helpers_video import write_clip
+    from joyvasa_core.dubbing import motion_for_video
+    from joyvasa_core.face.backends import detect_faces
+    from joyvasa_core.scene_source import open_video_scene
+    from joyvasa_core.video_source import FrameReader, probe_video
+
+    canvas = two_faces()
+    frames = np.stack([np.roll(canvas, i, axis=1) for i in range(9)])
+    frames[3:6, :, 232:] = 90                                  # the right face is away
+    path = write_clip(tmp_path / "two.mp4", frames)
+    faces, backend = detect_faces(frames[0], "mtcnn")
+    chosen = select_faces(faces, [FaceSelector(index=0), FaceSelector(index=1)], canvas.shape[:2])
+    seconds = 9 / 25
+    with open_video_scene(models.liveportrait, path, seconds, chosen,
+                          face_backend="mtcnn") as scene:
+        assert len(scene) == 9
+        assert scene.faces[0].track.has_face.all()
+        assert scene.faces[1].track.has_face.tolist() == [True] * 3 + [False] * 3 + [True] * 3
+        motions = [motion_for_video(_motion(models, seconds, k, k), scene) for k in range(2)]
+        out = torch.cat(list(pipeline.iter_frames(models, scene, SceneMotion(motions))))
+    info = probe_video(path)
+    with FrameReader(path, info, scene.faces[0].track.pts) as reader:
+        decoded = to_float01(reader.read(list(range(9))))
+    right, left = (slice(None), slice(240, 451)), (slice(60, 130), slice(60, 140))
+    assert torch.equal(out[3:6, :241, :451][:, right[0], right[1]],
+                       decoded[3:6][:, right[0], right[1]])
+    assert (out[:3, :241, :451][:, right[0], right[1]]
+            - decoded[:3][:, right[0], right[1]]).abs().amax() > 1e-2
+    assert ((out[:, :241, :451][:, left[0], left[1]] - decoded[:, left[0], left[1]]).abs()
+            .flatten(1).amax(1) > 1e-2).all()
