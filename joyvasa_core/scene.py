@@ -161,6 +161,15 @@ def split_face(text: str, option: str, what: str) -> tuple[FaceSelector, str]:
     return parse_face(face), rest
 
 
+def speaker_under(text: str, folder: Path) -> str:
+    """``FACE=AUDIO`` with a relative AUDIO made relative to ``folder`` (a jobs file's folder);
+    anything else as it is (it fails later, where it is parsed)."""
+    face, sep, rest = text.partition("=")
+    if not sep or not rest.strip():
+        return text
+    return f"{face}={Path(folder) / Path(rest).expanduser()}"
+
+
 def parse_speaker(text: str, *, labelled: bool) -> Speaker:
     """``FACE=AUDIO`` (or ``FACE=LABEL`` when ``labelled``: the RTTM form) -> :class:`Speaker`."""
     what = "LABEL (a speaker of the --turns file)" if labelled else "AUDIO (a speech file)"

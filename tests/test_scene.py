@@ -173,3 +173,25 @@ def test_two_speakers_on_one_face_are_refused():
     for second in (FaceSelector(index=1), FaceSelector(box=(121, 21, 199, 109))):
         with pytest.raises(SceneError, match="are the same face"):
             select_faces(FACES, [FaceSelector(index=1), second], (240, 400))
+
+
+def test_a_jobs_file_row_takes_speakers_relative_to_its_folder(tmp_path):
+    """A JSONL row of the batch command: a list of speakers becomes one --speaker each, their
+    files found next to the jobs file; a row without speakers is one speaker, as before."""
+    import json
+
+    from joyvasa_core.batch.jobs import read_jobs
+
+    jobs = tmp_path / "jobs" / "jobs.jsonl"
+    jobs.parent.mkdir()
+    rows = [{"image": "two.png", "speaker": ["0=a.wav", "1,2,40,50=sub/b.wav"],
+             "output": "talk.mp4"},
+            {"image": "two.png", "audio": "a.wav", "output": "one.mp4"}]
+    jobs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    scene_row, single_row = read_jobs(jobs, tmp_path / "out", decode=False)
+    assert scene_row.status == single_row.status == "", (scene_row.error, single_row.error)
+    speakers = scene_row.job.scene.speakers
+    assert [s.audio for s in speakers] == [jobs.parent / "a.wav", jobs.parent / "sub" / "b.wav"]
+    assert speakers[1].face == FaceSelector(box=(1.0, 2.0, 40.0, 50.0))
+    assert scene_row.job.speech is None
+    assert single_row.job.scene is None and single_row.job.speech == jobs.parent / "a.wav"
