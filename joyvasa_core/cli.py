@@ -71,7 +71,7 @@ def run(job: Job, models: ModelOptions, log: StageLog | None = None) -> Path:
     """Do one job: decode its inputs (a bad input fails in a second, before any model
     loads), load the models, run it; returns the written file's path."""
     log = log or StageLog()
-    inputs = read_inputs(job, models.models_dir)
+    inputs = read_inputs(job, models.folder())
     log.stage(inputs.describe())
     log.stage("loading models")
     loaded = models.load()
@@ -86,7 +86,7 @@ def print_faces(args) -> None:
     from .scene import box_text, first_image, list_faces
 
     image, name = first_image(args.image, args.video)
-    faces = list_faces(image, args.face_backend, options.model_options(args).models_dir, name)
+    faces = list_faces(image, args.face_backend, options.model_options(args).folder(), name)
     for index, face in enumerate(faces):
         print(f"{index}  {box_text(face.box)}  score {face.score:.3f}")
 

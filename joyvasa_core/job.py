@@ -58,6 +58,14 @@ class ModelOptions:
     device: str = "auto"
     precision: str = "auto"
 
+    def folder(self) -> Path:
+        """The models folder these options name (the library's default when None): where the
+        face detector's files are looked for before the models load."""
+        from .model_files import default_models_dir
+
+        return Path(self.models_dir).expanduser() if self.models_dir is not None \
+            else default_models_dir()
+
     def load(self) -> "JoyVASAModels":
         """The models these options name (downloading missing files unless offline)."""
         from .pipeline import load_models
