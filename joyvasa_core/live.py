@@ -27,9 +27,30 @@ padded stream (``AUDIO_PAD_BEFORE`` zeros, then the speech, as offline; 25 fps),
 so frame ``f`` is shown at ``f / fps`` seconds of the padded speech.
 :meth:`LiveSession.finish` adds the ``AUDIO_PAD_AFTER`` zeros and commits the
 rest: a stream of ``N`` samples gives the offline count ``int((N + 1920) / 640)``.
+
+A voice agent's avatar lives longer than one utterance:
+
+* :meth:`LiveSession.end_reply` ends a reply the way :meth:`~LiveSession.finish`
+  ends the stream (the pad, the offline frame count), and the stream goes on;
+* :meth:`LiveSession.idle` adds frames of silence: the motion generator keeps
+  sampling (the head, eyes and brows move) and the silence gate holds the lips
+  shut; speech pushed afterwards continues from that motion (the committed
+  frames are the next window's context), so nothing jumps;
+* :meth:`LiveSession.interrupt` (from any thread) drops the speech not yet
+  committed; the render chunk in flight finishes, then the stream is idle.
+
+Each :class:`LiveFrames` carries the sound its frames cover (``audio``, at the
+rate the speech was pushed; zeros for idle and padding), cut from the same
+clock, so a transport plays picture and sound in sync and the pieces add up
+to the stream's sound. The silence gate (:class:`~joyvasa_core.silence.SilenceGate`,
+on by default) runs the voice-activity detector on exactly the audio each
+window was sampled from, so a live stream's lips depend on the speech and
+the settings only; a ramp into speech reaches back at most ``lookahead``
+frames (the rest of it was already shown).
 """
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -47,6 +68,7 @@ from .generate import WindowSampler
 from .motion import MotionSequence, MotionStream
 from .pipeline import JoyVASAModels, iter_frames
 from .settings import MotionSettings
+from .silence import SilenceGate, VoiceActivity, gate_weights, hold_lips, speech_frames
 from .sources import PhotoSource
 from .video import frames_to_uint8_tensor
 
@@ -79,6 +101,8 @@ class LiveSettings:
     edits: expression edits (:class:`~joyvasa_core.edits.Edits`, e.g. from
         :func:`~joyvasa_core.edits.build_edits`, whose automatic blinks are
         seeded by the motion seed and run for as long as the stream does), or None.
+    silence: the silence gate (on by default; ``SilenceGate(enabled=False)``: the
+        lips as generated).
     """
 
     motion: MotionSettings = LIVE_MOTION
@@ -88,6 +112,7 @@ class LiveSettings:
     batch_size: int | None = None
     paste: bool = True
     edits: Edits | None = None
+    silence: SilenceGate = SilenceGate()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -102,11 +127,18 @@ class LiveSettings:
 @dataclass(frozen=True)
 class LiveFrames:
     """Consecutive frames of a live stream: ``images`` ``[b, H, W, 3]`` uint8 on the CPU,
-    the first being frame ``start``; frame ``i`` is shown at ``i / fps`` seconds."""
+    the first being frame ``start``; frame ``i`` is shown at ``i / fps`` seconds.
+
+    audio: ``[n]`` float32 mono (-1..1) at ``sample_rate`` Hz: the sound those frames
+    cover, samples ``[round(start · r / fps), round((start + b) · r / fps))`` of the
+    stream's clock (the speech as pushed; zeros for padding and idle frames).
+    """
 
     start: int
     fps: float
     images: torch.Tensor
+    audio: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    sample_rate: int = config.AUDIO_SAMPLE_RATE
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -119,6 +151,56 @@ class LiveFrames:
     def times(self) -> list[float]:
         """Presentation time of each frame (s, on the padded-speech clock)."""
         return [i / self.fps for i in self.indices]
+
+
+class _Playback:
+    """The stream's sound at the rate it was pushed, cut into the frames' spans: sample
+    ``k`` plays at ``k / rate`` s of the stream's clock (frame ``f`` at ``f / fps``)."""
+
+    def __init__(self, rate: int, fps: float, first_frame: int = 0) -> None:
+        self.rate, self.fps = rate, fps
+        self.start = self.end = self.edge(first_frame)     # held samples: [start, end)
+        self.parts: deque[np.ndarray] = deque()
+
+    def edge(self, frame: int) -> int:
+        """The first sample of ``frame``."""
+        return round(frame * self.rate / self.fps)
+
+    def add(self, samples: np.ndarray) -> None:
+        if samples.size:
+            self.parts.append(samples)
+            self.end += samples.size
+
+    def pad_to(self, frame: int) -> None:
+        """Silence up to the start of ``frame``."""
+        self.add(np.zeros(max(0, self.edge(frame) - self.end), np.float32))
+
+    def cut_at(self, frame: int) -> None:
+        """Drop what would play from the start of ``frame`` on."""
+        excess = self.end - max(self.edge(frame), self.start)
+        while excess > 0 and self.parts:
+            last = self.parts.pop()
+            keep = max(0, last.size - excess)
+            excess -= last.size - keep
+            self.end -= last.size - keep
+            if keep:
+                self.parts.append(last[:keep])
+
+    def take(self, stop_frame: int) -> torch.Tensor:
+        """``[n]`` float32: the samples up to the start of ``stop_frame`` (zeros where none
+        were added), handed out once."""
+        n = self.edge(stop_frame) - self.start
+        out, filled = np.zeros(max(0, n), np.float32), 0
+        while filled < n and self.parts:
+            part = self.parts.popleft()
+            used = min(part.size, n - filled)
+            out[filled:filled + used] = part[:used]
+            filled += used
+            if used < part.size:
+                self.parts.appendleft(part[used:])
+        self.start += max(0, n)
+        self.end = max(self.end, self.start)
+        return torch.from_numpy(out)
 
 
 @dataclass
@@ -141,25 +223,59 @@ class _Audio:
             self.chunks.clear()
         return self.samples
 
+    def new_resampler(self) -> None:
+        """A fresh resampler for the next reply (its rate kept; none at 16 kHz)."""
+        self.resampler = None
+        if self.rate is not None and self.rate != config.AUDIO_SAMPLE_RATE:
+            import soxr
+
+            self.resampler = soxr.ResampleStream(self.rate, config.AUDIO_SAMPLE_RATE, 1,
+                                                 dtype="float32", quality="HQ")
+
+    def flush_resampler(self) -> None:
+        """The samples the resampler still holds, appended (the end of a reply)."""
+        if self.resampler is not None:
+            tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self.chunks.append(torch.from_numpy(tail).to(self.samples.device))
+            self.new_resampler()
+
+    def zeros(self, n: int) -> None:
+        if n > 0:
+            self.chunks.append(self.samples.new_zeros(n))
+
+    def cut(self, heard: int) -> None:
+        """Forget everything heard from speech sample ``heard`` on (and what the
+        resampler holds)."""
+        samples = self.joined()
+        if heard <= self.dropped:
+            self.samples, self.dropped = samples[:0], max(heard, 0)
+        else:
+            self.samples = samples[:heard - self.dropped]
+        self.new_resampler()
+
 
 class LiveSession:
     """One live stream: :meth:`push` speech, get frames; :meth:`finish` flushes.
 
-    ``push`` and ``finish`` buffer their audio at once and return an iterator
-    that does the work lazily: iterating it samples every window the audio now
-    allows and renders its frames, yielding :class:`LiveFrames` as each render
-    chunk is ready. Work not iterated is done by the next iterator. One thread
-    at a time; :meth:`cancel` (from any thread) stops the work at the next
-    denoising step or render chunk. ``on_motion(chunk)`` sees each committed
-    motion chunk (what the frames are rendered from) before it is rendered;
-    with ``render=False`` the session only samples motion (its iterators yield nothing).
+    ``push``, ``end_reply``, ``idle`` and ``finish`` buffer their audio at once and
+    return an iterator that does the work lazily: iterating it samples every
+    window the audio now allows and renders its frames, yielding
+    :class:`LiveFrames` as each render chunk is ready. Work not iterated is done
+    by the next iterator. One thread at a time; :meth:`cancel` and
+    :meth:`interrupt` may come from any thread (cancel stops the work at the
+    next denoising step or render chunk; interrupt drops the reply after the
+    render chunk in flight). ``on_motion(chunk)`` sees each committed motion
+    chunk (what the frames are rendered from) before it is rendered; with
+    ``render=False`` the session only samples motion (its iterators yield
+    nothing). sample_rate: the rate the speech will come at, when known (the
+    idle frames before the first push carry their silence at it; else 16 kHz).
     """
 
     def __init__(self, models: JoyVASAModels, face: PhotoSource,
                  settings: LiveSettings = LiveSettings(),
                  driving: DrivingSettings = DrivingSettings(),
                  on_motion: Callable[[MotionSequence], None] | None = None,
-                 render: bool = True) -> None:
+                 render: bool = True, sample_rate: int | None = None) -> None:
         generator = models.motion_generator
         if generator is None or models.template is None:
             raise ValueError("these models have no motion generator: load them with load_models() "
@@ -172,6 +288,8 @@ class LiveSession:
         if settings.chunk + settings.lookahead > args.n_motions:
             raise ValueError(f"chunk + lookahead must fit in one window of {args.n_motions} frames, "
                              f"got {settings.chunk} + {settings.lookahead}")
+        if sample_rate is not None:
+            _check_rate(sample_rate)
         self.models, self.settings, self.on_motion = models, settings, on_motion
         self.fps, self.spf = float(args.fps), int(spf)
         self.n_motions, self.pad_mode = args.n_motions, args.pad_mode
@@ -185,10 +303,17 @@ class LiveSession:
         self._sampler = WindowSampler(generator, models.template, motion,
                                       on_step=self._check_cancel)
         self._audio = _Audio(torch.zeros(0, device=models.device))
+        self._playback = _Playback(sample_rate or config.AUDIO_SAMPLE_RATE, self.fps)
+        self._playback.pad_to(config.AUDIO_PAD_BEFORE // self.spf)
         self._cancelled = False
+        self._interrupted = threading.Event()
         self.finished = False
         self.committed = 0              # frames whose motion is sampled
         self.rendered = 0               # frames handed out
+        self._target = 0                # frames to commit whatever the lookahead (replies ended, idle)
+        self._speech_end = 0            # frames up to the end of the last ended reply
+        self._reply_open = False        # speech pushed since the last reply ended
+        self._gate = _LiveGate(settings.silence, self.fps, self.spf)
         self._pending: deque[MotionSequence] = deque()
         self._frames = None if not render else iter_frames(
             models, face, MotionStream(self._committed_chunks(), fps=self.fps), driving,
@@ -197,23 +322,59 @@ class LiveSession:
 
     # ------------------------------------------------------------------ input
 
+    @property
+    def pending(self) -> bool:
+        """Whether pushed speech has frames not yet handed out."""
+        return self._reply_open or self.rendered < self._speech_end
+
     def push(self, pcm: np.ndarray | torch.Tensor, sample_rate: int) -> Iterator[LiveFrames]:
         """Add speech: ``pcm`` ``[N]`` or ``[C, N]`` (int16/int32/float PCM, any N >= 0) at
         ``sample_rate`` Hz (one rate per session). Returns the iterator of ready frames."""
         if self.finished:
             raise ValueError("the live stream was finished; start a new session for more speech")
+        self._take_interrupt()
         self._append(pcm, int(sample_rate))
+        return self._work(final=False)
+
+    def end_reply(self) -> Iterator[LiveFrames]:
+        """The current reply's speech is complete: pad it like the offline last window and
+        commit all its frames; the stream stays open for more speech or idle frames.
+        Returns the iterator of the reply's last frames."""
+        self._take_interrupt()
+        self._close_reply()
+        return self._work(final=False)
+
+    def idle(self, count: int) -> Iterator[LiveFrames]:
+        """``count`` more frames of silence after what was pushed (an open reply is ended
+        first): generated idle motion, the lips held by the silence gate, blinks if the
+        edits ask. Returns the iterator of those frames (and of the reply's last ones)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise ValueError(f"idle frames must be a whole number >= 0, got {count!r}")
+        if self.finished:
+            raise ValueError("the live stream was finished; start a new session")
+        self._take_interrupt()
+        self._close_reply()
+        self._target = max(self._target, self.committed) + count
+        self._audio.zeros(self._target * self.spf - config.AUDIO_PAD_BEFORE - self._audio.heard)
+        self._playback.pad_to(self._target)
         return self._work(final=False)
 
     def finish(self) -> Iterator[LiveFrames]:
         """End of speech: flush the resampler, pad like the official last window and
         commit every remaining frame. Returns the iterator of the last frames."""
+        self._take_interrupt()
         if not self.finished:
-            if self._audio.resampler is not None:
-                tail = self._audio.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-                self._audio.chunks.append(torch.from_numpy(tail).to(self._audio.samples.device))
+            self._audio.flush_resampler()
             self.finished = True
+            self._speech_end = max(self._speech_end, self._final_frames())
+            self._reply_open = False
         return self._work(final=True)
+
+    def interrupt(self) -> None:
+        """Drop the speech not yet committed (from any thread): the render chunk in flight
+        finishes, the iterators then stop, and the stream is idle; later frames continue
+        from the motion shown."""
+        self._interrupted.set()
 
     def cancel(self) -> None:
         """Stop: the work in progress raises :class:`LiveCancelled` at its next step."""
@@ -224,16 +385,15 @@ class LiveSession:
             raise LiveCancelled("the live session was cancelled")
 
     def _append(self, pcm: np.ndarray | torch.Tensor, rate: int) -> None:
-        if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-            raise AudioError(f"sample_rate must lie in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {rate}")
+        _check_rate(rate)
         audio = self._audio
         if audio.rate is None:
             audio.rate = rate
-            if rate != config.AUDIO_SAMPLE_RATE:
-                import soxr
-
-                audio.resampler = soxr.ResampleStream(rate, config.AUDIO_SAMPLE_RATE, 1,
-                                                      dtype="float32", quality="HQ")
+            audio.new_resampler()
+            if rate != self._playback.rate:       # only silence so far: re-clock it
+                self._playback = _Playback(rate, self.fps, self.rendered)
+                self._playback.pad_to(max(self.committed, self._target,
+                                          config.AUDIO_PAD_BEFORE // self.spf))
         elif rate != audio.rate:
             raise AudioError(f"the stream's sample rate is {audio.rate} Hz; a chunk came at {rate} Hz "
                              "(resample it, or start a new session)")
@@ -242,9 +402,39 @@ class LiveSession:
             return
         if not torch.isfinite(x).all():
             raise AudioError("the audio chunk contains NaN or infinite samples")
+        self._playback.add(x.numpy())
+        self._reply_open = True
         if audio.resampler is not None:
             x = torch.from_numpy(audio.resampler.resample_chunk(x.numpy()))
         audio.chunks.append(x.to(audio.samples.device))
+
+    def _close_reply(self) -> None:
+        """End the open reply: the resampler's tail, then zeros up to the offline frame count
+        (``AUDIO_PAD_AFTER`` after the speech, rounded down to a frame), which become
+        frames to commit whatever the lookahead."""
+        if not self._reply_open:
+            return
+        self._audio.flush_resampler()
+        padded = config.AUDIO_PAD_BEFORE + self._audio.heard + config.AUDIO_PAD_AFTER
+        end = padded // self.spf
+        self._audio.zeros(end * self.spf - padded + config.AUDIO_PAD_AFTER)
+        self._playback.pad_to(end)
+        self._playback.cut_at(end)
+        self._target = self._speech_end = max(self._target, end)
+        self._reply_open = False
+
+    def _take_interrupt(self) -> None:
+        """Apply a requested interrupt: forget every sample after the committed frames."""
+        if not self._interrupted.is_set():
+            return
+        self._interrupted.clear()
+        frames = self.committed
+        self._audio.cut(frames * self.spf - config.AUDIO_PAD_BEFORE)
+        self._playback.cut_at(frames)
+        self._gate.restart(frames)
+        self._target = frames
+        self._speech_end = min(self._speech_end, frames)
+        self._reply_open = False
 
     # ------------------------------------------------------------------ work
 
@@ -256,15 +446,20 @@ class LiveSession:
 
     def _work(self, final: bool) -> Iterator[LiveFrames]:
         while True:
+            if self._interrupted.is_set():
+                self._take_interrupt()
+                return
             # The steps the heard audio allows come first, at the end too: which steps run
             # never depends on how the audio was chunked.
-            step = self._next_step()
-            last = step is None and final
-            if last:
-                step = self._next_final_window()
+            step, whole = self._next_step(), False
+            if step is None and self._target > self.committed:
+                step, whole = (self.committed * self.spf,
+                               min(self.n_motions, self._target - self.committed)), True
+            if step is None and final:
+                step, whole = self._next_final_window(), True
             if step is None:
                 return
-            self._commit(*step, last=last)
+            self._commit(*step, whole=whole)
             if self._frames is not None:
                 yield from self._render()
 
@@ -279,22 +474,27 @@ class LiveSession:
         ready = available >= (first + chunk + self.settings.lookahead) * self.spf
         return (first * self.spf, chunk) if ready else None
 
+    def _final_frames(self) -> int:
+        """The stream's frame count once finished: the offline count of all it heard."""
+        heard = self._audio.heard
+        return plan_windows(heard, fps=self.fps, n_motions=self.n_motions).n_frames \
+            if heard >= self.spf else 0      # shorter than a frame: none
+
     def _next_final_window(self) -> tuple[int, int] | None:
         """After finish: the next window of what remains (the offline last-window rule), or None."""
-        heard, first = self._audio.heard, self.committed
-        total = plan_windows(heard, fps=self.fps, n_motions=self.n_motions).n_frames \
-            if heard >= self.spf else 0      # the offline frame count; shorter than a frame: none
+        first, total = self.committed, max(self._final_frames(), self._target)
         if first >= total:
             return None
         # exact: ``first`` is on the offline window grid (a multiple of n_motions)
         return first * self.spf, min(self.n_motions, total - first)
 
-    def _commit(self, lo: int, keep: int, last: bool) -> None:
-        """Sample the window starting at padded sample ``lo`` and commit its first ``keep`` frames."""
+    def _commit(self, lo: int, keep: int, whole: bool) -> None:
+        """Sample the window starting at padded sample ``lo`` and commit its first ``keep``
+        frames (``whole``: from all the audio heard, else up to the lookahead)."""
         audio = self._audio.joined()
         start = config.AUDIO_PAD_BEFORE + self._audio.dropped    # padded position of audio[0]
         heard = audio
-        if not last and self.settings.mode == "low-latency":
+        if not whole and self.settings.mode == "low-latency":
             # exactly `lookahead` frames beyond the committed ones, however the audio arrived:
             # the frames are a function of the speech and the settings, not of network timing
             heard = audio[:lo + (keep + self.settings.lookahead) * self.spf - start]
@@ -304,7 +504,7 @@ class LiveSession:
         generator = self.models.motion_generator
         with torch.no_grad():
             feat = encode_audio(generator, row[None], frame_num=self.n_motions).audio_feat
-        chunk = self._sampler(feat, keep)
+        chunk = self._gate(self._sampler(feat, keep), self.committed, heard, self._audio.dropped)
         if self.on_motion is not None:
             self.on_motion(chunk)
         if self._frames is not None:
@@ -319,6 +519,59 @@ class LiveSession:
     def _render(self) -> Iterator[LiveFrames]:
         while self.rendered < self.committed:
             images = frames_to_uint8_tensor(next(self._frames)).cpu()
-            out = LiveFrames(self.rendered, self.fps, images)
-            self.rendered += len(out)
+            stop = self.rendered + images.shape[0]
+            out = LiveFrames(self.rendered, self.fps, images, self._playback.take(stop),
+                             self._playback.rate)
+            self.rendered = stop
             yield out
+
+
+def _check_rate(rate: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"sample_rate must lie in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {rate}")
+
+
+class _LiveGate:
+    """The silence gate of a live stream: the voice-activity detector runs on exactly the
+    audio each window was sampled from, and each committed chunk's lips are held where
+    the frames known so far are silent (see :mod:`joyvasa_core.silence`)."""
+
+    def __init__(self, gate: SilenceGate, fps: float, spf: int) -> None:
+        self.gate, self.fps, self.spf = gate, fps, spf
+        self.reference: MotionSequence | None = None      # the stream's frame 0
+        self.flags = np.zeros(0, bool)                     # speech flag of each frame
+        self.margin = round((gate.ramp + gate.min_silence) * fps) + 2
+        self.restart(0)
+
+    def restart(self, frame: int) -> None:
+        """Forget the audio from ``frame`` on (an interrupt): detect afresh from there."""
+        self.origin = max(0, frame * self.spf - config.AUDIO_PAD_BEFORE)   # speech sample
+        self.fed = self.origin
+        self.detector: VoiceActivity | None = None
+        self.flags = self.flags[:frame]
+
+    def __call__(self, chunk: MotionSequence, first: int, heard: torch.Tensor,
+                 heard_start: int) -> MotionSequence:
+        """``chunk`` (frames ``first..``) gated by the speech heard: ``heard`` ``[n]`` 16 kHz
+        from speech sample ``heard_start``."""
+        if self.reference is None:
+            self.reference = chunk[:1]
+        if not self.gate.enabled:
+            return chunk
+        if self.detector is None:
+            self.detector = VoiceActivity()
+        new = heard[max(0, self.fed - heard_start):]
+        probabilities = self.detector.feed(new)
+        first_block = self.detector.blocks - probabilities.shape[0]
+        self.fed = heard_start + heard.shape[0]
+        stop = first + len(chunk)
+        known = (config.AUDIO_PAD_BEFORE + self.origin + 512 * self.detector.blocks) // self.spf
+        size = max(stop, known, self.flags.shape[0])
+        if size > self.flags.shape[0]:
+            self.flags = np.concatenate([self.flags, np.zeros(size - self.flags.shape[0], bool)])
+        self.flags |= speech_frames(probabilities, size, self.fps, self.gate.threshold,
+                                    self.origin + 512 * first_block)
+        lo = max(0, first - self.margin)
+        weights = gate_weights(self.flags[lo:max(stop, known)], self.fps, self.gate,
+                               known_frames=known - lo)
+        return hold_lips(chunk, weights[first - lo:stop - lo], self.reference)

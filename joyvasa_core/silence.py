@@ -13,9 +13,10 @@ open; with absolute driving it is the generated rest mouth of frame 0. The
 head, eyes, brows and every keypoint edit (blinks, eye contact) keep moving:
 a listener stays alive and quiet.
 
-The gate is a stage of the motion stream (:meth:`SilenceGate.apply`); its
-weights are a pure function of the detector's probabilities
-(:func:`frame_weights`): 1 where a frame overlaps speech, 0 in silence, and
+The gate is a stage of the motion stream (:meth:`SilenceGate.apply`; a live
+session gates each committed chunk as its audio arrives); its weights are a
+pure function of the detector's probabilities (:func:`speech_frames`, then
+:func:`gate_weights`): 1 where a frame overlaps speech, 0 in silence, and
 a linear ramp of ``ramp`` seconds on the silent side of every edge, so a
 speaking frame is exactly as generated and the mouth never snaps. Pauses
 shorter than ``min_silence`` (gaps between words) count as speech.
@@ -90,7 +91,7 @@ class SilenceGate:
             return stream
         if stream.n_frames is None:
             raise ValueError("the silence gate needs the stream's frame count; gate a live "
-                             "stream with frame_weights() as its audio arrives")
+                             "stream with speech_frames() and gate_weights() as its audio arrives")
         weights = self.weights(speech, stream.n_frames, stream.fps)
         reference: list[MotionSequence] = []
 
@@ -120,26 +121,40 @@ def hold_lips(chunk: MotionSequence, weights: np.ndarray | torch.Tensor,
 
 
 def frame_weights(probabilities: np.ndarray, n_frames: int, fps: float,
-                  gate: SilenceGate, *, known_frames: int | None = None) -> np.ndarray:
-    """Lip weights ``[n_frames]`` float32 in 0..1 from the detector's block probabilities.
+                  gate: SilenceGate) -> np.ndarray:
+    """Lip weights ``[n_frames]`` float32 in 0..1 from the detector's block probabilities
+    ``[B]`` of a whole clip (:func:`speech_frames`, then :func:`gate_weights`)."""
+    return gate_weights(speech_frames(probabilities, n_frames, fps, gate.threshold), fps, gate)
 
-    probabilities: ``[B]`` speech probability of each 32 ms block of the speech
-    (block b covers speech samples ``[512 b, 512 (b + 1))``, i.e. padded samples
-    from ``AUDIO_PAD_BEFORE + 512 b``); frames beyond the blocks are silence.
-    A frame is speech when a block overlapping it reaches ``gate.threshold``;
-    silent runs shorter than ``gate.min_silence`` between speech become speech;
-    then the weight is ``1 − d / (r + 1)`` at d frames from the nearest speech
-    frame (r = ``gate.ramp`` in frames), clipped at 0. known_frames: for a live
-    stream, frames past it are unknown (not silence): a silent run reaching
-    them is not filled, and no ramp is drawn from them.
+
+def speech_frames(probabilities: np.ndarray, n_frames: int, fps: float, threshold: float,
+                  first_sample: int = 0) -> np.ndarray:
+    """``[n_frames]`` bool: the motion frames a speaking block overlaps.
+
+    probabilities: ``[B]`` speech probability of consecutive 32 ms blocks, block b
+    covering speech samples ``first_sample + [512 b, 512 (b + 1))`` (16 kHz; padded
+    samples from ``AUDIO_PAD_BEFORE`` on); a block speaks from ``threshold`` on.
     """
     spf = config.AUDIO_SAMPLE_RATE / fps
     speech = np.zeros(n_frames, bool)
-    loud = np.flatnonzero(np.asarray(probabilities, np.float32) >= gate.threshold)
-    for b in loud:   # a block touches one to three frames
-        lo = (config.AUDIO_PAD_BEFORE + BLOCK * b) / spf
-        hi = (config.AUDIO_PAD_BEFORE + BLOCK * (b + 1)) / spf
-        speech[int(lo):min(n_frames, math.ceil(hi))] = True
+    for b in np.flatnonzero(np.asarray(probabilities, np.float32) >= threshold):
+        lo = (config.AUDIO_PAD_BEFORE + first_sample + BLOCK * b) / spf
+        hi = (config.AUDIO_PAD_BEFORE + first_sample + BLOCK * (b + 1)) / spf
+        speech[int(lo):min(n_frames, math.ceil(hi))] = True     # one to three frames
+    return speech
+
+
+def gate_weights(speech: np.ndarray, fps: float, gate: SilenceGate, *,
+                 known_frames: int | None = None) -> np.ndarray:
+    """Lip weights ``[T]`` float32 in 0..1 of frames whose speech flags are ``speech [T]``.
+
+    Silent runs shorter than ``gate.min_silence`` between speech become speech;
+    then the weight is ``1 − d / (r + 1)`` at d frames from the nearest speech
+    frame (r = ``gate.ramp`` in frames), clipped at 0. known_frames: for a live
+    stream, frames from it on are not heard yet (not silence): a silent run
+    reaching them is not filled.
+    """
+    speech = np.array(speech, bool)
     _fill_short_silences(speech, round(gate.min_silence * fps), known_frames)
     return _ramped(speech, round(gate.ramp * fps))
 

@@ -1,4 +1,5 @@
-"""Live sessions on tiny real-architecture models: exact mode equals offline, low-latency cadence."""
+"""Live sessions on tiny real-architecture models: exact mode equals offline, low-latency cadence,
+and an agent's avatar: replies, idle frames, interrupts, and the sound each batch carries."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,13 +9,13 @@ import pytest
 import torch
 
 import helpers_pipeline as hp
-from joyvasa_core.silence import NO_GATE
 from joyvasa_core import pipeline
 from joyvasa_core.audio import AudioError, plan_windows
 from joyvasa_core.edits import build_edits
 from joyvasa_core.live import LIVE_MOTION, LiveCancelled, LiveSession, LiveSettings
 from joyvasa_core.motion import MotionSequence
 from joyvasa_core.settings import MotionSettings
+from joyvasa_core.silence import NO_GATE
 from joyvasa_core.sources import PhotoSource
 from joyvasa_core.video import frames_to_uint8_tensor
 
@@ -57,7 +58,7 @@ def test_exact_mode_equals_offline(models, face, monkeypatch):
     speech = hp.speech_like(0.9, seed=1)
     n_frames = plan_windows(len(speech), fps=25, n_motions=N_MOTIONS).n_frames    # 25
     motion = MotionSettings(sampler="ddim", steps=3, seed=7)
-    settings = LiveSettings(motion=motion, mode="exact", batch_size=5)
+    settings = LiveSettings(motion=motion, mode="exact", batch_size=5, silence=NO_GATE)
     session = LiveSession(models, face, settings)
     batches, counts = push_all(session, speech, 16000, 1111)
     assert counts[-1] == 2 * N_MOTIONS and counts[0] == 0       # two full windows before the end
@@ -158,3 +159,106 @@ def test_bad_input_and_cancel(models, face):
     assert list(quiet.push(hp.speech_like(0.2), 16000)) == [] and [len(m) for m in motion] == [4]
     with pytest.raises(ValueError, match="one window of 10 frames"):
         LiveSession(models, face, LiveSettings(chunk=9, lookahead=2))
+
+
+FAST_LIVE = LiveSettings(motion=replace(LIVE_MOTION, steps=2), chunk=4, lookahead=2)
+LIPS = [6, 12, 14, 17, 19, 20]
+
+
+def frames_of(batches) -> list[int]:
+    return [i for b in batches for i in b.indices]
+
+
+def test_the_sound_carried_by_the_frames_is_the_speech_pushed(models, face):
+    """Each batch carries the samples of its frames' span, at the rate pushed: joined, they are
+    the padding zeros, the speech exactly as pushed, then zeros to the last frame's end."""
+    for rate in (16000, 44100):
+        speech = hp.speech_like(0.7, rate=rate, seed=5)
+        session = LiveSession(models, face, FAST_LIVE)
+        batches, _ = push_all(session, speech, rate, 3001)
+        assert frames_of(batches) == list(range(session.rendered))
+        assert all(b.sample_rate == rate for b in batches)
+        for b in batches:      # each batch: exactly its frames' span on the clock
+            assert len(b.audio) == round((b.start + len(b)) * rate / 25) - round(b.start * rate / 25)
+        sound = torch.cat([b.audio for b in batches]).numpy()
+        pad = round(2 * rate / 25)
+        assert len(sound) == round(session.rendered * rate / 25) >= pad + len(speech)
+        assert not sound[:pad].any() and not sound[pad + len(speech):].any()
+        np.testing.assert_array_equal(sound[pad:pad + len(speech)], speech)
+
+
+def test_idle_between_replies_keeps_moving_with_the_lips_held(models, face):
+    """Reply, idle, reply: the frames count on; idle frames carry silence, their head keeps its
+    generated motion and their lips hold (past the ramp); the second reply starts from the idle
+    motion with no bigger step than the motion makes anyway."""
+    motion = []
+    session = LiveSession(models, face, FAST_LIVE, on_motion=motion.append)
+    first = list(session.push(hp.speech_like(0.6, seed=1), 16000))
+    assert session.pending
+    first += list(session.end_reply())
+    assert not session.pending
+    reply = session.rendered
+    assert reply == plan_windows(len(hp.speech_like(0.6, seed=1)), fps=25, n_motions=1).n_frames
+    idle = list(session.idle(30))
+    assert frames_of(idle) == list(range(reply, reply + 30)) and session.rendered == reply + 30
+    assert not torch.cat([b.audio for b in idle]).any()
+    assert sum(len(b.audio) for b in idle) == 30 * 640
+    second = list(session.push(hp.speech_like(0.6, seed=2), 16000)) + list(session.end_reply())
+    assert frames_of(first + idle + second) == list(range(session.rendered))
+    whole = MotionSequence.cat(motion)
+    held = range(reply + 8, reply + 30)                  # the ramp (5 frames) and a margin out
+    lips = whole.exp[:, LIPS]
+    assert torch.equal(lips[list(held)], whole.exp[:1, LIPS].expand(len(held), -1, -1))
+    assert whole.pitch[list(held)].std() > 0 or whole.t[list(held)].std() > 0   # still alive
+    steps = (whole.pose()[1:] - whole.pose()[:-1]).abs().amax(1)
+    boundary = reply + 30 - 1                            # last idle frame -> first speech frame
+    assert steps[boundary] <= 3 * steps.median() + 1e-6
+
+
+def test_interrupt_drops_the_reply_and_goes_idle(models, face):
+    """interrupt() mid-reply: the frames of the chunk in flight (``chunk`` frames; one render
+    chunk on a GPU, one frame per batch on the CPU) come out, the rest of the speech is
+    dropped (its frames and its sound); idle frames then continue the count."""
+    session = LiveSession(models, face, FAST_LIVE)
+    speech = hp.speech_like(2.0, seed=3)
+    frames = session.push(speech, 16000)
+    got = [next(frames)]
+    session.interrupt()
+    got += list(frames)
+    assert sum(map(len, got)) <= FAST_LIVE.chunk          # the chunk in flight at most
+    assert not session.pending
+    stopped = session.rendered
+    full = plan_windows(len(speech), fps=25, n_motions=1).n_frames
+    assert stopped < full
+    idle = list(session.idle(12))
+    assert frames_of(got + idle) == list(range(stopped + 12))
+    assert not torch.cat([b.audio for b in idle]).any()
+    assert list(session.end_reply()) == []                # nothing of the reply left
+    again = list(session.push(hp.speech_like(0.4, seed=4), 16000)) + list(session.finish())
+    assert frames_of(got + idle + again) == list(range(session.rendered))
+    sound = torch.cat([b.audio for b in got + idle + again])
+    assert len(sound) == session.rendered * 640
+
+
+def test_interrupt_from_another_thread_stops_at_a_chunk(models, face):
+    import threading
+
+    session = LiveSession(models, face, FAST_LIVE)
+    frames = session.push(hp.speech_like(3.0, seed=6), 16000)
+    seen = []
+    for batch in frames:
+        seen.append(batch)
+        if len(seen) == 2:
+            threading.Thread(target=session.interrupt).start()
+            threading.Event().wait(0.2)
+    assert sum(map(len, seen)) <= FAST_LIVE.chunk and not session.pending
+
+
+def test_idle_before_any_speech_and_the_rate_announced(models, face):
+    session = LiveSession(models, face, FAST_LIVE, sample_rate=48000)
+    idle = list(session.idle(10))
+    assert frames_of(idle) == list(range(10))
+    assert [b.sample_rate for b in idle] == [48000] * len(idle)
+    assert sum(len(b.audio) for b in idle) == 10 * 1920
+    with pytest.raises(ValueError, match="whole number"):
+        session.idle(-1)

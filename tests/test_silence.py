@@ -12,7 +12,7 @@ from joyvasa_core.audio import load_audio_file, prepare_waveform
 from joyvasa_core.config import AUDIO_PAD_BEFORE, LIP_INDICES
 from joyvasa_core.settings import MotionSettings
 from joyvasa_core.silence import (BLOCK, NO_GATE, SilenceGate, VoiceActivity, frame_weights,
-                                  hold_lips)
+                                  gate_weights, hold_lips, speech_frames)
 
 FPS = 25
 SPF = 640                               # 16 kHz samples per frame
@@ -91,7 +91,8 @@ def test_short_pauses_count_as_speech_unless_they_reach_unknown_frames():
     assert (frame_weights(p, 60, FPS, gate)[10:26] == 1).all()
     assert not (frame_weights(p, 60, FPS, SilenceGate(ramp=0.0, min_silence=0.1)) == 1)[10:26].all()
     # a live stream that knows frames < 17 only: the pause may still be a silence
-    assert not (frame_weights(p, 60, FPS, gate, known_frames=19)[10:26] == 1).all()
+    speech = speech_frames(p, 60, FPS, gate.threshold)
+    assert not (gate_weights(speech, FPS, gate, known_frames=19)[10:26] == 1).all()
 
 
 def test_hold_lips_moves_only_the_lips_and_leaves_speaking_frames_exact():
