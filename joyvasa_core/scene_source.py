@@ -18,12 +18,13 @@ one motion. A scene is both, so the loop stays the one loop:
   every mask stays the source's, bit for bit.
 
 Build one with :func:`photo_scene` (faces found by
-:func:`joyvasa_core.scene.select_faces`) or :func:`open_video_scene`.
+:func:`joyvasa_core.scene.select_faces`), :func:`open_video_scene` (a video
+file) or :func:`frames_scene` (video frames in memory).
 """
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,8 @@ from .loaders import LivePortraitModels
 from .motion import Motion, MotionSequence, MotionStream
 from .retime import LoopMode
 from .scene import SelectedFace
-from .sources import PhotoSource, Progress, Source, SourceChunk, SourceStream, open_video
+from .sources import (PhotoSource, Progress, Source, SourceChunk, SourceStream, VideoSource,
+                      open_frames, open_video)
 
 # ------------------------------------------------------------------------------- motion
 
@@ -273,14 +275,38 @@ def open_video_scene(liveportrait: LivePortraitModels, path: str | Path,
     :func:`~joyvasa_core.sources.open_video` per face: a detected face is followed from
     its first-frame box, and passes through unchanged while it is away; a box that
     matched no detection stays where it is. Use the result as a context manager."""
+    def one(**where) -> VideoSource:
+        return open_video(liveportrait, path, speech_seconds, loop=loop,
+                          face_backend=face_backend, models_dir=models_dir, progress=progress,
+                          **where)
+    return _video_scene(one, faces, edits)
+
+
+def frames_scene(liveportrait: LivePortraitModels, images: torch.Tensor, fps: float,
+                 speech_seconds: float | None, faces: Sequence[SelectedFace], *,
+                 loop: LoopMode = "pingpong", face_backend: str = "auto",
+                 models_dir: str | Path | None = None,
+                 edits: Sequence[Edits | None] | None = None,
+                 progress: Progress | None = None) -> SceneSource:
+    """:func:`open_video_scene` for frames already in memory (IMAGE [N, H, W, 3] at ``fps``,
+    e.g. a node's video frames; :func:`~joyvasa_core.sources.open_frames` per face)."""
+    def one(**where) -> VideoSource:
+        return open_frames(liveportrait, images, fps, speech_seconds, loop=loop,
+                           face_backend=face_backend, models_dir=models_dir,
+                           progress=progress, **where)
+    return _video_scene(one, faces, edits)
+
+
+def _video_scene(one: Callable[..., VideoSource], faces: Sequence[SelectedFace],
+                 edits: Sequence[Edits | None] | None) -> SceneSource:
+    """The scene of ``faces``, each opened by ``one(box=..., start_box=...)``, sharing one
+    frame reader."""
     with contextlib.ExitStack() as stack:
         videos = []
         for selected in faces:
             box = selected.face.box
-            video = open_video(liveportrait, path, speech_seconds, loop=loop,
-                               face_backend=face_backend, models_dir=models_dir,
-                               box=None if selected.detected else box,
-                               start_box=box if selected.detected else None, progress=progress)
+            video = one(box=None if selected.detected else box,
+                        start_box=box if selected.detected else None)
             videos.append(stack.enter_context(video))
         shared = _LastRead(videos[0].reader)
         for video in videos:

@@ -316,12 +316,12 @@ def open_frames(liveportrait: LivePortraitModels, images: torch.Tensor, fps: flo
                 speech_seconds: float | None, *, loop: LoopMode = "pingpong",
                 face_backend: str = "auto", face_index: int = 0,
                 models_dir: str | Path | None = None, crop_scale: float = config.CROP_SCALE,
-                box=None, progress: Progress | None = None) -> VideoSource:
+                box=None, start_box=None, progress: Progress | None = None) -> VideoSource:
     """:func:`open_video` for frames already in memory: IMAGE [N, H, W, 3] at ``fps``."""
     track = track_faces(iter_images(images, fps), fps, face_backend=face_backend,
                         models_dir=models_dir, face_index=face_index, crop_scale=crop_scale,
                         name="the video frames", progress=progress,
-                        expected_frames=int(images.shape[0]), box=box)
+                        expected_frames=int(images.shape[0]), box=box, start_box=start_box)
     return VideoSource(liveportrait, ImageFrames(images), fps, track,
                        _count(speech_seconds, track, fps), loop)
 

@@ -173,7 +173,7 @@ def test_a_face_that_leaves_a_video_passes_through_and_no_other_face_takes_its_p
     from helpers_video import write_clip
     from joyvasa_core.dubbing import motion_for_video
     from joyvasa_core.face.backends import detect_faces
-    from joyvasa_core.scene_source import open_video_scene
+    from joyvasa_core.scene_source import frames_scene, open_video_scene
     from joyvasa_core.video_source import FrameReader, probe_video
 
     canvas = two_faces()
@@ -200,3 +200,9 @@ def test_a_face_that_leaves_a_video_passes_through_and_no_other_face_takes_its_p
             - decoded[:3][:, right[0], right[1]]).abs().amax() > 1e-2
     assert ((out[:, :241, :451][:, left[0], left[1]] - decoded[:, left[0], left[1]]).abs()
             .flatten(1).amax(1) > 1e-2).all()
+    # the same frames in memory (a node's IMAGE batch) track the same faces
+    in_memory = frames_scene(models.liveportrait, decoded, 25.0, seconds, chosen,
+                             face_backend="mtcnn")
+    for mine, theirs in zip(in_memory.faces, scene.faces):
+        assert mine.track.has_face.tolist() == theirs.track.has_face.tolist()
+        np.testing.assert_allclose(mine.track.M_o2c, theirs.track.M_o2c, atol=1e-6)
