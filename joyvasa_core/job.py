@@ -272,6 +272,29 @@ class QuietLog:
         return None
 
 
+class _SpeakersLog:
+    """``log`` for the S equally long motions of a scene: their windows counted together as
+    one ``motion`` progress (``done`` over all speakers, of S times a speaker's windows)."""
+
+    def __init__(self, log: JobLog, speakers: int) -> None:
+        self.log, self.speakers, self.done = log, speakers, []
+        self.report = log.progress("motion")
+
+    def stage(self, text: str) -> None:
+        self.log.stage(text)
+
+    def progress(self, label: str) -> Progress | None:
+        if label != "motion" or self.report is None:
+            return self.log.progress(label)
+        k = len(self.done)
+        self.done.append(0)
+
+        def report(done: int, total: int) -> None:
+            self.done[k] = done
+            self.report(sum(self.done), self.speakers * total)
+        return report
+
+
 # ------------------------------------------------------------------------------ running
 
 def run_job(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
@@ -344,6 +367,7 @@ def _scene(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Pa
     speakers = inputs.tracks.shape[0]
     render = dict(paste=job.outputs.paste, render_options=job.render,
                   progress=log.progress("frames"))
+    log = _SpeakersLog(log, speakers)
     if job.source.video is not None:
         log.stage(f"tracking {speakers} faces")
         seconds = inputs.waveform.shape[-1] / inputs.sample_rate

@@ -69,8 +69,12 @@ def test_two_speakers_on_a_photo(tmp_path, inputs, models_dir, capsys):
         code, stdout, err = run(_scene_argv(inputs, out, models_dir,
                                             "--save-keypoints", keypoints), capsys)
     assert code == 0, err
-    progress_lines(err)
+    progress = progress_lines(err)
     assert "2 speakers" in stdout and "wrote" in stdout
+    # the two speakers' motion windows are counted together, up to twice one speaker's
+    windows = [(done, total) for label, done, total in progress if label == "motion"]
+    assert [done for done, _ in windows] == list(range(1, len(windows) + 1))
+    assert len(windows) % 2 == 0 and {total for _, total in windows} == {len(windows)}
     expected = _frames_of(inputs["long"])
     assert expected > _frames_of(inputs["short"])           # the clip lasts as the longest
     with av.open(str(out)) as container:
