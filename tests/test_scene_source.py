@@ -206,3 +206,28 @@ def test_a_face_that_leaves_a_video_passes_through_and_no_other_face_takes_its_p
     for mine, theirs in zip(in_memory.faces, scene.faces):
         assert mine.track.has_face.tolist() == theirs.track.has_face.tolist()
         np.testing.assert_allclose(mine.track.M_o2c, theirs.track.M_o2c, atol=1e-6)
+
+
+def test_where_masks_overlap_the_later_speaker_is_drawn_over_the_earlier():
+    """Two faces whose crops overlap, pasted by a scene's stream: speaker 1 (blue) covers
+    speaker 0 (red) where both masks are full; each alone elsewhere; outside both, the
+    background bit for bit."""
+    from joyvasa_core.scene_source import SceneChunk, SceneStream
+    from joyvasa_core.sources import SourceChunk
+
+    background = torch.full((120, 200, 3), 0.5)
+
+    def face(x0: float) -> SourceChunk:          # the 512 crop placed over x0..x0+100, y 0..100
+        m_c2o = np.array([[100 / 512, 0, x0], [0, 100 / 512, 0], [0, 0, 1]])
+        return SourceChunk(None, None, None, None, m_c2o, background)
+    crops = torch.zeros(2, 3, 128, 128)
+    crops[0, 0] = 1                               # speaker 0: red
+    crops[1, 2] = 1                               # speaker 1: blue
+    frames = SceneStream([None, None]).paste(SceneChunk(None, None, (face(0), face(50))), crops)
+    assert frames.shape == (1, 120, 200, 3)
+    red, blue = torch.tensor([1.0, 0, 0]), torch.tensor([0, 0, 1.0])
+    assert torch.equal(frames[0, 50, 75], blue)           # both masks full: the later speaker
+    assert torch.equal(frames[0, 50, 25], red)            # speaker 0 alone
+    assert torch.equal(frames[0, 50, 125], blue)          # speaker 1 alone
+    assert torch.equal(frames[0, 50, 180], background[50, 180])
+    assert torch.equal(frames[0, 110:], background[110:].expand(1, -1, -1, -1)[0])
