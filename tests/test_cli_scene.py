@@ -321,3 +321,20 @@ def test_the_gate_keeps_each_listener_quiet_and_lets_each_speaker_move(tmp_path,
         on, off = lips["on"][k], lips["off"][k]
         assert spread(on[list(silent)]) < 1e-3 * spread(on[list(talk)]), k
         assert spread(off[list(silent)]) > 0.1 * spread(off[list(talk)]), k
+
+
+def test_faces_given_as_boxes_need_no_detector(tmp_path, inputs, models_dir, capsys):
+    """--face-backend none with pixel boxes: each box is placed as given (an index would need
+    a detector, and says so)."""
+    keypoints = tmp_path / "k.safetensors"
+    base = ["--image", inputs["photo"], "--save-keypoints", keypoints, "--models-dir",
+            models_dir, "--face-backend", "none", *FAST]
+    with hp.fast_liveportrait_build():
+        code, _, err = run([*base, "--speaker", f"20,30,190,200={inputs['short']}",
+                            "--speaker", f"250,30,430,200={inputs['short']}"], capsys)
+    assert code == 0, err
+    from safetensors.torch import load_file
+
+    assert load_file(str(keypoints))["x_d"].shape[:2] == (2, _frames_of(inputs["short"]))
+    code, _, err = run([*base, "--speaker", f"0={inputs['short']}"], capsys)
+    assert "--face-backend none detects no face" in error_line(code, err)
