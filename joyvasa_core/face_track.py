@@ -19,6 +19,10 @@ chunks; per frame it keeps only a few numbers, ~100 bytes):
   time with a centred moving average of :data:`SMOOTH_SECONDS` inside each
   run of face frames, so the crop does not jitter.
 
+The faces of a scene are tracked in the same one pass (:func:`track_scene`),
+each from its box on the first frame; while one is away its track waits at
+its last box and takes no other face.
+
 :class:`joyvasa_core.sources.VideoSource` then serves the renderer: for output
 frames start..stop it decodes their source frames
 (:class:`~joyvasa_core.video_source.FrameReader`), cuts the crops
@@ -26,7 +30,7 @@ frames start..stop it decodes their source frames
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,21 +207,60 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
     detector = get_backend("none" if box is not None else face_backend, models_dir, box=box)
     tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name,
                        None if box is not None else start_box)
-    squares, found, times, pts = [], [], [], []
+    return _follow(chunks, [tracker], fps, (crop_scale, vx_ratio, vy_ratio), smooth_seconds,
+                   name, progress, expected_frames)[0]
+
+
+def track_scene(chunks: Iterable[VideoChunk], fps: float, starts: Sequence[tuple[np.ndarray, bool]],
+                *, face_backend: str = "auto", models_dir: str | Path | None = None,
+                crop_scale: float = config.CROP_SCALE, vx_ratio: float = config.CROP_VX_RATIO,
+                vy_ratio: float = config.CROP_VY_RATIO, smooth_seconds: float = SMOOTH_SECONDS,
+                redetect_seconds: float = REDETECT_SECONDS, name: str = "the source video",
+                progress: Callable[[int, int], None] | None = None,
+                expected_frames: int = 0) -> list[FaceTrack]:
+    """The faces of a scene tracked in one pass over decoded chunks: one :class:`FaceTrack`
+    per ``(box, followed)`` of ``starts`` (x1, y1, x2, y2 pixels on the first frame), as
+    :func:`track_faces` tracks it with ``start_box=box`` (followed) or ``box=box`` (a fixed
+    box, no detection)."""
+    redetect = round(redetect_seconds * fps)
+    trackers = [_Tracker(get_backend(face_backend, models_dir), 0, redetect, name, box)
+                if followed else _Tracker(get_backend("none", box=box), 0, redetect, name)
+                for box, followed in starts]
+    return _follow(chunks, trackers, fps, (crop_scale, vx_ratio, vy_ratio), smooth_seconds,
+                   name, progress, expected_frames)
+
+
+def _follow(chunks: Iterable[VideoChunk], trackers: Sequence[_Tracker], fps: float,
+            crop: tuple[float, float, float], smooth_seconds: float, name: str,
+            progress: Callable[[int, int], None] | None,
+            expected_frames: int) -> list[FaceTrack]:
+    """Every tracker over every frame of ``chunks`` (one pass) -> their tracks; crop: the
+    official crop's (scale, vx, vy)."""
+    squares = [[] for _ in trackers]
+    found: list[list[bool]] = [[] for _ in trackers]
+    times, pts = [], []
     for chunk in chunks:
         for image in chunk.frames.numpy():
-            face = tracker(image)
-            found.append(face is not None)
-            squares.append(_square(face, crop_scale, vx_ratio, vy_ratio) if face is not None
-                           else np.full(4, np.nan))
+            for tracker, square, seen in zip(trackers, squares, found):
+                face = tracker(image)
+                seen.append(face is not None)
+                square.append(_square(face, *crop) if face is not None else np.full(4, np.nan))
         times.append(chunk.times)
         pts.append(chunk.pts)
         if progress is not None:
-            progress(len(found), max(expected_frames, len(found)))
-    has_face = np.asarray(found, bool)
+            progress(len(found[0]), max(expected_frames, len(found[0])))
+    times, pts = torch.cat(times), torch.cat(pts)
+    return [_track(np.stack(square), np.asarray(seen, bool), times, pts, fps, smooth_seconds,
+                   name, tracker.detector.name)
+            for tracker, square, seen in zip(trackers, squares, found)]
+
+
+def _track(squares: np.ndarray, has_face: np.ndarray, times: torch.Tensor, pts: torch.Tensor,
+           fps: float, smooth_seconds: float, name: str, backend: str) -> FaceTrack:
+    """One face's crop squares [N, 4] (NaN where not found) -> its smoothed :class:`FaceTrack`."""
     if not has_face.any():
-        raise NoFaceInVideoError(name, len(found), detector.name)
-    square = smooth_crops(np.stack(squares), has_face, max(1, round(smooth_seconds * fps)) | 1)
+        raise NoFaceInVideoError(name, len(has_face), backend)
+    square = smooth_crops(squares, has_face, max(1, round(smooth_seconds * fps)) | 1)
     idx = np.arange(len(has_face))
     faces = idx[has_face]
     nearest = faces[np.clip(np.searchsorted(faces, idx), 0, len(faces) - 1)]
@@ -226,7 +269,7 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
     dsize = config.CROP_DSIZE
     m_o2c = np.stack([geometry.similarity_o2c(s[:2], s[2:3], float(s[3]), dsize)
                       for s in square[nearest]])
-    return FaceTrack(m_o2c, has_face, torch.cat(times), torch.cat(pts), detector.name)
+    return FaceTrack(m_o2c, has_face, times, pts, backend)
 
 
 def _whole_frames(chunks: Iterable[VideoChunk], progress: Callable[[int, int], None] | None,

@@ -23,8 +23,7 @@ file) or :func:`frames_scene` (video frames in memory).
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,8 +41,8 @@ from .loaders import LivePortraitModels
 from .motion import Motion, MotionSequence, MotionStream
 from .retime import LoopMode
 from .scene import SelectedFace
-from .sources import (PhotoSource, Progress, Source, SourceChunk, SourceStream, VideoSource,
-                      open_frames, open_video)
+from .sources import (PhotoSource, Progress, Source, SourceChunk, SourceStream,
+                      open_frames_faces, open_video_faces)
 
 # ------------------------------------------------------------------------------- motion
 
@@ -271,15 +270,14 @@ def open_video_scene(liveportrait: LivePortraitModels, path: str | Path,
                      models_dir: str | Path | None = None,
                      edits: Sequence[Edits | None] | None = None,
                      progress: Progress | None = None) -> SceneSource:
-    """Track each selected face of the video ``path`` (as found on its first frame), one
-    :func:`~joyvasa_core.sources.open_video` per face: a detected face is followed from
+    """Track the selected faces of the video ``path`` (as found on its first frame) in one
+    pass (:func:`~joyvasa_core.sources.open_video_faces`): a detected face is followed from
     its first-frame box, and passes through unchanged while it is away; a box that
-    matched no detection stays where it is. Use the result as a context manager."""
-    def one(**where) -> VideoSource:
-        return open_video(liveportrait, path, speech_seconds, loop=loop,
-                          face_backend=face_backend, models_dir=models_dir, progress=progress,
-                          **where)
-    return _video_scene(one, faces, edits)
+    matched no detection stays where it is. The faces of a chunk decode its frames once.
+    Use the result as a context manager."""
+    return SceneSource(open_video_faces(liveportrait, path, speech_seconds, _starts(faces),
+                                        loop=loop, face_backend=face_backend,
+                                        models_dir=models_dir, progress=progress), edits)
 
 
 def frames_scene(liveportrait: LivePortraitModels, images: torch.Tensor, fps: float,
@@ -289,49 +287,12 @@ def frames_scene(liveportrait: LivePortraitModels, images: torch.Tensor, fps: fl
                  edits: Sequence[Edits | None] | None = None,
                  progress: Progress | None = None) -> SceneSource:
     """:func:`open_video_scene` for frames already in memory (IMAGE [N, H, W, 3] at ``fps``,
-    e.g. a node's video frames; :func:`~joyvasa_core.sources.open_frames` per face)."""
-    def one(**where) -> VideoSource:
-        return open_frames(liveportrait, images, fps, speech_seconds, loop=loop,
-                           face_backend=face_backend, models_dir=models_dir,
-                           progress=progress, **where)
-    return _video_scene(one, faces, edits)
+    e.g. a node's video frames; :func:`~joyvasa_core.sources.open_frames_faces`)."""
+    return SceneSource(open_frames_faces(liveportrait, images, fps, speech_seconds,
+                                         _starts(faces), loop=loop, face_backend=face_backend,
+                                         models_dir=models_dir, progress=progress), edits)
 
 
-def _video_scene(one: Callable[..., VideoSource], faces: Sequence[SelectedFace],
-                 edits: Sequence[Edits | None] | None) -> SceneSource:
-    """The scene of ``faces``, each opened by ``one(box=..., start_box=...)``, sharing one
-    frame reader."""
-    with contextlib.ExitStack() as stack:
-        videos = []
-        for selected in faces:
-            box = selected.face.box
-            video = one(box=None if selected.detected else box,
-                        start_box=box if selected.detected else None)
-            videos.append(stack.enter_context(video))
-        shared = _LastRead(videos[0].reader)
-        for video in videos:
-            if video is not videos[0]:
-                video.reader.close()
-            video.reader = shared          # the faces of a chunk read its frames once
-        scene = SceneSource(videos, edits)
-        stack.pop_all()
-    return scene
-
-
-class _LastRead:
-    """A frame reader shared by the faces of one video: a request for the frames of the last
-    request (the next face of the same chunk) is served from them, without decoding again."""
-
-    def __init__(self, reader) -> None:
-        self.reader, self.last, self.closed = reader, None, False
-
-    def read(self, indices) -> torch.Tensor:
-        key = tuple(int(i) for i in indices)
-        if self.last is None or self.last[0] != key:
-            self.last = (key, self.reader.read(indices))
-        return self.last[1]
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.reader.close()
+def _starts(faces: Sequence[SelectedFace]) -> list[tuple[np.ndarray, bool]]:
+    """Each face's first-frame box and whether it is followed (a detected face) or fixed."""
+    return [(selected.face.box, selected.detected) for selected in faces]

@@ -33,7 +33,7 @@ which sit below this module.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -49,14 +49,14 @@ from .edits.sliders import KeypointEdit
 from .face.backends import FaceCrop, detect_and_crop
 from .face.image_io import check_photo_size, load_image, to_float01
 from .face.paste import PasteBack
-from .face_track import FaceTrack, crop_for_models, track_faces
+from .face_track import FaceTrack, crop_for_models, track_faces, track_scene
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
 from .motion import MotionSequence
 from .placement import Placement
 from .retime import LoopMode, constant_rate_indices, output_frame_count, source_frame_indices
-from .video_source import (DEFAULT_CHUNK, FrameReader, ImageFrames, iter_images, iter_video,
-                           probe_video)
+from .video_source import (DEFAULT_CHUNK, FrameReader, ImageFrames, SharedReader, iter_images,
+                           iter_video, probe_video)
 
 Progress = Callable[[int, int], None]
 
@@ -211,7 +211,8 @@ class VideoSource:
     context manager: a file stays open for seeking.
     """
 
-    def __init__(self, liveportrait: LivePortraitModels, reader: FrameReader | ImageFrames,
+    def __init__(self, liveportrait: LivePortraitModels,
+                 reader: FrameReader | ImageFrames | SharedReader,
                  fps: float, track: FaceTrack, count: int, loop: LoopMode = "pingpong"):
         self.liveportrait, self.reader, self.fps, self.track = liveportrait, reader, fps, track
         self.count, self.loop = count, loop
@@ -324,6 +325,40 @@ def open_frames(liveportrait: LivePortraitModels, images: torch.Tensor, fps: flo
                         expected_frames=int(images.shape[0]), box=box, start_box=start_box)
     return VideoSource(liveportrait, ImageFrames(images), fps, track,
                        _count(speech_seconds, track, fps), loop)
+
+
+def open_video_faces(liveportrait: LivePortraitModels, path: str | Path,
+                     speech_seconds: float | None, starts: Sequence[tuple[np.ndarray, bool]], *,
+                     loop: LoopMode = "pingpong", face_backend: str = "auto",
+                     models_dir: str | Path | None = None, crop_scale: float = config.CROP_SCALE,
+                     progress: Progress | None = None) -> list[VideoSource]:
+    """:func:`open_video` for several faces of one video (a scene), tracked in one pass
+    (:func:`~joyvasa_core.face_track.track_scene`; starts: each face's ``(box, followed)``
+    on the first frame). The sources share one reader, so the faces of a chunk decode its
+    frames once; use each as a context manager (or close them all)."""
+    info = probe_video(path)
+    tracks = track_scene(iter_video(path, DEFAULT_CHUNK, info), info.fps, starts,
+                         face_backend=face_backend, models_dir=models_dir,
+                         crop_scale=crop_scale, name=str(path), progress=progress,
+                         expected_frames=info.frame_count)
+    reader = SharedReader(FrameReader(info.path, info, tracks[0].pts))
+    return [VideoSource(liveportrait, reader, info.fps, track,
+                        _count(speech_seconds, track, info.fps), loop) for track in tracks]
+
+
+def open_frames_faces(liveportrait: LivePortraitModels, images: torch.Tensor, fps: float,
+                      speech_seconds: float | None, starts: Sequence[tuple[np.ndarray, bool]],
+                      *, loop: LoopMode = "pingpong", face_backend: str = "auto",
+                      models_dir: str | Path | None = None,
+                      crop_scale: float = config.CROP_SCALE,
+                      progress: Progress | None = None) -> list[VideoSource]:
+    """:func:`open_video_faces` for frames already in memory: IMAGE [N, H, W, 3] at ``fps``."""
+    tracks = track_scene(iter_images(images, fps), fps, starts, face_backend=face_backend,
+                         models_dir=models_dir, crop_scale=crop_scale, name="the video frames",
+                         progress=progress, expected_frames=int(images.shape[0]))
+    reader = SharedReader(ImageFrames(images))
+    return [VideoSource(liveportrait, reader, fps, track, _count(speech_seconds, track, fps),
+                        loop) for track in tracks]
 
 
 def _count(speech_seconds: float | None, track: FaceTrack, fps: float) -> int:

@@ -122,10 +122,14 @@ def test_a_two_face_video_is_dubbed_at_its_rate_and_size(tmp_path, inputs, model
                                                           monkeypatch):
     from joyvasa_core.video_source import FrameReader
 
-    reads = []
-    real_read = FrameReader.read
+    from joyvasa_core import sources
+
+    reads, passes = [], []
+    real_read, real_pass = FrameReader.read, sources.iter_video
     monkeypatch.setattr(FrameReader, "read", lambda self, index: reads.append(len(index))
                         or real_read(self, index))
+    monkeypatch.setattr(sources, "iter_video", lambda *a, **k: passes.append(a[0])
+                        or real_pass(*a, **k))
     canvas = two_faces()
     clip = write_clip(tmp_path / "two.mp4", np.stack([np.roll(canvas, i, axis=1)
                                                       for i in range(6)]), fps=20.0)
@@ -143,8 +147,9 @@ def test_a_two_face_video_is_dubbed_at_its_rate_and_size(tmp_path, inputs, model
         assert video.average_rate == 20 and (video.height, video.width) == (242, 452)
         frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
     assert len(frames) == int(wave.shape[-1] / rate * 20)        # the speech's length
-    # the two faces of a chunk share its decoded frames: each output frame is decoded once
-    assert sum(reads) == len(frames)
+    # both faces are tracked in one pass, and the two faces of a chunk share its decoded
+    # frames: each output frame is decoded once
+    assert len(passes) == 1 and sum(reads) == len(frames)
     # both faces changed against the clip's own frame 0 (the output's first frame shows it)
     diff = np.abs(frames[0, :241, :451].astype(np.int16) - canvas.astype(np.int16))
     assert diff[60:130, 80:130].mean() > 5.0 and diff[70:130, 320:365].mean() > 5.0
