@@ -2,6 +2,8 @@
 
     python -m joyvasa_core --image face.png --audio speech.wav --output out.mp4
     python -m joyvasa_core --video clip.mp4 --audio speech.wav --output dubbed.mp4
+    python -m joyvasa_core --image two.png --speaker 0=a.wav --speaker 1=b.wav --output talk.mp4
+    python -m joyvasa_core --image two.png --list-faces
 
 This module only turns argv into a :class:`~joyvasa_core.job.Job`
 (:mod:`joyvasa_core.options`), runs it (:func:`joyvasa_core.job.run_job`) and
