@@ -87,6 +87,20 @@ def nodes_module(name: str):
     return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.nodes.{name}")
 
 
+def loaded_models(models):
+    """A JOYVASA_MODELS value around ``models`` (a :class:`joyvasa_core.pipeline.JoyVASAModels`
+    with a motion generator; both parts managed, as LoadJoyVASAModels makes it)."""
+    import comfy.model_patcher
+
+    managed = nodes_module("models")
+    patchers = {name: comfy.model_patcher.ModelPatcher(managed._Managed(network),
+                                                       load_device=models.device,
+                                                       offload_device=models.device)
+                for name, network in (("liveportrait", models.liveportrait),
+                                      ("motion_generator", models.motion_generator))}
+    return managed.LoadedModels(models=models, patchers=patchers)
+
+
 def tiny_loaded_models():
     """A JOYVASA_MODELS value around tiny real-architecture renderers (fp32, CPU, no motion
     generator), managed by a ModelPatcher as LoadJoyVASAModels does."""
