@@ -139,7 +139,7 @@ def extract_face(models: JoyVASAModels, image, *, face_backend: str = "auto",
                  face_index: int = 0, **crop) -> PhotoSource:
     """:meth:`PhotoSource.detect <joyvasa_core.sources.PhotoSource.detect>` with these
     models (and their folder for the face detector's files). crop: ``crop_scale``,
-    ``vx_ratio``, ``vy_ratio``, ``box``."""
+    ``vx_ratio``, ``vy_ratio``, ``box``, ``order``."""
     return PhotoSource.detect(models.liveportrait, image, face_backend=face_backend,
                               face_index=face_index, models_dir=models.models_dir, **crop)
 

@@ -296,3 +296,36 @@ def frames_scene(liveportrait: LivePortraitModels, images: torch.Tensor, fps: fl
 def _starts(faces: Sequence[SelectedFace]) -> list[tuple[np.ndarray, bool]]:
     """Each face's first-frame box and whether it is followed (a detected face) or fixed."""
     return [(selected.face.box, selected.detected) for selected in faces]
+
+
+def photos_scene(faces: Sequence[PhotoSource],
+                 edits: Sequence[Edits | None] | None = None) -> SceneSource:
+    """A scene of faces each already found and encoded in the same photo (for example
+    by several ExtractFaceRepresentation nodes), in speaker order. Raises
+    :class:`~joyvasa_core.scene.SceneError` when they come from different photos or
+    two of them are one face (their crops overlap by :data:`~joyvasa_core.scene.SAME_FACE_IOU`)."""
+    from .face.backends import box_iou
+    from .scene import SAME_FACE_IOU, SceneError
+
+    first = faces[0].image
+    for k, face in enumerate(faces[1:], start=2):
+        if face.image.shape != first.shape or not torch.equal(face.image, first):
+            raise SceneError(f"face {k} comes from another picture than face 1: a conversation "
+                             "animates several faces of one photo; extract every face from the "
+                             "same image")
+    squares = [_crop_square(face.crop.M_c2o) for face in faces]
+    for a in range(len(faces)):
+        for b in range(a + 1, len(faces)):
+            if box_iou(squares[a], squares[b]) >= SAME_FACE_IOU:
+                raise SceneError(f"faces {a + 1} and {b + 1} are the same face (their crops "
+                                 "overlap): give each speaker its own face (another face_index)")
+    return SceneSource(faces, edits)
+
+
+def _crop_square(m_c2o: np.ndarray) -> np.ndarray:
+    """[4] x0, y0, x1, y1: the bounding box, in the photo's pixels, of a 512 crop placed by
+    ``m_c2o`` [3, 3] (crop -> original pixels)."""
+    side = config.CROP_DSIZE
+    corners = np.array([[0, 0, 1], [side, 0, 1], [0, side, 1], [side, side, 1]], np.float64)
+    points = corners @ np.asarray(m_c2o, np.float64).T
+    return np.concatenate([points[:, :2].min(0), points[:, :2].max(0)])

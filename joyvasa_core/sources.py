@@ -132,20 +132,22 @@ class PhotoSource:
     def detect(cls, liveportrait: LivePortraitModels, image, *, face_backend: str = "auto",
                face_index: int = 0, models_dir: str | Path | None = None,
                crop_scale: float = config.CROP_SCALE, vx_ratio: float = config.CROP_VX_RATIO,
-               vy_ratio: float = config.CROP_VY_RATIO, box=None) -> "PhotoSource":
+               vy_ratio: float = config.CROP_VY_RATIO, box=None,
+               order: str = "large-small") -> "PhotoSource":
         """Detect and crop the face of ``image`` and encode it with F and M.
 
         image: anything :func:`joyvasa_core.face.image_io.load_image` reads ([H, W, 3]
         uint8 or float 0..1 array/tensor, a Pillow image, a path).
         face_backend: see :func:`joyvasa_core.face.backends.detect_and_crop` (``"none"``
         takes the whole image as the crop; ``box`` an explicit (x0, y0, x1, y1) pixel box);
-        models_dir: where the detector's files are. Raises
+        order: how ``face_index`` counts the faces: ``"large-small"`` (largest first) or
+        ``"left-right"``; models_dir: where the detector's files are. Raises
         :class:`joyvasa_core.face.errors.NoFaceError` when no face is found.
         """
         rgb = check_photo_size(load_image(image))
         crop = detect_and_crop(rgb, backend=face_backend, models_dir=models_dir,
                                face_index=face_index, crop_scale=crop_scale, vx=vx_ratio,
-                               vy=vy_ratio, box=box)
+                               vy=vy_ratio, box=box, order=order)
         return cls.from_crop(liveportrait, rgb, crop)
 
     @classmethod
