@@ -28,7 +28,7 @@ from pathlib import Path
 from . import options
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED
 from .errors import report as error_report
-from .job import Job, ModelOptions, read_inputs, run_job
+from .job import Job, ModelOptions, read_inputs, run_job_atomically
 
 #: How each progress label is counted in the progress lines.
 UNITS = {"motion": "windows"}
@@ -71,14 +71,16 @@ class StageLog:
 
 def run(job: Job, models: ModelOptions, log: StageLog | None = None) -> Path:
     """Do one job: decode its inputs (a bad input fails in a second, before any model
-    loads), load the models, run it; returns the written file's path."""
+    loads), load the models, run it; returns the written file's path. The video streams
+    to ``NAME.partial.mp4`` and takes its name once complete: a failed run leaves no
+    partial file and an earlier file of that name untouched."""
     log = log or StageLog()
     inputs = read_inputs(job, models.folder())
     log.stage(inputs.describe())
     log.stage("loading models")
     loaded = models.load()
     log.stage(f"device {loaded.device}, {str(loaded.dtype).removeprefix('torch.')}")
-    return run_job(loaded, job, inputs, log)
+    return run_job_atomically(loaded, job, inputs, log)
 
 
 def print_faces(args) -> None:

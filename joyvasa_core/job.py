@@ -17,6 +17,7 @@ whatever the options.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -331,6 +332,29 @@ def run_job(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
     keypoints.write(log)
     log.stage(f"wrote {out}")
     return out
+
+
+def partial_path(output: Path) -> Path:
+    """Where ``output`` streams until it is complete: ``NAME.partial.mp4`` in its folder."""
+    return output.with_name(f"{output.stem}.partial{output.suffix or '.mp4'}")
+
+
+def run_job_atomically(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
+                       log: JobLog | None = None) -> Path:
+    """:func:`run_job` with the video streamed to its :func:`partial_path` and renamed over
+    the final name only once complete. On any exception (Ctrl-C, a full disk, a bad
+    input) the partial file is removed and a file already at the final name (an
+    earlier render) is left as it was."""
+    output = job.outputs.video
+    if output is None:
+        return run_job(models, job, inputs, log)
+    partial = partial_path(output)
+    try:
+        run_job(models, job.writing(partial), inputs, log)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output
 
 
 def _dub(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Path:
