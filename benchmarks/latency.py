@@ -10,6 +10,12 @@
 * consistency: each low-latency (chunk, lookahead) setting against exact mode
   on the same speech: mean |difference| of the expression (keypoint units) and
   of the head angles (degrees) of the committed motion.
+* agent: an avatar's reply interrupted mid-way (``LiveSession.interrupt`` after
+  the first frames of a push, at real-time pace): the time from the interrupt
+  to the first idle frame out (p50 over ``--repeats``); idle frames per second
+  (``LiveSession.idle``; 25 keeps up with real time); and the offset between
+  each batch's first frame and the first sample of the sound it carries (ms).
+  Its last line: ``agent: interrupt -> idle X ms, idle Y fps, A/V offset Z ms``.
 
 Tiny networks on the CPU by default (``tests/helpers_pipeline.fast_models``);
 ``--full-size --device cuda`` runs the released architectures (synthetic weights:
@@ -124,6 +130,44 @@ def consistency(models, face, speech: np.ndarray, settings: LiveSettings,
     return rows
 
 
+def agent_figures(models, face, settings: LiveSettings, repeats: int) -> tuple[float, float, float]:
+    """(interrupt -> first idle frame, s; idle frames per second; largest A/V offset, s)."""
+    rate, step = 48000, round(PUSH_SECONDS * 48000)
+    delays, offsets = [], []
+    speech = hp.speech_like(4.0, rate=rate, seed=4)
+
+    def offset(batch) -> float:      # first frame's time vs the first sample it carries
+        first_sample = round(batch.start * batch.sample_rate / batch.fps)
+        return abs(first_sample / batch.sample_rate - batch.start / batch.fps)
+
+    for _ in range(repeats):
+        session = LiveSession(models, face, settings, sample_rate=rate)
+        start = time.perf_counter()
+        for i, lo in enumerate(range(0, len(speech), step)):
+            while (wait := start + i * PUSH_SECONDS - time.perf_counter()) > 0:
+                time.sleep(wait)
+            frames = session.push(speech[lo:lo + step], rate)
+            batch = next(frames, None)
+            if batch is not None and time.perf_counter() - start > 1.0:
+                session.interrupt()
+                asked = time.perf_counter()
+                offsets += [offset(b) for b in (batch, *frames)]
+                idle = next(session.idle(settings.chunk))
+                synchronize(models.device)
+                delays.append(time.perf_counter() - asked)
+                offsets.append(offset(idle))
+                break
+            offsets += [offset(b) for b in frames] if batch is None else \
+                [offset(b) for b in (batch, *frames)]
+    session = LiveSession(models, face, settings)
+    list(session.idle(settings.chunk))                         # warm
+    synchronize(models.device)
+    start = time.perf_counter()
+    count = sum(len(b) for b in session.idle(4 * settings.chunk * max(1, repeats)))
+    synchronize(models.device)
+    return statistics.median(delays), count / (time.perf_counter() - start), max(offsets)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -170,6 +214,11 @@ def main() -> None:
         print_table(["setting", "audio wait (s)", "exp", "angles (deg)"],
                     consistency(models, face, speech, settings, [(2, 1), (4, 0), (4, 2), (8, 2), (5, 5), (25, 5)]))
 
+    interrupt, idle_fps, av = agent_figures(models, face, settings, args.repeats)
+    print("\nagent (a 48 kHz reply pushed at real-time pace, interrupted after 1 s):")
+    print_table(["interrupt -> first idle frame (ms)", "idle frames/s", "A/V offset max (ms)"],
+                [[interrupt * 1000, idle_fps, av * 1000]])
+
     timings = {}
     for seconds in (5, 60):
         speech = hp.speech_like(seconds, seed=3)
@@ -178,6 +227,8 @@ def main() -> None:
     print("\noffline, speech -> first frame (median of", args.repeats, "runs):")
     print_table(["speech (s)", "first frame (s)"], [[s, t] for s, t in timings.items()])
     print(f"first frame 60 s / 5 s = {timings[60] / timings[5]:.2f}")
+    print(f"agent: interrupt -> idle {interrupt * 1000:.0f} ms, idle {idle_fps:.1f} fps, "
+          f"A/V offset {av * 1000:.3f} ms")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     python -m joyvasa_core --image face.png --audio speech.wav --output out.mp4
     python -m joyvasa_core --video clip.mp4 --audio speech.wav --output dubbed.mp4
+    python -m joyvasa_core --image two.png --speaker 0=a.wav --speaker 1=b.wav --output talk.mp4
+    python -m joyvasa_core --image two.png --list-faces
 
 This module only turns argv into a :class:`~joyvasa_core.job.Job`
 (:mod:`joyvasa_core.options`), runs it (:func:`joyvasa_core.job.run_job`) and
@@ -26,7 +28,7 @@ from pathlib import Path
 from . import options
 from .errors import EXIT_ERROR, EXIT_INTERRUPTED
 from .errors import report as error_report
-from .job import Job, ModelOptions, read_inputs, run_job
+from .job import Job, ModelOptions, read_inputs, run_job_atomically
 
 #: How each progress label is counted in the progress lines.
 UNITS = {"motion": "windows"}
@@ -69,14 +71,28 @@ class StageLog:
 
 def run(job: Job, models: ModelOptions, log: StageLog | None = None) -> Path:
     """Do one job: decode its inputs (a bad input fails in a second, before any model
-    loads), load the models, run it; returns the written file's path."""
+    loads), load the models, run it; returns the written file's path. The video streams
+    to ``NAME.partial.mp4`` and takes its name once complete: a failed run leaves no
+    partial file and an earlier file of that name untouched."""
     log = log or StageLog()
-    inputs = read_inputs(job)
+    inputs = read_inputs(job, models.folder())
     log.stage(inputs.describe())
     log.stage("loading models")
     loaded = models.load()
     log.stage(f"device {loaded.device}, {str(loaded.dtype).removeprefix('torch.')}")
-    return run_job(loaded, job, inputs, log)
+    return run_job_atomically(loaded, job, inputs, log)
+
+
+def print_faces(args) -> None:
+    """``--list-faces``: one line per detected face of the photo (or the video's first frame),
+    left to right: ``INDEX  x0,y0,x1,y1  score S`` (the index and the box are what
+    ``--speaker FACE=...`` takes). Runs the face detector only; writes no file."""
+    from .scene import box_text, first_image, list_faces
+
+    image, name = first_image(args.image, args.video)
+    faces = list_faces(image, args.face_backend, options.model_options(args).folder(), name)
+    for index, face in enumerate(faces):
+        print(f"{index}  {box_text(face.box)}  score {face.score:.3f}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,6 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         stream=sys.stdout, format="%(levelname)s: %(message)s")
     try:
+        if args.list_faces:
+            print_faces(args)
+            return 0
         run(options.job_from_args(args), options.model_options(args))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

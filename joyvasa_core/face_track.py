@@ -19,6 +19,10 @@ chunks; per frame it keeps only a few numbers, ~100 bytes):
   time with a centred moving average of :data:`SMOOTH_SECONDS` inside each
   run of face frames, so the crop does not jitter.
 
+The faces of a scene are tracked in the same one pass (:func:`track_scene`),
+each from its box on the first frame; while one is away its track waits at
+its last box and takes no other face.
+
 :class:`joyvasa_core.sources.VideoSource` then serves the renderer: for output
 frames start..stop it decodes their source frames
 (:class:`~joyvasa_core.video_source.FrameReader`), cuts the crops
@@ -26,7 +30,7 @@ frames start..stop it decodes their source frames
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +39,8 @@ import torch
 
 from . import config
 from .face import crop as geometry
-from .face.backends import (MIN_FACE_PX, Face, FaceBackend, get_backend, letterbox_o2c,
-                            select_face)
+from .face.backends import (MIN_FACE_PX, Face, FaceBackend, box_iou, get_backend,
+                            letterbox_o2c, select_face)
 from .face.errors import FaceError
 from .face.image_io import detection_view, to_float01
 from .video_source import VideoChunk
@@ -77,14 +81,6 @@ class FaceTrack:
         return int(self.has_face.shape[0])
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
-    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
-    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / area) if area > 0 else 0.0
-
-
 def _detect(detector: FaceBackend, image: np.ndarray, offset=(0, 0)) -> list[Face]:
     """Faces of ``image`` [H, W, 3] uint8 in full-image pixels (detection on a shrunk copy),
     shifted by ``offset`` (x, y); faces smaller than ``MIN_FACE_PX`` are dropped."""
@@ -103,11 +99,15 @@ def _detect(detector: FaceBackend, image: np.ndarray, offset=(0, 0)) -> list[Fac
 class _Tracker:
     """Detect-then-track over frames, one call per frame: the Face or None."""
 
-    def __init__(self, detector: FaceBackend, face_index: int, redetect_every: int, name: str):
+    def __init__(self, detector: FaceBackend, face_index: int, redetect_every: int, name: str,
+                 start_box: np.ndarray | None = None):
         self.detector, self.face_index, self.name = detector, face_index, name
         self.redetect_every = max(1, redetect_every)
-        self.box: np.ndarray | None = None
-        self.since_full = 0
+        # a tracker started from a box (one face of a scene) keeps the last box it saw as its
+        # anchor while the face is away, and never takes another face in its place
+        self.anchored = start_box is not None
+        self.box: np.ndarray | None = None if start_box is None else np.asarray(start_box, float)
+        self.since_full = 0 if start_box is None else redetect_every
 
     def __call__(self, image: np.ndarray) -> Face | None:
         face = None
@@ -117,7 +117,8 @@ class _Tracker:
         if face is None:
             face = self._full(image)
             self.since_full = 0
-        self.box = None if face is None else face.box
+        if face is not None or not self.anchored:
+            self.box = None if face is None else face.box
         return face
 
     def _local(self, image: np.ndarray) -> Face | None:
@@ -127,17 +128,19 @@ class _Tracker:
         left, top = int(max(0, x0 - m)), int(max(0, y0 - m))
         right, bottom = int(min(width, x1 + m)), int(min(height, y1 + m))
         faces = _detect(self.detector, image[top:bottom, left:right], (left, top))
-        best = max(faces, key=lambda f: _iou(f.box, self.box), default=None)
-        return best if best is not None and _iou(best.box, self.box) >= DRIFT_IOU else None
+        best = max(faces, key=lambda f: box_iou(f.box, self.box), default=None)
+        return best if best is not None and box_iou(best.box, self.box) >= DRIFT_IOU else None
 
     def _full(self, image: np.ndarray) -> Face | None:
         faces = _detect(self.detector, image)
         if not faces:
             return None
         if self.box is not None:
-            best = max(faces, key=lambda f: _iou(f.box, self.box))
-            if _iou(best.box, self.box) >= DRIFT_IOU:
+            best = max(faces, key=lambda f: box_iou(f.box, self.box))
+            if box_iou(best.box, self.box) >= DRIFT_IOU:
                 return best
+        if self.anchored:
+            return None
         return select_face(faces, min(self.face_index, len(faces) - 1), "large-small", self.name)
 
 
@@ -188,33 +191,76 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
                 vy_ratio: float = config.CROP_VY_RATIO, smooth_seconds: float = SMOOTH_SECONDS,
                 redetect_seconds: float = REDETECT_SECONDS, name: str = "the source video",
                 progress: Callable[[int, int], None] | None = None,
-                expected_frames: int = 0, box=None) -> FaceTrack:
+                expected_frames: int = 0, box=None, start_box=None) -> FaceTrack:
     """One pass over decoded chunks -> :class:`FaceTrack` (see the module docstring).
 
     box: (x1, y1, x2, y2) pixels of a face that stays there (a fixed camera and
     sitter): no detection, every frame uses it. face_backend ``"none"`` without
     a box takes every whole frame as the face, centred in the crop, as it does
-    for a photo (:func:`~joyvasa_core.face.backends.letterbox_o2c`).
+    for a photo (:func:`~joyvasa_core.face.backends.letterbox_o2c`). start_box: (x1, y1,
+    x2, y2) pixels of the face to follow from the first frame (one face of a scene, found
+    there by :func:`joyvasa_core.scene.select_faces`) instead of the ``face_index``-th; while
+    it is away the track keeps its last box and takes no other face (its frames pass through).
     """
     if face_backend == "none" and box is None:
         return _whole_frames(chunks, progress, expected_frames)
     detector = get_backend("none" if box is not None else face_backend, models_dir, box=box)
-    tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name)
-    squares, found, times, pts = [], [], [], []
+    tracker = _Tracker(detector, face_index, round(redetect_seconds * fps), name,
+                       None if box is not None else start_box)
+    return _follow(chunks, [tracker], fps, (crop_scale, vx_ratio, vy_ratio), smooth_seconds,
+                   name, progress, expected_frames)[0]
+
+
+def track_scene(chunks: Iterable[VideoChunk], fps: float, starts: Sequence[tuple[np.ndarray, bool]],
+                *, face_backend: str = "auto", models_dir: str | Path | None = None,
+                crop_scale: float = config.CROP_SCALE, vx_ratio: float = config.CROP_VX_RATIO,
+                vy_ratio: float = config.CROP_VY_RATIO, smooth_seconds: float = SMOOTH_SECONDS,
+                redetect_seconds: float = REDETECT_SECONDS, name: str = "the source video",
+                progress: Callable[[int, int], None] | None = None,
+                expected_frames: int = 0) -> list[FaceTrack]:
+    """The faces of a scene tracked in one pass over decoded chunks: one :class:`FaceTrack`
+    per ``(box, followed)`` of ``starts`` (x1, y1, x2, y2 pixels on the first frame), as
+    :func:`track_faces` tracks it with ``start_box=box`` (followed) or ``box=box`` (a fixed
+    box, no detection)."""
+    redetect = round(redetect_seconds * fps)
+    trackers = [_Tracker(get_backend(face_backend, models_dir), 0, redetect, name, box)
+                if followed else _Tracker(get_backend("none", box=box), 0, redetect, name)
+                for box, followed in starts]
+    return _follow(chunks, trackers, fps, (crop_scale, vx_ratio, vy_ratio), smooth_seconds,
+                   name, progress, expected_frames)
+
+
+def _follow(chunks: Iterable[VideoChunk], trackers: Sequence[_Tracker], fps: float,
+            crop: tuple[float, float, float], smooth_seconds: float, name: str,
+            progress: Callable[[int, int], None] | None,
+            expected_frames: int) -> list[FaceTrack]:
+    """Every tracker over every frame of ``chunks`` (one pass) -> their tracks; crop: the
+    official crop's (scale, vx, vy)."""
+    squares = [[] for _ in trackers]
+    found: list[list[bool]] = [[] for _ in trackers]
+    times, pts = [], []
     for chunk in chunks:
         for image in chunk.frames.numpy():
-            face = tracker(image)
-            found.append(face is not None)
-            squares.append(_square(face, crop_scale, vx_ratio, vy_ratio) if face is not None
-                           else np.full(4, np.nan))
+            for tracker, square, seen in zip(trackers, squares, found):
+                face = tracker(image)
+                seen.append(face is not None)
+                square.append(_square(face, *crop) if face is not None else np.full(4, np.nan))
         times.append(chunk.times)
         pts.append(chunk.pts)
         if progress is not None:
-            progress(len(found), max(expected_frames, len(found)))
-    has_face = np.asarray(found, bool)
+            progress(len(found[0]), max(expected_frames, len(found[0])))
+    times, pts = torch.cat(times), torch.cat(pts)
+    return [_track(np.stack(square), np.asarray(seen, bool), times, pts, fps, smooth_seconds,
+                   name, tracker.detector.name)
+            for tracker, square, seen in zip(trackers, squares, found)]
+
+
+def _track(squares: np.ndarray, has_face: np.ndarray, times: torch.Tensor, pts: torch.Tensor,
+           fps: float, smooth_seconds: float, name: str, backend: str) -> FaceTrack:
+    """One face's crop squares [N, 4] (NaN where not found) -> its smoothed :class:`FaceTrack`."""
     if not has_face.any():
-        raise NoFaceInVideoError(name, len(found), detector.name)
-    square = smooth_crops(np.stack(squares), has_face, max(1, round(smooth_seconds * fps)) | 1)
+        raise NoFaceInVideoError(name, len(has_face), backend)
+    square = smooth_crops(squares, has_face, max(1, round(smooth_seconds * fps)) | 1)
     idx = np.arange(len(has_face))
     faces = idx[has_face]
     nearest = faces[np.clip(np.searchsorted(faces, idx), 0, len(faces) - 1)]
@@ -223,7 +269,7 @@ def track_faces(chunks: Iterable[VideoChunk], fps: float, *, face_backend: str =
     dsize = config.CROP_DSIZE
     m_o2c = np.stack([geometry.similarity_o2c(s[:2], s[2:3], float(s[3]), dsize)
                       for s in square[nearest]])
-    return FaceTrack(m_o2c, has_face, torch.cat(times), torch.cat(pts), detector.name)
+    return FaceTrack(m_o2c, has_face, times, pts, backend)
 
 
 def _whole_frames(chunks: Iterable[VideoChunk], progress: Callable[[int, int], None] | None,

@@ -1,11 +1,12 @@
 """One job of the headless pipeline as a value, and running it: :class:`Job`, :func:`run_job`.
 
 A :class:`Job` says everything about one render: the source (a photo, or a
-video to dub), the speech, the motion settings, the driving settings, the
-edits, the render options and the outputs. Entry points build one at their
-edge (the headless command and the batch command through
-:mod:`joyvasa_core.options`) and hand it to :func:`run_job` with models loaded
-once (:class:`ModelOptions`).
+video to dub), the speech (or a conversation scene: several faces, each with
+its own speech, :class:`~joyvasa_core.scene.SceneSpec`), the motion settings,
+the driving settings, the edits, the render options and the outputs. Entry
+points build one at their edge (the headless command and the batch command
+through :mod:`joyvasa_core.options`) and hand it to :func:`run_job` with
+models loaded once (:class:`ModelOptions`).
 
 :func:`run_job` wires the stages as streams: the speech's motion is sampled
 window by window, the motion stages (:func:`motion_stages`: region strengths,
@@ -16,6 +17,7 @@ whatever the options.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,11 +32,13 @@ from .edits import Edits, ExpressionOffset, Timeline, apply_strengths, mix_motio
 from .motion import MotionSequence, MotionStream
 from .render import RenderOptions
 from .retime import LoopMode
+from .scene import SceneSpec, speaker_settings
 from .settings import MotionSettings
 from .silence import SilenceGate
 
 if TYPE_CHECKING:
     from .pipeline import JoyVASAModels
+    from .scene import SelectedFace
     from .video_source import VideoInfo
 
 Progress = Callable[[int, int], None]
@@ -54,6 +58,14 @@ class ModelOptions:
     variant: str = "human"
     device: str = "auto"
     precision: str = "auto"
+
+    def folder(self) -> Path:
+        """The models folder these options name (the library's default when None): where the
+        face detector's files are looked for before the models load."""
+        from .model_files import default_models_dir
+
+        return Path(self.models_dir).expanduser() if self.models_dir is not None \
+            else default_models_dir()
 
     def load(self) -> "JoyVASAModels":
         """The models these options name (downloading missing files unless offline)."""
@@ -107,7 +119,8 @@ class JobEdits:
 class Outputs:
     """What a job writes. video: the MP4 (None: keypoints only); paste: the face pasted
     back into the source (False: the 512 crops); save_motion: the generated motion
-    (``.safetensors``); save_keypoints: the driving keypoints (``x_d [T, 21, 3]``, ``x_s [21, 3]``)."""
+    (``.safetensors``); save_keypoints: the driving keypoints (``x_d [T, 21, 3]``, ``x_s [21, 3]``;
+    a scene of S speakers: ``x_d [S, T, 21, 3]``, ``x_s [S, 21, 3]``)."""
 
     video: Path | None = None
     paste: bool = True
@@ -122,16 +135,28 @@ class Outputs:
 @dataclass(frozen=True)
 class Job:
     """One render, as a value: built and checked at an entry point's edge, then run by
-    :func:`run_job` unchanged."""
+    :func:`run_job` unchanged.
+
+    speech: the one speaker's speech; with a ``scene`` whose speakers name RTTM
+    labels, the mixed recording their turns cut; None with a scene whose speakers
+    have their own files. scene: several faces, each with its own speech (None:
+    one speaker, the ``source.face_index``-th face, as always).
+    """
 
     source: SourceSpec
-    speech: Path
+    speech: Path | None
     outputs: Outputs
     motion: MotionSettings = MotionSettings()
     driving: DrivingSettings = DrivingSettings()
     silence: SilenceGate = SilenceGate()
     edits: JobEdits = JobEdits()
     render: RenderOptions = RenderOptions()
+    scene: SceneSpec | None = None
+
+    def __post_init__(self) -> None:
+        files = self.scene is not None and self.scene.turns is None
+        if (self.speech is None) != files:
+            raise ValueError("a job needs one speech file, or a scene whose speakers have theirs")
 
     def writing(self, video: Path) -> "Job":
         """The same job writing its video to ``video`` (e.g. a partial file)."""
@@ -146,7 +171,11 @@ class Inputs:
     speech as decoded (muxed into the video at its own rate); sample_rate: its
     rate in Hz; speech: [M] float32 mono 16 kHz, what the motion generator
     hears; video: the source video's stream facts (None with a photo; its
-    frames are decoded chunk by chunk while rendering).
+    frames are decoded chunk by chunk while rendering). A scene: waveform is
+    every speaker's speech mixed (:func:`~joyvasa_core.scene.mix_speech`), tracks
+    [S, M] float32 16 kHz each speaker's speech padded to the longest (speech is
+    tracks[0]), faces each speaker's face as found in the photo or the video's
+    first frame, and face_backend the detector that found them.
     """
 
     image: np.ndarray | None
@@ -154,21 +183,29 @@ class Inputs:
     sample_rate: int
     speech: torch.Tensor
     video: "VideoInfo | None" = None
+    tracks: torch.Tensor | None = None
+    faces: "tuple[SelectedFace, ...] | None" = None
+    face_backend: str = "auto"
 
     def describe(self) -> str:
         """One line: the source's size (and rate) and the speech's length."""
         source = f"photo {self.image.shape[1]}x{self.image.shape[0]}" if self.video is None \
             else f"video {self.video.width}x{self.video.height} at {self.video.fps:.3f} fps"
+        speakers = "" if self.tracks is None else f", {self.tracks.shape[0]} speakers"
         return (f"{source}, speech {self.waveform.shape[-1] / self.sample_rate:.2f} s at "
-                f"{self.sample_rate} Hz")
+                f"{self.sample_rate} Hz{speakers}")
 
 
-def read_inputs(job: Job) -> Inputs:
+def read_inputs(job: Job, models_dir: Path | None = None) -> Inputs:
     """Decode and check the photo (or probe the video) and the speech (seconds at most; no
-    model is loaded).
+    model is loaded). A scene's faces are found here too (the face detector only, from
+    ``models_dir`` when it holds the official one), so a face the source lacks fails now.
 
-    Raises ImageLoadError / VideoSourceError / AudioError with the file's name and the fix.
+    Raises ImageLoadError / VideoSourceError / AudioError / SceneError with the file's name
+    and the fix.
     """
+    if job.scene is not None:
+        return _read_scene(job, models_dir)
     from .audio import check_duration, load_audio_file, prepare_waveform
     from .face.image_io import check_photo_size, load_image
     from .video_source import probe_video
@@ -182,6 +219,37 @@ def read_inputs(job: Job) -> Inputs:
     speech = prepare_waveform(waveform, sample_rate)
     check_duration(speech.shape[0], fps=config.DEFAULT_FPS)
     return Inputs(image, waveform, sample_rate, speech, video)
+
+
+def _read_scene(job: Job, models_dir: Path | None) -> Inputs:
+    """:func:`read_inputs` of a scene: every speaker's speech and face."""
+    from .audio import check_duration, load_audio_file, prepare_waveform
+    from .face.backends import get_backend
+    from .scene import (first_image, list_faces, mix_speech, pad_tracks, read_turns,
+                        select_faces, turn_tracks)
+    from .video_source import probe_video
+
+    spec = job.scene
+    if spec.turns is None:
+        decoded = [load_audio_file(s.audio) for s in spec.speakers]
+        tracks = pad_tracks([prepare_waveform(w, r, allow_silence=True) for w, r in decoded])
+        waveform, sample_rate = mix_speech(decoded)
+    else:
+        labels = [s.label for s in spec.speakers]
+        turns = read_turns(spec.turns, labels)
+        waveform, sample_rate = load_audio_file(job.speech)
+        tracks = turn_tracks(prepare_waveform(waveform, sample_rate), config.AUDIO_SAMPLE_RATE,
+                             turns, labels)
+    check_duration(tracks.shape[1], fps=config.DEFAULT_FPS)
+    video = None if job.source.video is None else probe_video(job.source.video)
+    first, name = first_image(job.source.image, job.source.video)
+    by_index = any(s.face.index is not None for s in spec.speakers)
+    backend = get_backend(job.source.face_backend, models_dir).name \
+        if job.source.face_backend != "none" else "none"
+    faces = list_faces(first, backend, models_dir, name) if by_index else []
+    selected = select_faces(faces, [s.face for s in spec.speakers], first.shape[:2], name)
+    return Inputs(first if video is None else None, waveform, sample_rate, tracks[0], video,
+                  tracks, selected, backend)
 
 
 class JobLog(Protocol):
@@ -205,6 +273,29 @@ class QuietLog:
         return None
 
 
+class _SpeakersLog:
+    """``log`` for the S equally long motions of a scene: their windows counted together as
+    one ``motion`` progress (``done`` over all speakers, of S times a speaker's windows)."""
+
+    def __init__(self, log: JobLog, speakers: int) -> None:
+        self.log, self.speakers, self.done = log, speakers, []
+        self.report = log.progress("motion")
+
+    def stage(self, text: str) -> None:
+        self.log.stage(text)
+
+    def progress(self, label: str) -> Progress | None:
+        if label != "motion" or self.report is None:
+            return self.log.progress(label)
+        k = len(self.done)
+        self.done.append(0)
+
+        def report(done: int, total: int) -> None:
+            self.done[k] = done
+            self.report(sum(self.done), self.speakers * total)
+        return report
+
+
 # ------------------------------------------------------------------------------ running
 
 def run_job(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
@@ -213,14 +304,16 @@ def run_job(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
     (the keypoint file's in keypoints-only mode). ``inputs``: from :func:`read_inputs`
     (decoded here when None)."""
     log = log or QuietLog()
-    inputs = inputs or read_inputs(job)
+    inputs = inputs or read_inputs(job, models.models_dir)
+    if job.scene is not None:
+        return _scene(models, job, inputs, log)
     if job.source.video is not None:
         return _dub(models, job, inputs, log)
     from .pipeline import extract_face, iter_driving_keypoints, render_to_file
 
     face = extract_face(models, inputs.image, face_backend=job.source.face_backend,
                         face_index=job.source.face_index)
-    generated, saved = _generated(models, job, inputs, log)
+    generated, saved = _generated(models, job, inputs.speech, log)
     motion = motion_stages(generated, job.edits, models, job.source)
     edits = _keypoint_edits(models, job, face, generated)
     keypoints = _KeypointsFile(job.outputs.save_keypoints, face.x_s)
@@ -241,6 +334,29 @@ def run_job(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
     return out
 
 
+def partial_path(output: Path) -> Path:
+    """Where ``output`` streams until it is complete: ``NAME.partial.mp4`` in its folder."""
+    return output.with_name(f"{output.stem}.partial{output.suffix or '.mp4'}")
+
+
+def run_job_atomically(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
+                       log: JobLog | None = None) -> Path:
+    """:func:`run_job` with the video streamed to its :func:`partial_path` and renamed over
+    the final name only once complete. On any exception (Ctrl-C, a full disk, a bad
+    input) the partial file is removed and a file already at the final name (an
+    earlier render) is left as it was."""
+    output = job.outputs.video
+    if output is None:
+        return run_job(models, job, inputs, log)
+    partial = partial_path(output)
+    try:
+        run_job(models, job.writing(partial), inputs, log)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return output
+
+
 def _dub(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Path:
     """A video source: dub it with the speech (:mod:`joyvasa_core.dubbing`)."""
     from .dubbing import dub_to_file
@@ -251,7 +367,7 @@ def _dub(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Path
     with open_video(models.liveportrait, job.source.video, seconds, loop=job.source.loop,
                     face_backend=job.source.face_backend, face_index=job.source.face_index,
                     models_dir=models.models_dir, progress=log.progress("frames tracked")) as video:
-        generated, saved = _generated(models, job, inputs, log)
+        generated, saved = _generated(models, job, inputs.speech, log)
         motion = motion_stages(generated, job.edits, models, job.source)
         log.stage(f"rendering {len(video)} frames at {inputs.video.fps:g} fps ({job.source.loop}, "
                   f"region {job.driving.animation_region})")
@@ -262,6 +378,74 @@ def _dub(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Path
     saved.write()
     log.stage(f"wrote {out}")
     return out
+
+
+def _scene(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Path:
+    """A conversation scene: one motion per speaker (:func:`speaker_motion`), the S faces
+    rendered in one batch per chunk and pasted back in speaker order
+    (:mod:`joyvasa_core.scene_source`), all the speech mixed into the one audio track."""
+    from .dubbing import motion_for_video
+    from .pipeline import iter_driving_keypoints, render_to_file
+    from .scene_source import SceneMotion, open_video_scene, photo_scene
+
+    speakers = inputs.tracks.shape[0]
+    render = dict(paste=job.outputs.paste, render_options=job.render,
+                  progress=log.progress("frames"))
+    log = _SpeakersLog(log, speakers)
+    if job.source.video is not None:
+        log.stage(f"tracking {speakers} faces")
+        seconds = inputs.waveform.shape[-1] / inputs.sample_rate
+        with open_video_scene(models.liveportrait, job.source.video, seconds, inputs.faces,
+                              loop=job.source.loop, face_backend=job.source.face_backend,
+                              models_dir=models.models_dir, edits=_scene_edits(job, seconds),
+                              progress=log.progress("frames tracked")) as scene:
+            motions = [speaker_motion(models, job, inputs.tracks[k], k, log)
+                       for k in range(speakers)]
+            motion = SceneMotion([motion_for_video(m, scene) for m in motions])
+            log.stage(f"rendering {len(scene)} frames of {speakers} faces at {scene.fps:g} fps")
+            out = render_to_file(models, scene, motion, inputs.waveform, inputs.sample_rate,
+                                 job.outputs.video, job.driving, **render)
+        log.stage(f"wrote {out}")
+        return out
+    motions = [speaker_motion(models, job, inputs.tracks[k], k, log) for k in range(speakers)]
+    scene = photo_scene(models.liveportrait, inputs.image, inputs.faces,
+                        backend=inputs.face_backend,
+                        edits=_scene_edits(job, motions[0].n_frames / motions[0].fps))
+    motion = SceneMotion(motions)
+    keypoints = _KeypointsFile(job.outputs.save_keypoints, scene.x_s, speakers)
+    if job.outputs.video is None:
+        for start, stop, _, x_d in iter_driving_keypoints(models, scene, motion, job.driving,
+                                                          batch_size=256):
+            keypoints(start, stop, x_d)
+        return keypoints.write(log)
+    log.stage(f"rendering {motions[0].n_frames} frames of {speakers} faces at "
+              f"{motions[0].fps:g} fps")
+    out = render_to_file(models, scene, motion, inputs.waveform, inputs.sample_rate,
+                         job.outputs.video, job.driving,
+                         on_keypoints=keypoints if keypoints.path else None, **render)
+    keypoints.write(log)
+    log.stage(f"wrote {out}")
+    return out
+
+
+def speaker_motion(models: "JoyVASAModels", job: Job, speech: torch.Tensor, k: int,
+                   log: JobLog | None = None) -> MotionStream:
+    """Speaker ``k``'s motion: ``speech`` ([M] float32 16 kHz) through the same sampler and
+    motion stages (:func:`motion_stages`) as a single job's, with the seed
+    :func:`~joyvasa_core.scene.speaker_seed` (the job's seed + k) and the silence gate driven
+    by ``speech`` itself, so a silent listener keeps quiet."""
+    seeded = replace(job, motion=speaker_settings(job.motion, k))
+    generated, _ = _generated(models, seeded, speech, log or QuietLog())
+    speaker = job.scene.speakers[k] if job.scene is not None else None
+    edits = job.edits if speaker is None or speaker.strength is None else \
+        replace(job.edits, strength=speaker.strength)
+    return motion_stages(generated, edits, models, job.source)
+
+
+def _scene_edits(job: Job, seconds: float) -> list[Edits | None]:
+    """Each speaker's keypoint edits (its own, else the job's), bounded to the clip."""
+    edits = [s.edits if s.edits is not None else job.edits.keypoints for s in job.scene.speakers]
+    return [None if e is None else e.until(seconds) for e in edits]
 
 
 class _MotionFile:
@@ -281,35 +465,41 @@ class _MotionFile:
 
 class _KeypointsFile:
     """``--save-keypoints``: each chunk's driving keypoints kept where they were made (252 bytes a
-    frame; no host sync between render chunks), moved to the CPU and written at the end."""
+    frame; no host sync between render chunks), moved to the CPU and written at the end.
+    speakers: S of a scene (each chunk's x_d then [S * b, 21, 3], speaker-major)."""
 
-    def __init__(self, path: Path | None, x_s: torch.Tensor) -> None:
-        self.path, self.x_s, self.parts = path, x_s, []
+    def __init__(self, path: Path | None, x_s: torch.Tensor, speakers: int | None = None) -> None:
+        self.path, self.x_s, self.parts, self.speakers = path, x_s, [], speakers
 
     def __call__(self, _start: int, _stop: int, x_d: torch.Tensor) -> None:
         self.parts.append(x_d)
 
     def write(self, log: JobLog) -> Path | None:
-        """Write ``x_d`` [T, 21, 3] and ``x_s`` [21, 3], float32, as safetensors."""
+        """Write ``x_d`` [T, 21, 3] and ``x_s`` [21, 3] (a scene: [S, T, 21, 3] and [S, 21, 3]),
+        float32, as safetensors."""
         if self.path is None:
             return None
         from safetensors.torch import save_file
 
+        if self.speakers is None:
+            x_d, x_s = torch.cat(self.parts), self.x_s.reshape(-1, 3)
+        else:
+            x_d = torch.cat([p.reshape(self.speakers, -1, *p.shape[1:]) for p in self.parts], 1)
+            x_s = self.x_s.reshape(self.speakers, -1, 3)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"x_d": torch.cat(self.parts).to("cpu", torch.float32).contiguous(),
-                   "x_s": self.x_s.reshape(-1, 3).to("cpu", torch.float32).contiguous()},
-                  str(self.path))
+        save_file({"x_d": x_d.to("cpu", torch.float32).contiguous(),
+                   "x_s": x_s.to("cpu", torch.float32).contiguous()}, str(self.path))
         log.stage(f"wrote {self.path}")
         return self.path
 
 
-def _generated(models: "JoyVASAModels", job: Job, inputs: Inputs,
+def _generated(models: "JoyVASAModels", job: Job, speech: torch.Tensor,
                log: JobLog) -> tuple[MotionStream, _MotionFile]:
-    """The speech's motion stream (sampled as it is read), reporting each window to ``log``,
-    and the ``--save-motion`` file its chunks pass through."""
+    """The motion stream of ``speech`` ([M] float32 16 kHz; sampled as it is read), reporting
+    each window to ``log``, and the ``--save-motion`` file its chunks pass through."""
     from .pipeline import audio_motion_stream
 
-    stream = audio_motion_stream(models, inputs.speech, config.AUDIO_SAMPLE_RATE, job.motion,
+    stream = audio_motion_stream(models, speech, config.AUDIO_SAMPLE_RATE, job.motion,
                                  silence=job.silence)
     report = log.progress("motion")
     if report is not None:

@@ -212,6 +212,7 @@ class _Audio:
     resampler: object | None = None       # soxr.ResampleStream (None at 16 kHz)
     rate: int | None = None
     chunks: list[torch.Tensor] = field(default_factory=list)   # pushed, not yet joined
+    speech: int = 0                       # speech samples heard in all (no added zeros)
 
     @property
     def heard(self) -> int:
@@ -235,9 +236,13 @@ class _Audio:
     def flush_resampler(self) -> None:
         """The samples the resampler still holds, appended (the end of a reply)."""
         if self.resampler is not None:
-            tail = self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            self.chunks.append(torch.from_numpy(tail).to(self.samples.device))
+            self.add_speech(torch.from_numpy(
+                self.resampler.resample_chunk(np.zeros(0, np.float32), last=True)))
             self.new_resampler()
+
+    def add_speech(self, x: torch.Tensor) -> None:
+        self.chunks.append(x.to(self.samples.device))
+        self.speech += x.shape[0]
 
     def zeros(self, n: int) -> None:
         if n > 0:
@@ -327,6 +332,14 @@ class LiveSession:
         """Whether pushed speech has frames not yet handed out."""
         return self._reply_open or self.rendered < self._speech_end
 
+    @property
+    def speech_frames(self) -> int:
+        """The frames the speech pushed so far accounts for: the offline count of all of it
+        as one clip (``int((N + 1920) / 640)`` for N samples at 16 kHz; idle frames and the
+        replies' padding not counted)."""
+        return plan_windows(self._audio.speech, fps=self.fps, n_motions=self.n_motions).n_frames \
+            if self._audio.speech >= self.spf else 0
+
     def push(self, pcm: np.ndarray | torch.Tensor, sample_rate: int) -> Iterator[LiveFrames]:
         """Add speech: ``pcm`` ``[N]`` or ``[C, N]`` (int16/int32/float PCM, any N >= 0) at
         ``sample_rate`` Hz (one rate per session). Returns the iterator of ready frames."""
@@ -406,7 +419,7 @@ class LiveSession:
         self._reply_open = True
         if audio.resampler is not None:
             x = torch.from_numpy(audio.resampler.resample_chunk(x.numpy()))
-        audio.chunks.append(x.to(audio.samples.device))
+        audio.add_speech(x)
 
     def _close_reply(self) -> None:
         """End the open reply: the resampler's tail, then zeros up to the offline frame count

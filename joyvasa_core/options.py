@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from . import config
@@ -30,6 +31,7 @@ from .job import Job, JobEdits, ModelOptions, Outputs, SourceSpec
 from .option_checks import NUMBER_RANGES, check_numbers, check_output_path, check_outputs_apart
 from .render import RenderOptions
 from .retime import LOOP_MODES
+from .scene import SceneSpec, parse_speaker, speaker_seed, split_face
 from .settings import MotionSettings
 from .silence import SilenceGate
 
@@ -77,12 +79,30 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--image", type=Path, help="portrait photo (PNG, JPEG, ...)")
     source.add_argument("--video", type=Path,
                         help="source video to dub with the speech (mp4, mov, mkv, ...)")
-    io.add_argument("--audio", required=True, type=Path,
-                    help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes)")
+    io.add_argument("--audio", type=Path,
+                    help="speech (wav, mp3, flac, m4a, ... anything FFmpeg decodes); with "
+                         "--turns, the mixed recording of a conversation")
     io.add_argument("--output", type=Path,
                     help="MP4 file to write (required unless --save-keypoints is given)")
     io.add_argument("--save-motion", type=Path, metavar="FILE",
                     help="also save the generated motion (.safetensors)")
+
+    scene = p.add_argument_group("conversation (several faces, docs/conversation.md)")
+    scene.add_argument("--speaker", action="append", metavar="FACE=AUDIO",
+                       help="a conversation: FACE (a left-to-right face index 0, 1, ... or a box "
+                            "x0,y0,x1,y1) speaks AUDIO; repeat for every speaker. With --turns: "
+                            "FACE=LABEL, a speaker of the RTTM file (docs/conversation.md)")
+    scene.add_argument("--turns", type=Path, metavar="FILE.rttm",
+                       help="who speaks when in the --audio mixture (RTTM, as diarization tools "
+                            "write it); each --speaker FACE=LABEL gets the mixture in its turns")
+    scene.add_argument("--speaker-expression", action="append", metavar="FACE=TEXT",
+                       help="the --expression of one speaker (FACE as its --speaker gives it), in "
+                            "place of --expression; repeatable")
+    scene.add_argument("--speaker-strength", action="append", metavar="FACE=TEXT",
+                       help="the --strength of one speaker, in place of --strength; repeatable")
+    scene.add_argument("--list-faces", action="store_true",
+                       help="print the detected faces of --image (or the first frame of --video): "
+                            "left-to-right index, box and score; writes nothing")
 
     add_model_arguments(p.add_argument_group(MODELS_GROUP))
 
@@ -205,6 +225,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parsed and cross-checked arguments (argparse's usage error on a mistake)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.list_faces:
+        return args
     if args.output is None and args.save_keypoints is None:
         parser.error("the following arguments are required: --output "
                      "(or --save-keypoints FILE alone for keypoints without rendering)")
@@ -223,20 +245,91 @@ def check_options(args: argparse.Namespace) -> None:
     """
     check_numbers((flag, getattr(args, flag.lstrip("-").replace("-", "_")))
                   for flag in NUMBER_RANGES)
+    scene = scene_from_args(args)
     outputs = (("--output", args.output), ("--save-motion", args.save_motion),
                ("--save-keypoints", args.save_keypoints))
     for (option, path), example in zip(outputs, OUTPUT_EXAMPLES):
         if path is not None:
             check_output_path(path, option, example)
+    speech = () if scene is None or scene.turns is not None else \
+        tuple(("--speaker", s.audio) for s in scene.speakers)
     check_outputs_apart(outputs, (("--image", args.image), ("--video", args.video),
                                   ("--audio", args.audio), ("--pose-from", args.pose_from),
-                                  ("--expression-from", args.expression_from)))
+                                  ("--expression-from", args.expression_from),
+                                  ("--turns", args.turns), *speech))
     if args.video is not None:
         for option, value in (("--expression-from", args.expression_from),
                               ("--save-keypoints", args.save_keypoints)):
             if value is not None:
                 raise UsageError(f"{option} works with --image only (a video's keypoints "
                                  "change every frame); drop it or use a photo")
+
+
+def scene_from_args(args: argparse.Namespace) -> SceneSpec | None:
+    """The conversation scene that ``--speaker`` (and ``--turns``) describe, or None for one
+    speaker (``--audio`` alone). Raises :class:`UsageError` for a mixture of the forms,
+    a malformed ``FACE=AUDIO`` and the options a scene cannot take."""
+    speakers, turns, audio = getattr(args, "speaker", None), getattr(args, "turns", None), \
+        args.audio
+    if not speakers:
+        for option in ("--speaker-expression", "--speaker-strength"):
+            if getattr(args, option.lstrip("-").replace("-", "_"), None):
+                raise UsageError(f"{option} needs the speakers of a conversation (--speaker)")
+        if turns is not None:
+            raise UsageError("--turns needs --speaker FACE=LABEL for every RTTM speaker to show")
+        if audio is None:
+            raise UsageError("the speech is missing: give --audio SPEECH (one speaker) or "
+                             "--speaker FACE=AUDIO for each speaker of a conversation")
+        return None
+    if audio is not None and turns is None:
+        raise UsageError("--speaker and --audio exclude each other: give each speaker its own "
+                         "file (--speaker FACE=AUDIO), or the mixture as --audio with --turns "
+                         "FILE.rttm and --speaker FACE=LABEL")
+    if turns is not None and audio is None:
+        raise UsageError("--turns needs the mixed recording as --audio MIX")
+    for option, value in (("--save-motion", args.save_motion),
+                          ("--expression-from", args.expression_from),
+                          ("--crop-only", args.crop_only or None),
+                          ("--face-index", args.face_index or None)):
+        if value is not None:
+            raise UsageError(f"{option} works with one speaker (--audio) only; drop it for a "
+                             "conversation")
+    parsed = [parse_speaker(text, labelled=turns is not None) for text in speakers]
+    own = {option: _per_speaker(getattr(args, option.lstrip("-").replace("-", "_"), None),
+                                option, parsed)
+           for option in ("--speaker-expression", "--speaker-strength")}
+    return SceneSpec(tuple(
+        replace(speaker,
+                edits=build_edits(own["--speaker-expression"].get(k, args.expression),
+                                  args.blink, blink_rate=args.blink_rate,
+                                  blink_strength=args.blink_strength,
+                                  seed=speaker_seed(args.seed, k), eye_contact=args.eye_contact),
+                strength=_strengths(own["--speaker-strength"].get(k, args.strength)))
+        for k, speaker in enumerate(parsed)), turns)
+
+
+def _per_speaker(texts: list[str] | None, option: str, speakers: list) -> dict[int, str]:
+    """``FACE=TEXT`` options -> {speaker number: TEXT}, the text checked (edit syntax)."""
+    kind = option.removeprefix("--speaker-")
+    chosen: dict[int, str] = {}
+    for text in texts or ():
+        face, rest = split_face(text, option, "TEXT (edit text)")
+        matches = [k for k, s in enumerate(speakers) if s.face == face]
+        if not matches:
+            raise UsageError(f"{option} {text!r}: no --speaker has {face.describe()}; give "
+                             "FACE exactly as its --speaker does")
+        if matches[0] in chosen:
+            raise UsageError(f"{option} is given twice for {face.describe()}; give it once")
+        try:
+            _checked_text(kind)(rest)
+        except argparse.ArgumentTypeError as exc:
+            raise UsageError(f"{option} {face.describe()}: {exc}") from None
+        chosen[matches[0]] = rest
+    return chosen
+
+
+def _strengths(text: str | None):
+    return None if text is None else parse_strengths(text)
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
@@ -248,6 +341,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
         source=SourceSpec(image=args.image, video=args.video, face_backend=args.face_backend,
                           face_index=args.face_index, loop=args.loop),
         speech=args.audio,
+        scene=scene_from_args(args),
         outputs=Outputs(video=args.output, paste=not args.crop_only, save_motion=args.save_motion,
                         save_keypoints=args.save_keypoints),
         motion=MotionSettings(seed=args.seed, cfg_scale=args.cfg_scale, sampler=args.sampler,
@@ -267,7 +361,7 @@ def job_from_args(args: argparse.Namespace) -> Job:
                                   eye_contact=args.eye_contact),
             expression_from=args.expression_from,
             expression_from_strength=args.expression_from_strength,
-            strength=None if args.strength is None else parse_strengths(args.strength),
+            strength=_strengths(args.strength),
             pose_from=args.pose_from, pose_eyes=args.pose_eyes),
         render=RenderOptions(batch_size=args.batch_size, cuda_graphs=args.cuda_graphs))
 

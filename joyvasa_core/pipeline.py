@@ -139,7 +139,7 @@ def extract_face(models: JoyVASAModels, image, *, face_backend: str = "auto",
                  face_index: int = 0, **crop) -> PhotoSource:
     """:meth:`PhotoSource.detect <joyvasa_core.sources.PhotoSource.detect>` with these
     models (and their folder for the face detector's files). crop: ``crop_scale``,
-    ``vx_ratio``, ``vy_ratio``, ``box``."""
+    ``vx_ratio``, ``vy_ratio``, ``box``, ``order``."""
     return PhotoSource.detect(models.liveportrait, image, face_backend=face_backend,
                               face_index=face_index, models_dir=models.models_dir, **crop)
 
@@ -239,7 +239,7 @@ def _iter_driven(models: JoyVASAModels, source: Source, motion: Motion,
             opened = source.open_stream(reference, driving, retargeting)
         for offset in range(0, len(chunk), batch_size):
             start, stop = base + offset, base + min(offset + batch_size, len(chunk))
-            rows = MotionSequence.cat([reference, chunk[offset:offset + stop - start].to(
+            rows = type(reference).cat([reference, chunk[offset:offset + stop - start].to(
                 models.device, torch.float32)])
             frames = torch.cat([torch.zeros(1, dtype=torch.long), torch.arange(start, stop)])
             edit = None if edits is None else edits.at_frames(frames, chunk.fps)
@@ -260,7 +260,8 @@ def iter_driving_keypoints(models: JoyVASAModels, source: Source, motion: Motion
     each chunk is composed as soon as it is read. Yields ``(start, stop,
     source, x_d)`` with frame indices counted over the whole motion, the
     chunk's :class:`~joyvasa_core.sources.SourceChunk` and x_d ``[stop - start,
-    21, 3]`` float32 on the models' device. Frame 0 of the first motion chunk
+    21, 3]`` float32 on the models' device (a scene of S faces: ``[S * (stop -
+    start), 21, 3]``, speaker-major). Frame 0 of the first motion chunk
     rides along with every chunk as the reference of the relative motion;
     ``edits`` (:class:`joyvasa_core.edits.Edits`) are evaluated at the chunk's
     frame times (frame i at ``i / fps`` s).
@@ -288,7 +289,10 @@ def iter_frames(models: JoyVASAModels, source: Source, motion: Motion,
     source: a :class:`~joyvasa_core.sources.Source`: a photo (one source for
     every frame) or a tracked video (each frame its own crop, F, M and
     background, decoded chunk by chunk; ``motion`` is then already at the
-    output frame times, see :func:`joyvasa_core.retime.resample_stream`).
+    output frame times, see :func:`joyvasa_core.retime.resample_stream`), or a
+    scene of S faces (:class:`~joyvasa_core.scene_source.SceneSource`, with a
+    :class:`~joyvasa_core.scene_source.SceneMotion`: each chunk's S * b faces
+    render in one batch and are pasted back in speaker order).
     motion: anything with ``stream()`` (:class:`~joyvasa_core.motion.Motion`: a
     whole sequence, a stream, a node's deferred motion): each chunk is
     rendered as soon as it is read.
@@ -326,7 +330,7 @@ def iter_frames(models: JoyVASAModels, source: Source, motion: Motion,
             on_keypoints(driven.start, driven.stop, driven.x_d)
         with torch.inference_mode():
             (crops,) = iter_render(lp.warping_module, lp.spade_generator, src.feature_3d,
-                                   src.x_s, driven.x_d, batch_size=driven.stop - driven.start,
+                                   src.x_s, driven.x_d, batch_size=driven.x_d.shape[0],
                                    options=options)
             if paste:
                 frames = driven.stream.paste(src, crops.to(paste_dtype))

@@ -23,13 +23,17 @@ kind it has. Two kinds live here:
   track a file or frames in memory, and :func:`motion_from_video` reads the
   track's frames through M (a driving video's motion).
 
+A third kind, a scene of several faces each driven by its own speaker's
+motion, is :class:`joyvasa_core.scene_source.SceneSource`: S of these sources
+behind the same protocol.
+
 F and M come from the LivePortrait models (:class:`~joyvasa_core.loaders.LivePortraitModels`),
 which sit below this module.
 """
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -45,14 +49,14 @@ from .edits.sliders import KeypointEdit
 from .face.backends import FaceCrop, detect_and_crop
 from .face.image_io import check_photo_size, load_image, to_float01
 from .face.paste import PasteBack
-from .face_track import FaceTrack, crop_for_models, track_faces
+from .face_track import FaceTrack, crop_for_models, track_faces, track_scene
 from .keypoints import KeypointInfo
 from .loaders import LivePortraitModels
 from .motion import MotionSequence
 from .placement import Placement
 from .retime import LoopMode, constant_rate_indices, output_frame_count, source_frame_indices
-from .video_source import (DEFAULT_CHUNK, FrameReader, ImageFrames, iter_images, iter_video,
-                           probe_video)
+from .video_source import (DEFAULT_CHUNK, FrameReader, ImageFrames, SharedReader, iter_images,
+                           iter_video, probe_video)
 
 Progress = Callable[[int, int], None]
 
@@ -128,20 +132,28 @@ class PhotoSource:
     def detect(cls, liveportrait: LivePortraitModels, image, *, face_backend: str = "auto",
                face_index: int = 0, models_dir: str | Path | None = None,
                crop_scale: float = config.CROP_SCALE, vx_ratio: float = config.CROP_VX_RATIO,
-               vy_ratio: float = config.CROP_VY_RATIO, box=None) -> "PhotoSource":
+               vy_ratio: float = config.CROP_VY_RATIO, box=None,
+               order: str = "large-small") -> "PhotoSource":
         """Detect and crop the face of ``image`` and encode it with F and M.
 
         image: anything :func:`joyvasa_core.face.image_io.load_image` reads ([H, W, 3]
         uint8 or float 0..1 array/tensor, a Pillow image, a path).
         face_backend: see :func:`joyvasa_core.face.backends.detect_and_crop` (``"none"``
         takes the whole image as the crop; ``box`` an explicit (x0, y0, x1, y1) pixel box);
-        models_dir: where the detector's files are. Raises
+        order: how ``face_index`` counts the faces: ``"large-small"`` (largest first) or
+        ``"left-right"``; models_dir: where the detector's files are. Raises
         :class:`joyvasa_core.face.errors.NoFaceError` when no face is found.
         """
         rgb = check_photo_size(load_image(image))
         crop = detect_and_crop(rgb, backend=face_backend, models_dir=models_dir,
                                face_index=face_index, crop_scale=crop_scale, vx=vx_ratio,
-                               vy=vy_ratio, box=box)
+                               vy=vy_ratio, box=box, order=order)
+        return cls.from_crop(liveportrait, rgb, crop)
+
+    @classmethod
+    def from_crop(cls, liveportrait: LivePortraitModels, rgb: np.ndarray,
+                  crop: FaceCrop) -> "PhotoSource":
+        """The face of ``crop`` (cut from ``rgb`` [H, W, 3] uint8) encoded with F and M."""
         feature_3d, source = liveportrait.encode(crop.crop_256)
         return cls(feature_3d=feature_3d, source=source, x_s=source.transform(), crop=crop,
                    image=to_float01(torch.from_numpy(rgb)))
@@ -201,7 +213,8 @@ class VideoSource:
     context manager: a file stays open for seeking.
     """
 
-    def __init__(self, liveportrait: LivePortraitModels, reader: FrameReader | ImageFrames,
+    def __init__(self, liveportrait: LivePortraitModels,
+                 reader: FrameReader | ImageFrames | SharedReader,
                  fps: float, track: FaceTrack, count: int, loop: LoopMode = "pingpong"):
         self.liveportrait, self.reader, self.fps, self.track = liveportrait, reader, fps, track
         self.count, self.loop = count, loop
@@ -278,14 +291,15 @@ def open_video(liveportrait: LivePortraitModels, path: str | Path,
                speech_seconds: float | None, *, loop: LoopMode = "pingpong",
                face_backend: str = "auto", face_index: int = 0,
                models_dir: str | Path | None = None, crop_scale: float = config.CROP_SCALE,
-               box=None, until: float | None = None,
+               box=None, until: float | None = None, start_box=None,
                progress: Progress | None = None) -> VideoSource:
     """Probe and track ``path``; the result renders ``speech_seconds`` of output frames
     (None: the source's own length on its constant-rate grid).
 
     Use the returned :class:`VideoSource` as a context manager (it keeps the
     file open for seeking). box: a fixed face box instead of tracking
-    (:func:`~joyvasa_core.face_track.track_faces`); until: track (and use) only
+    (:func:`~joyvasa_core.face_track.track_faces`); start_box: the box of the face to
+    follow from the first frame (one face of a scene); until: track (and use) only
     the frames of the first ``until`` seconds. Raises the named errors of
     :mod:`joyvasa_core.video_source` and :class:`~joyvasa_core.face_track.NoFaceInVideoError`.
     """
@@ -295,7 +309,8 @@ def open_video(liveportrait: LivePortraitModels, path: str | Path,
         chunks = itertools.takewhile(lambda chunk: float(chunk.times[0]) <= until, chunks)
     track = track_faces(chunks, info.fps, face_backend=face_backend, models_dir=models_dir,
                         face_index=face_index, crop_scale=crop_scale, name=str(path),
-                        progress=progress, expected_frames=info.frame_count, box=box)
+                        progress=progress, expected_frames=info.frame_count, box=box,
+                        start_box=start_box)
     return VideoSource(liveportrait, FrameReader(info.path, info, track.pts), info.fps, track,
                        _count(speech_seconds, track, info.fps), loop)
 
@@ -304,14 +319,48 @@ def open_frames(liveportrait: LivePortraitModels, images: torch.Tensor, fps: flo
                 speech_seconds: float | None, *, loop: LoopMode = "pingpong",
                 face_backend: str = "auto", face_index: int = 0,
                 models_dir: str | Path | None = None, crop_scale: float = config.CROP_SCALE,
-                box=None, progress: Progress | None = None) -> VideoSource:
+                box=None, start_box=None, progress: Progress | None = None) -> VideoSource:
     """:func:`open_video` for frames already in memory: IMAGE [N, H, W, 3] at ``fps``."""
     track = track_faces(iter_images(images, fps), fps, face_backend=face_backend,
                         models_dir=models_dir, face_index=face_index, crop_scale=crop_scale,
                         name="the video frames", progress=progress,
-                        expected_frames=int(images.shape[0]), box=box)
+                        expected_frames=int(images.shape[0]), box=box, start_box=start_box)
     return VideoSource(liveportrait, ImageFrames(images), fps, track,
                        _count(speech_seconds, track, fps), loop)
+
+
+def open_video_faces(liveportrait: LivePortraitModels, path: str | Path,
+                     speech_seconds: float | None, starts: Sequence[tuple[np.ndarray, bool]], *,
+                     loop: LoopMode = "pingpong", face_backend: str = "auto",
+                     models_dir: str | Path | None = None, crop_scale: float = config.CROP_SCALE,
+                     progress: Progress | None = None) -> list[VideoSource]:
+    """:func:`open_video` for several faces of one video (a scene), tracked in one pass
+    (:func:`~joyvasa_core.face_track.track_scene`; starts: each face's ``(box, followed)``
+    on the first frame). The sources share one reader, so the faces of a chunk decode its
+    frames once; use each as a context manager (or close them all)."""
+    info = probe_video(path)
+    tracks = track_scene(iter_video(path, DEFAULT_CHUNK, info), info.fps, starts,
+                         face_backend=face_backend, models_dir=models_dir,
+                         crop_scale=crop_scale, name=str(path), progress=progress,
+                         expected_frames=info.frame_count)
+    reader = SharedReader(FrameReader(info.path, info, tracks[0].pts))
+    return [VideoSource(liveportrait, reader, info.fps, track,
+                        _count(speech_seconds, track, info.fps), loop) for track in tracks]
+
+
+def open_frames_faces(liveportrait: LivePortraitModels, images: torch.Tensor, fps: float,
+                      speech_seconds: float | None, starts: Sequence[tuple[np.ndarray, bool]],
+                      *, loop: LoopMode = "pingpong", face_backend: str = "auto",
+                      models_dir: str | Path | None = None,
+                      crop_scale: float = config.CROP_SCALE,
+                      progress: Progress | None = None) -> list[VideoSource]:
+    """:func:`open_video_faces` for frames already in memory: IMAGE [N, H, W, 3] at ``fps``."""
+    tracks = track_scene(iter_images(images, fps), fps, starts, face_backend=face_backend,
+                         models_dir=models_dir, crop_scale=crop_scale, name="the video frames",
+                         progress=progress, expected_frames=int(images.shape[0]))
+    reader = SharedReader(ImageFrames(images))
+    return [VideoSource(liveportrait, reader, fps, track, _count(speech_seconds, track, fps),
+                        loop) for track in tracks]
 
 
 def _count(speech_seconds: float | None, track: FaceTrack, fps: float) -> int:

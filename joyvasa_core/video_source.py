@@ -349,6 +349,28 @@ def iter_images(images: torch.Tensor, fps: float,
         yield VideoChunk(_as_uint8(images[start:stop]), index.to(torch.float64) / fps, index, start)
 
 
+class SharedReader:
+    """A frame reader (:class:`FrameReader` or :class:`ImageFrames`) read by several faces of
+    one video: a request for the frames of the last request (the next face of the same
+    chunk) is served from them, without decoding again. Closing it more than once closes
+    the reader once."""
+
+    def __init__(self, reader: "FrameReader | ImageFrames") -> None:
+        self.reader, self.last, self.closed = reader, None, False
+
+    def read(self, indices: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """Frames ``[len(indices), H, W, 3]`` uint8 in the order asked."""
+        key = tuple(int(i) for i in indices)
+        if self.last is None or self.last[0] != key:
+            self.last = (key, self.reader.read(indices))
+        return self.last[1]
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.reader.close()
+
+
 class ImageFrames:
     """:class:`FrameReader` for frames already in memory (IMAGE [N, H, W, 3])."""
 

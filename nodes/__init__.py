@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .api import ComfyExtension, io
 from .companions import NODES as COMPANION_NODES
+from .conversation import NODES as CONVERSATION_NODES
 from .dubbing import NODES as DUBBING_NODES
 from .expression import NODES as EXPRESSION_NODES
 from .models import register_folders
@@ -16,7 +17,7 @@ from .paste import NODES as PASTE_NODES
 from .portrait import NODES as PORTRAIT_NODES
 
 NODE_LIST: list[type[io.ComfyNode]] = [*PORTRAIT_NODES, *COMPANION_NODES, *EXPRESSION_NODES,
-                                       *DUBBING_NODES, *PASTE_NODES]
+                                       *DUBBING_NODES, *PASTE_NODES, *CONVERSATION_NODES]
 
 
 class JoyVASAExtension(ComfyExtension):

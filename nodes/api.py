@@ -29,8 +29,10 @@ Motion = io.Custom("JOYVASA_MOTION")
 Edit = io.Custom("JOYVASA_EDIT")
 #: Where a render's face crops go back (:class:`joyvasa_core.placement.Placement`).
 Paste = io.Custom("JOYVASA_PASTE")
+#: Several faces of one photo with their motions (:class:`nodes.conversation.ConversationScene`).
+Scene = io.Custom("JOYVASA_SCENE")
 
 CATEGORY = "JoyVASA"
 
 __all__ = ["ComfyExtension", "io", "ui", "VideoFromFile", "Models", "Face", "Motion", "Edit",
-           "Paste", "CATEGORY"]
+           "Paste", "Scene", "CATEGORY"]

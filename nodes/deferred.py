@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import comfy.model_management as mm
+import torch
 
-from joyvasa_core import pipeline
+from joyvasa_core import config, pipeline
 from joyvasa_core.motion import MotionSequence, MotionStream
 from joyvasa_core.settings import MotionSettings
 from joyvasa_core.silence import SilenceGate
@@ -136,12 +137,33 @@ class DeferredMotion:
 
 
 class GeneratedMotion(DeferredMotion):
-    """A :class:`DeferredMotion` with the :class:`LoadedModels` whose motion generator samples it."""
+    """A :class:`DeferredMotion` of speech, with the :class:`LoadedModels` whose motion
+    generator samples it and what it is sampled from (``waveform`` ``[C, T]`` at
+    ``sample_rate`` Hz, the settings and the silence gate)."""
 
-    def __init__(self, loaded: LoadedModels,
-                 open_stream: Callable[..., MotionStream]) -> None:
-        self.loaded = loaded
+    def __init__(self, loaded: LoadedModels, waveform: torch.Tensor, sample_rate: int,
+                 settings: MotionSettings, silence: SilenceGate) -> None:
+        self.loaded, self.waveform, self.sample_rate = loaded, waveform, int(sample_rate)
+        self.settings, self.silence = settings, silence
+        core = loaded.ready("motion_generator")
+
+        def open_stream(progress=None) -> MotionStream:
+            return pipeline.audio_motion_stream(core, waveform, sample_rate, settings,
+                                                silence=silence, progress=progress)
         super().__init__(open_stream)
+
+    def lengthened(self, n_frames: int) -> "GeneratedMotion":
+        """The same speech followed by silence, ``n_frames`` frames long (a listener who
+        stays on screen after speaking), sampled with the same settings; itself when it is
+        that long already."""
+        if n_frames <= self.n_frames:
+            return self
+        spf = config.AUDIO_SAMPLE_RATE / self.fps
+        # the offline count is int((N + 1920) / 640): aim at the middle of the frame's span
+        samples = (n_frames + 0.5) * spf - config.AUDIO_PAD_BEFORE - config.AUDIO_PAD_AFTER
+        total = round(samples * self.sample_rate / config.AUDIO_SAMPLE_RATE)
+        padded = torch.nn.functional.pad(self.waveform, (0, max(0, total - self.waveform.shape[-1])))
+        return GeneratedMotion(self.loaded, padded, self.sample_rate, self.settings, self.silence)
 
 
 def generated_motion(loaded: LoadedModels, waveform, sample_rate: int,
@@ -153,13 +175,7 @@ def generated_motion(loaded: LoadedModels, waveform, sample_rate: int,
     stream opened here checks the audio (bad audio raises) and draws its
     starting noise on the generator's device.
     """
-    core = loaded.ready("motion_generator")
-
-    def open_stream(progress=None) -> MotionStream:
-        return pipeline.audio_motion_stream(core, waveform, sample_rate, settings,
-                                            silence=silence, progress=progress)
-
-    return GeneratedMotion(loaded, open_stream)
+    return GeneratedMotion(loaded, torch.as_tensor(waveform), sample_rate, settings, silence)
 
 
 def ready_for(models: LoadedModels, motion, *parts: str) -> pipeline.JoyVASAModels:

@@ -80,7 +80,7 @@ class JoyVASAExtractFaceRepresentation(io.ComfyNode):
                                tooltip="auto: the best detector whose files are present; "
                                        "none: a centred square crop"),
                 io.Int.Input("face_index", default=0, min=0, max=63,
-                             tooltip="which face, largest first"),
+                             tooltip="which face: 0 = the first in face_order"),
                 io.Float.Input("crop_scale", default=config.CROP_SCALE, min=1.0, max=4.0, step=0.05,
                                tooltip=f"crop side / face size (official {config.CROP_SCALE})"),
                 io.Float.Input("vx_ratio", default=config.CROP_VX_RATIO, min=-1.0, max=1.0, step=0.005,
@@ -88,6 +88,10 @@ class JoyVASAExtractFaceRepresentation(io.ComfyNode):
                 io.Float.Input("vy_ratio", default=config.CROP_VY_RATIO, min=-1.0, max=1.0, step=0.005,
                                tooltip="vertical shift of the crop, in face sizes "
                                        f"(official {config.CROP_VY_RATIO})"),
+                io.Combo.Input("face_order", options=list(FACE_ORDERS), default="largest first",
+                               optional=True,
+                               tooltip="how face_index counts: largest first, or left to "
+                                       "right (the numbers PreviewFaces draws)"),
             ],
             outputs=[Face.Output(display_name="face"),
                      io.Image.Output(display_name="crop")],
@@ -95,11 +99,12 @@ class JoyVASAExtractFaceRepresentation(io.ComfyNode):
 
     @classmethod
     def execute(cls, models, image, face_backend, face_index, crop_scale, vx_ratio,
-                vy_ratio) -> io.NodeOutput:
+                vy_ratio, face_order="largest first") -> io.NodeOutput:
         core = models.ready("liveportrait")
         face = pipeline.extract_face(core, convert.first_image(image, what="portrait"),
                                      face_backend=face_backend, face_index=face_index,
-                                     crop_scale=crop_scale, vx_ratio=vx_ratio, vy_ratio=vy_ratio)
+                                     crop_scale=crop_scale, vx_ratio=vx_ratio, vy_ratio=vy_ratio,
+                                     order=FACE_ORDERS[face_order])
         return io.NodeOutput(face, convert.uint8_to_image(face.crop.crop_512))
 
 
@@ -164,6 +169,10 @@ class JoyVASAAudioToMotion(io.ComfyNode):
                               ramp=silence_ramp)
         motion = deferred.generated_motion(models, waveform, sample_rate, settings, silence)
         return io.NodeOutput(motion)
+
+
+#: ExtractFaceRepresentation's face orders -> :func:`joyvasa_core.face.backends.detect_and_crop`'s.
+FACE_ORDERS = {"largest first": "large-small", "left to right": "left-right"}
 
 
 def driving_inputs() -> list:

@@ -41,6 +41,7 @@ CORE_NODES: dict[str, dict] = {
     "SaveVideo": {"inputs": {"video": "VIDEO", "filename_prefix": "STRING", "format": "COMBO",
                              "codec": "COMBO"}, "outputs": []},
     "LoadVideo": {"inputs": {"file": "COMBO"}, "outputs": ["VIDEO"]},
+    "PreviewImage": {"inputs": {"images": "IMAGE"}, "outputs": []},
     "GetVideoComponents": {"inputs": {"video": "VIDEO"}, "outputs": ["IMAGE", "AUDIO", "FLOAT"]},
     "ImageScaleBy": {"inputs": {"image": "IMAGE", "upscale_method": "COMBO", "scale_by": "FLOAT"},
                      "outputs": ["IMAGE"]},
@@ -85,6 +86,20 @@ def load_pack() -> dict[str, type]:
 def nodes_module(name: str):
     """The pack's ``nodes.<name>`` module, as :func:`load_pack` imported it."""
     return importlib.import_module(f"{str(PACK_DIR).replace('.', '_x_')}.nodes.{name}")
+
+
+def loaded_models(models):
+    """A JOYVASA_MODELS value around ``models`` (a :class:`joyvasa_core.pipeline.JoyVASAModels`
+    with a motion generator; both parts managed, as LoadJoyVASAModels makes it)."""
+    import comfy.model_patcher
+
+    managed = nodes_module("models")
+    patchers = {name: comfy.model_patcher.ModelPatcher(managed._Managed(network),
+                                                       load_device=models.device,
+                                                       offload_device=models.device)
+                for name, network in (("liveportrait", models.liveportrait),
+                                      ("motion_generator", models.motion_generator))}
+    return managed.LoadedModels(models=models, patchers=patchers)
 
 
 def tiny_loaded_models():

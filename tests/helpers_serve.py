@@ -74,7 +74,8 @@ class Clip:
 
     def ok(self, audio: bytes) -> bool:
         expected = n_frames(audio)
-        return self.last == {"type": "done", "frames": expected} and len(self.frames) == expected
+        return self.last == {"type": "done", "frames": expected, "sent": expected} \
+            and len(self.frames) == expected
 
 
 async def stream_clip(url: str, audio: bytes, chunk: int = 3200, read_delay: float = 0.0,

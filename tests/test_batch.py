@@ -30,7 +30,7 @@ from helpers_cli import run as run_cli
 from joyvasa_core import video
 from joyvasa_core.batch import command, read_jobs, run_batch
 from joyvasa_core.batch.run import RESULTS_FILE
-from joyvasa_core.batch.worker import partial_path
+from joyvasa_core.job import partial_path
 from joyvasa_core.errors import one_line
 from joyvasa_core.face import mtcnn
 

@@ -22,6 +22,7 @@ from PIL import Image
 from helpers_cli import (copy_models, error_line, error_lines, fails_early, fails_loading, photo_job,
                          run, write_photo_and_speech)
 from joyvasa_core import model_files, options
+from joyvasa_core.job import partial_path
 from joyvasa_core.option_checks import MAX_SEED
 
 
@@ -467,7 +468,12 @@ def test_a_full_disk_mid_render_removes_the_partial_file(tmp_path, inputs, model
     out = tmp_path / "renders" / "talking.mp4"
     line = fails_loading(photo_job(inputs, out, models_dir), capsys, after_progress=True)
     assert sizes and sizes[0] > 0                       # a partial file was on the disk
-    assert line.startswith(f"error: no space left on the device while writing {out} (after ")
+    assert line.startswith(f"error: no space left on the device while writing "
+                           f"{partial_path(out)} (after ")
     assert line.endswith(" frames); the partial file was removed. Free some space or choose "
                          "an output folder on another disk.")
-    assert not out.exists()
+    assert not out.exists() and not partial_path(out).exists()
+    # an earlier render under the same name outlives a failed one
+    out.write_bytes(b"an earlier render")
+    fails_loading(photo_job(inputs, out, models_dir), capsys, after_progress=True)
+    assert out.read_bytes() == b"an earlier render" and not partial_path(out).exists()

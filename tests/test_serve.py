@@ -90,7 +90,8 @@ def test_short_clip_ends_with_done_and_every_frame_at_the_photo_size(server):
     audio = pcm(0.35)
     clip = run(server, lambda url: stream_clip(url, audio))
     frames, done = clip.frames, clip.last
-    assert done == {"type": "done", "frames": n_frames(audio)} and len(frames) == n_frames(audio)
+    assert done == {"type": "done", "frames": n_frames(audio), "sent": n_frames(audio)}
+    assert len(frames) == n_frames(audio)
     for jpeg in frames:
         with Image.open(io.BytesIO(jpeg)) as image:
             assert image.format == "JPEG" and image.size == (38, 46)
@@ -148,7 +149,7 @@ def test_bad_messages_each_get_an_error_and_the_connection_stays_usable(server):
                                          "unknown message type",
                                          "2 bytes per sample")):
         assert words in message, (words, message)
-    assert done == {"type": "done", "frames": expected} and frames == expected
+    assert done == {"type": "done", "frames": expected, "sent": expected} and frames == expected
 
 
 def test_dropped_client_frees_its_session_and_does_not_hold_up_the_next(server):
@@ -200,3 +201,74 @@ def test_serve_command_refuses_bad_flags_in_one_line_before_loading(flags, line,
     assert main(["--image", str(photo), *flags]) == EXIT_ERROR
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert len(err) == 1 and line in err[0], err
+
+
+async def _frames_for(ws, seconds: float) -> tuple[int, list[dict]]:
+    """JPEGs and text messages received over ``seconds`` of wall time."""
+    loop = asyncio.get_running_loop()
+    end, count, texts = loop.time() + seconds, 0, []
+    while (left := end - loop.time()) > 0:
+        try:
+            message = await asyncio.wait_for(ws.recv(), left)
+        except asyncio.TimeoutError:
+            break
+        if isinstance(message, bytes):
+            count += 1
+        else:
+            texts.append(json.loads(message))
+    return count, texts
+
+
+def test_idle_frames_keep_coming_while_no_audio_is_sent(server):
+    """After start, silence on the line: idle frames at about the frame rate; then speech and
+    end: done counts the speech's frames (the offline count), sent counts them all."""
+    audio = pcm(0.4, seed=2)
+
+    async def scenario(url):
+        async with connect(f"ws://{url}/live") as ws:
+            await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+            idle, texts = await _frames_for(ws, 2.5)
+            for lo in range(0, len(audio), 3200):
+                await ws.send(audio[lo:lo + 3200])
+            await ws.send(json.dumps({"type": "end"}))
+            frames = 0
+            while isinstance(message := await receive(ws), bytes):
+                frames += 1
+            return idle, texts, frames, json.loads(message)
+
+    idle, texts, frames, done = run(server, scenario)
+    assert texts == []
+    assert 20 <= idle <= 25 * 2.5 + 8           # 2 s of idle at 25 fps (0.5 s quiet first)
+    assert done["type"] == "done" and done["frames"] == n_frames(audio)
+    assert done["sent"] == idle + frames and frames >= n_frames(audio) - 2
+
+
+def test_interrupt_mid_reply_stops_its_frames_and_the_stream_stays_open(server):
+    """A long reply, interrupted after its first frames: "interrupted" comes back, far fewer
+    frames than the reply's, then idle frames; the stream still ends with done."""
+    audio = pcm(6.0, seed=3)
+
+    async def scenario(url):
+        async with connect(f"ws://{url}/live") as ws:
+            await ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
+            await ws.send(audio[:len(audio) // 2])
+            before = 0
+            while before < 3:
+                before += isinstance(await receive(ws), bytes)
+            await ws.send(json.dumps({"type": "interrupt"}))
+            await ws.send(audio[len(audio) // 2:])     # after the interrupt: a new reply
+            after = 0
+            while isinstance(message := await receive(ws), bytes):
+                after += 1
+            answer = json.loads(message)
+            idle, texts = await _frames_for(ws, 1.5)
+            await ws.send(json.dumps({"type": "end"}))
+            while isinstance(message := await receive(ws), bytes):
+                pass
+            return before, after, answer, idle, texts, json.loads(message)
+
+    before, after, answer, idle, texts, done = run(server, scenario)
+    assert answer == {"type": "interrupted"}
+    assert before + after < n_frames(audio) // 4       # the reply's frames stopped
+    assert texts == [] and idle > 0                     # the second half, then idle frames
+    assert done["type"] == "done"

@@ -41,7 +41,8 @@ def test_expected_workflows_are_shipped():
             "JoyVASA_talking_portrait_vhs.json", "JoyVASA_expression_control.json",
             "JoyVASA_expression_control_api.json", "JoyVASA_video_dubbing.json",
             "JoyVASA_video_dubbing_api.json", "JoyVASA_restore_between.json",
-            "JoyVASA_restore_between_api.json"} <= names
+            "JoyVASA_restore_between_api.json", "JoyVASA_conversation.json",
+            "JoyVASA_conversation_api.json"} <= names
 
 
 def _known(pack, class_type: str):
@@ -124,7 +125,7 @@ def test_ui_workflow_matches_node_schemas(pack, path):
         if node["type"] not in pack:
             continue
         expected = _expected_widgets(inputs)
-        values = node["widgets_values"]
+        values = node.get("widgets_values", [])   # a node without widgets has none
         assert len(values) == len(expected), (node["type"], values, [e[0] for e in expected])
         for (name, kind, options), value in zip(expected, values):
             if kind == "CONTROL":
@@ -143,11 +144,11 @@ def test_ui_workflow_matches_node_schemas(pack, path):
 def _ui_values(pack, node: dict) -> dict:
     inputs, _ = _known(pack, node["type"])
     names = [n for n, _, _ in _expected_widgets(inputs)]
-    return {n: v for n, v in zip(names, node["widgets_values"]) if n != "control_after_generate"}
+    return {n: v for n, v in zip(names, node.get("widgets_values", [])) if n != "control_after_generate"}
 
 
 @pytest.mark.parametrize("stem", ["JoyVASA_talking_portrait", "JoyVASA_expression_control",
-                                  "JoyVASA_restore_between"])
+                                  "JoyVASA_restore_between", "JoyVASA_conversation"])
 def test_api_twin_carries_the_ui_settings(pack, stem):
     ui = _load(hc.PACK_DIR / "workflows" / f"{stem}.json")
     api = _load(hc.PACK_DIR / "workflows" / f"{stem}_api.json")
@@ -156,6 +157,9 @@ def test_api_twin_carries_the_ui_settings(pack, stem):
     by_type = {n["class_type"]: n for n in api.values()}
     for node in ui["nodes"]:
         if node["type"] in pack:
-            api_inputs = by_type[node["type"]]["inputs"]
+            twin = api.get(str(node["id"]))       # an exported twin keeps the node ids
+            if twin is None or twin["class_type"] != node["type"]:
+                twin = by_type[node["type"]]
+            api_inputs = twin["inputs"]
             for name, value in _ui_values(pack, node).items():
                 assert api_inputs[name] == value, (node["type"], name)

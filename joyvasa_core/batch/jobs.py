@@ -29,6 +29,7 @@ from pathlib import Path
 from .. import options
 from ..errors import UsageError, one_line
 from ..job import Job, ModelOptions, read_inputs
+from ..scene import speaker_under
 
 OUTPUT_OPTIONS = ("output", "save_motion")   # relative to --out-dir; the rest to the jobs file
 TRUE = frozenset({"true", "1", "yes", "y", "on"})
@@ -162,7 +163,10 @@ def _argv(row: dict, actions: dict[str, argparse.Action], refused: frozenset[str
         texts = [v.strip() if isinstance(v, str) else json.dumps(v)
                  for v in (value if isinstance(value, list) else [value])]
         # --name=value: a value that starts with '-' is not taken for an option
-        argv += [f"{name}={texts[0]}"] if len(texts) == 1 else [name, *texts]
+        if action.nargs is None and isinstance(action, argparse._AppendAction):  # noqa: SLF001
+            argv += [f"{name}={text}" for text in texts]     # --speaker: one flag per value
+        else:
+            argv += [f"{name}={texts[0]}"] if len(texts) == 1 else [name, *texts]
     return argv
 
 
@@ -176,6 +180,8 @@ def _resolve_paths(args: argparse.Namespace, actions: dict[str, argparse.Action]
             continue
         base = out_dir if dest in OUTPUT_OPTIONS else Path.cwd() if dest in refused else jobs_dir
         setattr(args, dest, base / value.expanduser())
+    if getattr(args, "speaker", None) and getattr(args, "turns", None) is None:
+        args.speaker = [speaker_under(text, jobs_dir) for text in args.speaker]
 
 
 def parse_defaults(argv: Sequence[str]) -> argparse.Namespace:

@@ -23,10 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import UsageError, one_line
-from ..job import ModelOptions, QuietLog
+from ..job import ModelOptions, QuietLog, partial_path
 from .jobs import JobRow
-from .worker import (INTERRUPTED, JobResult, ModelContext, execute, load_models, not_run,
-                     partial_path)
+from .worker import INTERRUPTED, JobResult, ModelContext, execute, load_models, not_run
 
 DEFAULT_CPUS_PER_ACTOR = 4
 #: A job whose actor dies under it is started once more, on another actor.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import socket
 import time
 import traceback
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import one_line
-from ..job import Job, JobLog, ModelOptions, read_inputs, run_job
+from ..job import Job, JobLog, ModelOptions, read_inputs, run_job_atomically
 from .jobs import JobRow
 
 if TYPE_CHECKING:
@@ -60,11 +59,6 @@ class JobResult:
         return json.dumps(asdict(self))
 
 
-def partial_path(output: Path) -> Path:
-    """Where ``output`` streams until it is complete: ``NAME.partial.mp4`` in its folder."""
-    return output.with_name(f"{output.stem}.partial{output.suffix or '.mp4'}")
-
-
 def load_models(models: ModelOptions, model_context: ModelContext | None = None
                 ) -> "JoyVASAModels":
     """``models.load()`` inside ``model_context()`` (if given)."""
@@ -73,19 +67,9 @@ def load_models(models: ModelOptions, model_context: ModelContext | None = None
 
 
 def render_atomically(models: "JoyVASAModels", job: Job, log: JobLog | None = None) -> Path:
-    """Decode the inputs and render the job's video via its partial name; returns the output.
-
-    On any exception (Ctrl-C included) the partial file is removed and the
-    final name is left as it was.
-    """
-    output = job.outputs.video
-    partial = partial_path(output)
-    try:
-        run_job(models, job.writing(partial), read_inputs(job), log)
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
-    return output
+    """Decode the inputs and render the job's video via its partial name
+    (:func:`~joyvasa_core.job.run_job_atomically`); returns the output."""
+    return run_job_atomically(models, job, read_inputs(job, models.models_dir), log)
 
 
 def _relative(output: Path | None, out_dir: Path) -> str | None:

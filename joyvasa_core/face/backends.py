@@ -58,6 +58,15 @@ class Face:
                     None if self.lmk203 is None else self.lmk203 / factor)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Overlap (intersection over union) of two boxes (x1, y1, x2, y2); 0 for empty boxes."""
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / area) if area > 0 else 0.0
+
+
 class FaceBackend(Protocol):
     name: str
 
@@ -155,13 +164,18 @@ def get_backend(name: str = "auto", models_dir: str | Path | None = None,
     return _cached_backend(name, None if models_dir is None else str(models_dir), threshold)
 
 
-def select_face(faces: list[Face], face_index: int, order: str, image_name: str) -> Face:
+def ordered(faces: list[Face], order: str) -> list[Face]:
+    """``faces`` numbered as ``order`` says: ``"large-small"`` (largest box first, the official
+    default) or ``"left-right"`` (by the box's left edge)."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
     if order == "left-right":
-        faces = sorted(faces, key=lambda f: float(f.box[0]))
-    else:
-        faces = sorted(faces, key=lambda f: -float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+        return sorted(faces, key=lambda f: float(f.box[0]))
+    return sorted(faces, key=lambda f: -float((f.box[2] - f.box[0]) * (f.box[3] - f.box[1])))
+
+
+def select_face(faces: list[Face], face_index: int, order: str, image_name: str) -> Face:
+    faces = ordered(faces, order)
     if not 0 <= face_index < len(faces):
         raise FaceIndexError(image_name, face_index, len(faces))
     return faces[face_index]
@@ -212,22 +226,58 @@ def detect_and_crop(image: np.ndarray, backend: str = "auto", models_dir: str | 
     crop_scale / vx / vy: the official crop parameters (2.3, 0, -0.125).
     threshold: the detector's score threshold (None = the backend's default).
     """
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"image must be [H, W, 3] uint8 RGB, got {image.dtype} "
-                         f"{list(image.shape)}; load it with joyvasa_core.face.image_io.load_image")
-    height, width = image.shape[:2]
-    dsize = config.CROP_DSIZE
+    _check_rgb(image)
     chosen = get_backend("none" if box is not None else backend, models_dir, threshold, box)
-    face = None
     if isinstance(chosen, NoneBackend):
         faces = chosen.detect(image)
         face = faces[0] if faces else None
     else:
-        view, factor = detection_view(image)
-        faces = [f.scaled(factor) for f in chosen.detect(view)]
-        if not faces:
-            raise NoFaceError(image_name, chosen.name, getattr(chosen, "threshold", None))
-        face = select_face(faces, face_index, order, image_name)
+        face = select_face(_detect_all(chosen, image, image_name), face_index, order, image_name)
+    return crop_face(image, face, chosen.name, crop_scale=crop_scale, vx=vx, vy=vy,
+                     image_name=image_name)
+
+
+def _check_rgb(image: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be [H, W, 3] uint8 RGB, got {image.dtype} "
+                         f"{list(image.shape)}; load it with joyvasa_core.face.image_io.load_image")
+
+
+def _detect_all(chosen: FaceBackend, image: np.ndarray, image_name: str) -> list[Face]:
+    view, factor = detection_view(image)
+    faces = [f.scaled(factor) for f in chosen.detect(view)]
+    if not faces:
+        raise NoFaceError(image_name, chosen.name, getattr(chosen, "threshold", None))
+    return faces
+
+
+def detect_faces(image: np.ndarray, backend: str = "auto", models_dir: str | Path | None = None,
+                 threshold: float | None = None, order: str = "left-right",
+                 image_name: str = "the source image") -> tuple[list[Face], str]:
+    """Every face the detector finds in ``image`` ([H, W, 3] uint8 RGB, full resolution; detection
+    runs on a copy no larger than ``image_io.MAX_DETECT_SIDE``), in full-image pixels, numbered
+    as ``order`` says, and the name of the backend that ran. Raises NoFaceError when there is
+    none; ``backend="none"`` detects nothing (an empty list)."""
+    _check_rgb(image)
+    chosen = get_backend(backend, models_dir, threshold)
+    if isinstance(chosen, NoneBackend):
+        return [], chosen.name
+    return ordered(_detect_all(chosen, image, image_name), order), chosen.name
+
+
+def box_face(box) -> Face:
+    """A face given as a pixel box (x1, y1, x2, y2): its landmarks estimated from the box,
+    as ``backend="none"`` places a crop."""
+    return NoneBackend(box).detect(np.zeros((1, 1, 3), np.uint8))[0]
+
+
+def crop_face(image: np.ndarray, face: Face | None, backend: str = "none", *,
+              crop_scale: float = config.CROP_SCALE, vx: float = config.CROP_VX_RATIO,
+              vy: float = config.CROP_VY_RATIO, image_name: str = "the source image") -> FaceCrop:
+    """The official 512x512 crop of ``face`` in ``image`` ([H, W, 3] uint8 RGB); None: the whole
+    image letterboxed. backend: the name recorded in the crop. Raises FaceTooSmallError."""
+    height, width = image.shape[:2]
+    dsize = config.CROP_DSIZE
     if face is None:
         m_o2c = letterbox_o2c(height, width, dsize)
     else:
@@ -248,5 +298,5 @@ def detect_and_crop(image: np.ndarray, backend: str = "auto", models_dir: str | 
         eye_open=None if lmk203 is None else geometry.eye_open_ratio(lmk203),
         lip_open=None if lmk203 is None else geometry.lip_open_ratio(lmk203),
         box=None if face is None else face.box,
-        backend=chosen.name,
+        backend=backend,
     )

@@ -152,15 +152,33 @@ class PasteBack:
         if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[2:] != (self.crop_size,) * 2:
             raise ValueError(f"frames must be [B, 3, {self.crop_size}, {self.crop_size}], "
                              f"got {list(frames.shape)}")
-        batch = frames.shape[0]
         base = self.background_u8 if as_uint8 else self.background
-        out = base.expand(batch, -1, -1, -1).clone()
+        out = base.expand(frames.shape[0], -1, -1, -1).clone()
+        return self._blend(frames, out, self.background_roi, as_uint8)
+
+    def onto(self, frames: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+        """frames: [B, 3, S, S] float 0..1 pasted into ``previous`` [B, H, W, 3] (float 0..1 in
+        the construction dtype, even size: another face's paste of the same source) instead
+        of the background -> [B, H, W, 3]. Pixels where this mask is 0 are ``previous``'s."""
+        if previous.shape[1:] != self.background.shape[1:] or previous.shape[0] != frames.shape[0]:
+            raise ValueError(f"previous frames must be [{frames.shape[0]}, "
+                             f"{', '.join(map(str, self.background.shape[1:]))}], "
+                             f"got {list(previous.shape)}")
+        y0, y1, x0, x1 = self.roi
+        roi = previous[:, y0:y1, x0:x1].permute(0, 3, 1, 2)
+        return self._blend(frames, previous.clone(), roi, False)
+
+    def _blend(self, frames: torch.Tensor, out: torch.Tensor, under: torch.Tensor,
+               as_uint8: bool) -> torch.Tensor:
+        """``frames`` warped into the ROI of ``out`` [B, H, W, 3] (in place) over ``under``
+        ([1 or B, 3, h, w], the pixels beneath the ROI) through the mask."""
+        batch = frames.shape[0]
         y0, y1, x0, x1 = self.roi
         if y1 > y0:
             grid = self.grid.expand(batch, -1, -1, -1)
             warped = F.grid_sample(frames.to(self.grid.dtype), grid, mode="bilinear",
                                    padding_mode="zeros", align_corners=False)       # [B, 3, h, w]
-            blended = torch.lerp(self.background_roi, warped, self.mask)
+            blended = torch.lerp(under, warped, self.mask)
             if as_uint8:
                 blended = blended.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
             out[:, y0:y1, x0:x1] = blended.permute(0, 2, 3, 1)

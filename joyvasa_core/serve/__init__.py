@@ -8,10 +8,18 @@ port (the ``websockets`` library):
 * ``GET /photo``: the photo (JPEG), shown by the page before the stream starts;
 * WebSocket ``/live``: the protocol of docs/live_mode.md:
   client -> server ``{"type": "start", "sample_rate": N, ...settings}``, binary
-  s16le mono PCM chunks, ``{"type": "end"}``; server -> client one binary JPEG per
-  frame in order (the photo's size rounded up to even), ``{"type": "error",
-  "message": ...}`` for a bad message (the connection stays usable) and
-  ``{"type": "done", "frames": N}`` after the last frame of an ended stream.
+  s16le mono PCM chunks, ``{"type": "interrupt"}``, ``{"type": "end"}``; server ->
+  client one binary JPEG per frame in order (the photo's size rounded up to
+  even), ``{"type": "interrupted"}`` once an interrupted reply is dropped (the
+  stream goes on, idle), ``{"type": "error", "message": ...}`` for a bad message
+  (the connection stays usable) and ``{"type": "done", "frames": N, "sent": M}``
+  after the last frame of an ended stream (N: the frames the speech received
+  accounts for, the offline count; M: every frame sent, idle ones included).
+
+While a started stream gets no audio for ``idle_after`` seconds, it ends the
+reply it was in (its last frames) and then sends idle frames at the frame rate
+(the generated idle motion, lips held shut by the silence gate) until speech
+comes again; that speech continues from the idle motion.
 
 Several clients share the device: one worker thread runs the steps (a window
 sampled, a render chunk) of every open stream in turn, first come first
@@ -55,9 +63,12 @@ log = logging.getLogger(__name__)
 INBOX_MESSAGES = 32
 #: Streams the server runs at once by default; a ``start`` beyond them is answered with an error.
 MAX_STREAMS = 8
+#: Seconds without audio after which a stream ends its reply and sends idle frames.
+IDLE_AFTER = 0.5
 JPEG_QUALITY = 85
 PAGE = Path(__file__).with_name("page.html")
 _END = object()
+_INTERRUPT = object()
 
 
 def encode_jpegs(frames: LiveFrames, quality: int = JPEG_QUALITY) -> list[bytes]:
@@ -81,13 +92,14 @@ class LiveServer:
     once (a ``start`` beyond them is answered with an error). send_buffer: each
     connection's kernel send buffer (bytes; None: the system's, which on Linux grows
     up to ``net.ipv4.tcp_wmem``'s 4 MiB): how many frames a slow reader can leave
-    unread before its stream waits.
+    unread before its stream waits. idle_after: seconds without audio after which a
+    stream sends idle frames (None: never; the stream waits for speech).
     """
 
     def __init__(self, models: JoyVASAModels, face: PhotoSource,
                  defaults: Mapping[str, object] | None = None,
                  driving: DrivingSettings = DrivingSettings(), max_streams: int = MAX_STREAMS,
-                 send_buffer: int | None = None):
+                 send_buffer: int | None = None, idle_after: float | None = IDLE_AFTER):
         self.defaults = dict(defaults or {})
         parse_start({"sample_rate": MIN_SAMPLE_RATE}, self.defaults)
         if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
@@ -96,7 +108,9 @@ class LiveServer:
         if send_buffer is not None and (isinstance(send_buffer, bool) or not isinstance(send_buffer, int)
                                         or send_buffer < 4096):
             raise ValueError(f"send_buffer must be a whole number of bytes >= 4096, got {send_buffer!r}")
-        self.max_streams, self.send_buffer = max_streams, send_buffer
+        if idle_after is not None and not (isinstance(idle_after, (int, float)) and idle_after > 0):
+            raise ValueError(f"idle_after must be a number of seconds > 0 or None, got {idle_after!r}")
+        self.max_streams, self.send_buffer, self.idle_after = max_streams, send_buffer, idle_after
         self.sessions: set[LiveSession] = set()     # open streams (their work not yet over)
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="joyvasa-live")
         height, width = (int(s) + int(s) % 2 for s in face.image.shape[:2])
@@ -196,7 +210,12 @@ class LiveServer:
             stream.ended = True
             await stream.inbox.put(_END)
             return stream
-        raise ProtocolError(f"unknown message type {short(kind)}: use start, binary PCM, end")
+        if kind == "interrupt":
+            if stream is None or stream.ended:
+                raise ProtocolError("interrupt without a running stream: send start first")
+            await stream.interrupt()
+            return stream
+        raise ProtocolError(f"unknown message type {short(kind)}: use start, binary PCM, interrupt, end")
 
 
 class _Stream:
@@ -204,9 +223,11 @@ class _Stream:
 
     def __init__(self, server: LiveServer, ws, rate: int, settings: LiveSettings) -> None:
         self.server, self.ws, self.rate = server, ws, rate
-        self.session = LiveSession(server.models, server.face, settings, server.driving)
+        self.session = LiveSession(server.models, server.face, settings, server.driving,
+                                   sample_rate=rate)
         self.inbox: asyncio.Queue = asyncio.Queue(maxsize=INBOX_MESSAGES)
         self.ended = self.over = False
+        self.sent = 0
         server.sessions.add(self.session)
         self.task = asyncio.get_running_loop().create_task(self._work())
 
@@ -215,17 +236,53 @@ class _Stream:
         self.task.cancel()
         self.server.sessions.discard(self.session)
 
+    async def interrupt(self) -> None:
+        """Drop the reply: the session's uncommitted speech, and the audio still queued."""
+        self.session.interrupt()
+        while not self.inbox.empty():
+            self.inbox.get_nowait()
+        await self.inbox.put(_INTERRUPT)
+
+    async def _next(self, loop) -> object:
+        """The next inbox item; with ``idle_after`` set, None when the client sent nothing
+        for that long (then once per ``chunk`` frames of real time while it stays quiet)."""
+        wait = self.server.idle_after
+        if wait is None:
+            return await self.inbox.get()
+        if self.idle_since is not None:      # idle already: pace the frames at the frame rate
+            due = self.idle_since + self.idle_sent / self.session.fps
+            wait = max(0.0, due - loop.time())
+        if not self.inbox.empty() or wait <= 0:    # (wait_for with no time left never reads)
+            return None if self.inbox.empty() else self.inbox.get_nowait()
+        try:
+            return await asyncio.wait_for(self.inbox.get(), wait)
+        except asyncio.TimeoutError:
+            return None
+
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
+        chunk = self.session.settings.chunk
+        self.idle_since, self.idle_sent = None, 0
         try:
             while True:
-                item = await self.inbox.get()
-                frames = self.session.finish() if item is _END else self.session.push(item, self.rate)
-                while (jpegs := await loop.run_in_executor(self.server._worker, _next_jpegs, frames)):
-                    for jpeg in jpegs:
-                        await self.ws.send(jpeg)      # waits while a slow reader's buffer is full
+                item = await self._next(loop)
+                if item is None:                       # quiet: the reply is over, idle frames
+                    if self.idle_since is None:
+                        self.idle_since = loop.time()
+                    frames = self.session.idle(chunk)
+                    self.idle_sent += chunk
+                elif item is _INTERRUPT:
+                    await self._send(loop, self.session.end_reply())   # applies the interrupt
+                    await _send_json(self.ws, {"type": "interrupted"})
+                    continue
+                else:
+                    self.idle_since, self.idle_sent = None, 0
+                    frames = self.session.finish() if item is _END \
+                        else self.session.push(item, self.rate)
+                await self._send(loop, frames)
                 if item is _END:
-                    await _send_json(self.ws, {"type": "done", "frames": self.session.rendered})
+                    await _send_json(self.ws, {"type": "done", "frames": self.session.speech_frames,
+                                               "sent": self.sent})
                     return
         except (LiveCancelled, asyncio.CancelledError):
             pass
@@ -237,6 +294,13 @@ class _Stream:
             self.server.sessions.discard(self.session)
             while not self.inbox.empty():        # wakes a reader waiting on a full inbox: never stuck
                 self.inbox.get_nowait()
+
+    async def _send(self, loop, frames: Iterator[LiveFrames]) -> None:
+        """Run ``frames`` on the worker thread, sending each render chunk's JPEGs in order."""
+        while (jpegs := await loop.run_in_executor(self.server._worker, _next_jpegs, frames)):
+            for jpeg in jpegs:
+                await self.ws.send(jpeg)      # waits while a slow reader's buffer is full
+            self.sent += len(jpegs)
 
 
 def _next_jpegs(frames: Iterator[LiveFrames]) -> list[bytes] | None:
