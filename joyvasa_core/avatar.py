@@ -111,6 +111,7 @@ class AvatarDriver:
         self._interrupted: list[asyncio.Future] = []
         self._closed = False
         self.interruptions = 0          # interrupts carried out (the session dropped its reply)
+        self.replies_ended = 0          # replies whose last frame went out (counted before the next yield)
 
     # ------------------------------------------------------------ transport side
 
@@ -177,6 +178,7 @@ class AvatarDriver:
             if work is not None:
                 batch = await loop.run_in_executor(self._executor, next, work, None)
                 if batch is None:
+                    self.replies_ended += ending
                     work, ending = None, False
                 elif not self._interrupt:            # frames of a dropped reply never go out
                     yield self._handed(batch), False

@@ -73,9 +73,16 @@ def test_video_generator_pairs_speech_with_frames_ends_segments_and_clears(serve
         generator.clear_buffer()
         cleared = len(out)
         await until(lambda: len(kinds(out[cleared:], rtc.VideoFrame)) >= 25, "idle frames after clear_buffer")
-        return idle, spoken, out[mark:]
+        interrupted = out[mark:]
+        mark = len(out)
+        for speech in (reply, speech_pcm(0.4, seed=3)):             # two replies back to back
+            for frame in frames_of(speech):
+                await generator.push_audio(frame)
+            await generator.push_audio(AudioSegmentEnd())
+        await until(lambda: len(kinds(out[mark:], AudioSegmentEnd)) == 2, "both segment ends")
+        return idle, spoken, interrupted, out[mark:]
 
-    idle, spoken, interrupted = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
+    idle, spoken, interrupted, two = asyncio.run(asyncio.wait_for(scenario(), 4 * WAIT))
     assert not kinds(idle, rtc.AudioFrame) and {(v.width, v.height) for v in idle} == {(38, 46)}
     first = next(i for i, x in enumerate(spoken) if isinstance(x, rtc.AudioFrame)) - 1
     speaking = spoken[first:]                       # idle frames may come first, then speech: V A V A ...
@@ -89,6 +96,10 @@ def test_video_generator_pairs_speech_with_frames_ends_segments_and_clears(serve
     cut = kinds(interrupted, rtc.AudioFrame)
     assert 4 <= len(cut) < 50 and level(cut) < 0.5 * level(frames_of(long_reply))
     assert not kinds(interrupted, AudioSegmentEnd)                # the runner reports it interrupted
+    ends = [i for i, x in enumerate(two) if isinstance(x, AudioSegmentEnd)]
+    # each end right after its reply's last sound, the second reply's sound between them
+    assert isinstance(two[ends[0] - 1], rtc.AudioFrame) and isinstance(two[ends[1] - 1], rtc.AudioFrame)
+    assert len(kinds(two[ends[0]:ends[1]], rtc.AudioFrame)) >= len(speech_pcm(0.4, seed=3)) // 2 // 640
 
 
 def test_worker_parses_its_arguments_and_names_what_is_missing(capsys, monkeypatch, tmp_path):

@@ -90,12 +90,14 @@ class JoyVASAVideoGenerator(VideoGenerator):
     async def _stream(self) -> AsyncIterator[rtc.VideoFrame | rtc.AudioFrame | AudioSegmentEnd]:
         loop = asyncio.get_running_loop()
         due = loop.time()
-        speaking = False
-        async for batch, idle in self._started().frames():
-            if idle and speaking and self._segments:        # the reply's last frame went out
-                self._segments -= 1
-                yield AudioSegmentEnd()
-            speaking = not idle
+        driver = self._started()
+        ended = driver.replies_ended
+        async for batch, idle in driver.frames():
+            if driver.replies_ended > ended:               # a reply's last frame went out
+                ended = driver.replies_ended
+                if self._segments:
+                    self._segments -= 1
+                    yield AudioSegmentEnd()
             for _index, image, audio in frame_pairs(at_rate(batch, self.sample_rate)):
                 if idle:                                   # the synchroniser paces speech, idle paces here
                     due = max(due + 1 / batch.fps, loop.time() - 1 / batch.fps)
