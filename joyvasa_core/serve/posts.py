@@ -6,7 +6,9 @@ makes the connection class that ``serve(create_connection=...)`` takes: it reads
 a connection's first bytes, and when the request is a POST to one of ``routes``
 it reads the body (``Content-Length``, at most :data:`MAX_POST_BYTES`), awaits
 the route and writes its answer, then closes; every other request goes to
-websockets unchanged. One request per POST connection (``Connection: close``).
+websockets unchanged. One request per POST connection (``Connection: close``); like a
+WebSocket handshake, it must be answered within websockets' ``open_timeout`` (10 s),
+after which websockets drops the connection.
 """
 from __future__ import annotations
 

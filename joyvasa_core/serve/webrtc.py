@@ -177,17 +177,15 @@ class WebRTCPeers:
         return 200, _JSON, json.dumps(answer).encode()
 
     def close(self) -> None:
+        """Stop every peer's stream (and close its connection when called inside the loop)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         for peer in list(self.peers):
             peer.driver.close()
-            asyncio.ensure_future(peer.close()) if _loop_running() else None
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-        return True
-    except RuntimeError:
-        return False
+            if loop is not None:
+                loop.create_task(peer.close())
 
 
 class _Peer:
