@@ -111,6 +111,7 @@ class AvatarDriver:
         self._interrupted: list[asyncio.Future] = []
         self._closed = False
         self.interruptions = 0          # interrupts carried out (the session dropped its reply)
+        self._dropped = 0               # frames below this index belong to an interrupted reply
         self.replies_ended = 0          # replies whose last frame went out (counted before the next yield)
 
     # ------------------------------------------------------------ transport side
@@ -163,30 +164,37 @@ class AvatarDriver:
             if self._interrupt:
                 self._interrupt, work, ending = False, None, False
                 await loop.run_in_executor(self._executor, _interrupt, self.session)
+                # the session still renders the step it had committed: those frames are the
+                # dropped reply's, and never go out (the frame index jumps over them)
+                self._dropped = self.session.committed
                 self.interruptions += 1
                 while self._interrupted:
                     if not (done := self._interrupted.pop()).done():
                         done.set_result(None)
                 continue
-            while self._inbox and not ending:
-                # speech queued meanwhile joins the session at once (push only buffers it;
-                # the newest iterator does the work the older ones left); a reply's end is
-                # rendered to its last frame before the next reply's speech goes in
-                item = self._inbox.popleft()
-                ending = item is _END_REPLY
-                work = self.session.end_reply() if ending else self.session.push(*item)
+            while self._inbox and self._inbox[0] is not _END_REPLY and not ending:
+                # speech queued meanwhile joins the session at once (push only buffers it); the
+                # iterator in progress goes on, so each step it commits is rendered before the
+                # next (a newer iterator would commit first and let the renderer fall behind);
+                # the next reply's speech waits until the last one's end is rendered
+                pushed = self.session.push(*self._inbox.popleft())
+                work = work or pushed
+            if work is None and self._inbox:         # a reply's end, once its speech is worked
+                self._inbox.popleft()
+                work, ending = self.session.end_reply(), True
             if work is not None:
                 batch = await loop.run_in_executor(self._executor, next, work, None)
                 if batch is None:
                     self.replies_ended += ending
                     work, ending = None, False
-                elif not self._interrupt:            # frames of a dropped reply never go out
-                    yield self._handed(batch), False
+                elif not self._interrupt and batch.start >= self._dropped:
+                    yield self._handed(batch), False     # frames of a dropped reply never go out
                 continue
             count = min(self.wanted(), self.session.settings.chunk)
             if count > 0 and not self.session.pending:
                 for batch in await loop.run_in_executor(self._executor, _all, self.session.idle(count)):
-                    yield self._handed(batch), True
+                    if batch.start >= self._dropped:
+                        yield self._handed(batch), True
                 continue
             self._arrived.clear()
             try:
@@ -205,7 +213,6 @@ def _all(frames: Iterator[LiveFrames]) -> list[LiveFrames]:
 
 
 def _interrupt(session: LiveSession) -> None:
-    """Interrupt and apply it now (``idle(0)`` takes it), so ``pending`` is False at once.
-    Frames it renders (committed before the interrupt) belong to the dropped reply."""
+    """Interrupt and apply it now (``idle(0)`` takes it), so ``pending`` is False at once."""
     session.interrupt()
     _all(session.idle(0))

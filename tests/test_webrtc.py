@@ -32,11 +32,12 @@ class SpeechTrack(MediaStreamTrack):
     def __init__(self, pcm: np.ndarray) -> None:
         super().__init__()
         self.pcm, self.sent, self.start = pcm, 0, None
+        self.silenced = False           # a barge-in: the speaker stops
 
     async def recv(self):
         import av
 
-        if self.sent >= len(self.pcm):
+        if self.sent >= len(self.pcm) or self.silenced:
             self.stop()
             raise MediaStreamError
         if self.start is None:
@@ -61,31 +62,37 @@ def post(url: str, path: str, body: bytes) -> tuple[int, str, bytes]:
         return error.code, error.headers["Content-Type"], error.read()
 
 
-async def call(url: str, pcm: np.ndarray | None, enough, interrupt_after: int | None = None):
+async def call(url: str, pcm: np.ndarray | None, enough, interrupt_when=None):
     """Connect a peer (microphone ``pcm``, or none) and gather what comes back until
     ``enough(video, audio, messages)``; returns (video frames [(pts, w, h)], audio [n] float
-    at 48 kHz, data channel messages). Waits on what arrived, never on a fixed time: the
+    at 48 kHz, data channel messages (text, audio samples received before it)). Waits on what arrived, never on a fixed time: the
     machine running the tests may be slower than real time."""
     pc = RTCPeerConnection()
+    speaker = None
     if pcm is not None:
-        pc.addTrack(SpeechTrack(pcm))
+        speaker = SpeechTrack(pcm)
+        pc.addTrack(speaker)
     else:
         pc.addTransceiver("audio", direction="recvonly")
     pc.addTransceiver("video", direction="recvonly")
     channel = pc.createDataChannel("control")
     opened, messages = asyncio.Event(), []
     channel.on("open", opened.set)
-    channel.on("message", messages.append)
+    channel.on("message", lambda text: messages.append((text, sum(map(len, audio)))))
     video, audio, tasks = [], [], []
 
     async def read(track):
+        nonlocal interrupt_when
         try:
             while True:
                 frame = await track.recv()
                 if track.kind == "video":
                     video.append((frame.pts, frame.width, frame.height))
-                    if interrupt_after is not None and len(video) == interrupt_after:
+                    if interrupt_when is not None and interrupt_when(video, audio):
+                        interrupt_when = None                 # once
                         channel.send(json.dumps({"type": "interrupt"}))
+                        if speaker is not None:
+                            speaker.silenced = True           # a barge-in: the speaker stops too
                 else:
                     x = frame.to_ndarray().astype(np.float32).reshape(-1, len(frame.layout.channels))
                     audio.append(x.mean(axis=1) / 32768)
@@ -141,10 +148,10 @@ def test_a_peer_sends_speech_and_gets_video_and_the_speech_back(server):  # noqa
 
 def test_idle_frames_flow_without_speech_and_interrupt_is_answered(server):  # noqa: F811
     enough = lambda video, _, messages: messages and len(video) >= 20  # noqa: E731
-    video, audio, messages = run(server, lambda url: call(url, None, enough, interrupt_after=5))
+    video, audio, messages = run(server, lambda url: call(url, None, enough, lambda video, _: len(video) == 5))
     assert len(video) >= 20                         # idle video, no speech at all
     assert np.abs(audio).max(initial=0) < 1e-3      # idle frames carry silence
-    assert json.loads(messages[0]) == {"type": "interrupted"}
+    assert json.loads(messages[0][0]) == {"type": "interrupted"}
 
 
 def test_post_answers_name_the_problem(server, monkeypatch):  # noqa: F811
@@ -168,3 +175,24 @@ def test_post_answers_name_the_problem(server, monkeypatch):  # noqa: F811
     assert b'value="webrtc" checked' in page and b'"/offer"' in page and b"/live" in page
     assert b'createDataChannel("control")' in page and b'id="interrupt"' in page
     assert b"createMediaStreamDestination" in page
+
+
+def test_an_interrupt_mid_reply_silences_it_and_the_video_goes_on(server):  # noqa: F811
+    pcm = np.frombuffer(speech_pcm(4.0, seed=2), "<i2")
+    heard = []                                   # video frames received when the reply was heard
+
+    def barge_in(video, audio) -> bool:
+        if sum(np.abs(a).sum() for a in audio) > 30:
+            heard.append(len(video))
+            return True
+        return False
+
+    def enough(video, audio, messages) -> bool:
+        return bool(messages) and len(audio) >= messages[0][1] + 48000 and len(video) >= heard[0] + 25
+
+    video, audio, messages = run(server, lambda url: call(url, pcm, enough, barge_in))
+    (answer, at), = messages
+    assert json.loads(answer) == {"type": "interrupted"}
+    before, after = np.abs(audio[:at]).sum(), np.abs(audio[at + 4800:]).sum()   # 0.1 s in flight
+    assert before > 30 and after < 0.05 * before, (before, after)
+    assert len(video) >= heard[0] + 25                      # idle video after the reply was dropped

@@ -40,6 +40,9 @@ AUDIO_SAMPLES = AUDIO_RATE // 50
 VIDEO_CLOCK = 90000
 #: Seconds without microphone audio that end a reply (its last frames follow, then idle).
 QUIET_SECONDS = 0.5
+#: After an interrupt, microphone audio is dropped until a packet peaks below this (int16), or
+#: a pause: what is in flight and in aiortc's jitter buffer belongs to the dropped reply.
+SILENT_LEVEL = 64
 #: Frames (with their audio) kept ahead of the audio clock; the idle lead.
 PLAYOUT_LEAD = 8
 INSTALL = "WebRTC needs aiortc: pip install -r requirements-agents.txt\n"
@@ -197,6 +200,7 @@ class _Peer:
         self.driver = AvatarDriver(session, lead=PLAYOUT_LEAD, executor=peers.server._worker,
                                    wanted=lambda: PLAYOUT_LEAD - self.playout.buffered())
         self.tasks: list[asyncio.Task] = []
+        self.flushing = False           # dropping the interrupted reply's speech still arriving
         peers.peers.add(self)
         peers.server.sessions.add(session)
 
@@ -238,11 +242,16 @@ class _Peer:
             except (asyncio.TimeoutError, MediaStreamError) as stop:
                 if speaking:
                     self.driver.end_reply()
-                speaking = False
+                speaking, self.flushing = False, False
                 if isinstance(stop, MediaStreamError):
                     return
                 continue
             pcm = frame.to_ndarray().reshape(-1, len(frame.layout.channels)).T
+            if self.flushing:
+                # after an interrupt, the speech still in flight and in the receiver's jitter
+                # buffer is the dropped reply's: listen again at a pause (above) or a silent packet
+                self.flushing = bool(np.abs(pcm).max(initial=0) >= SILENT_LEVEL)
+                continue
             self.driver.push(pcm, frame.sample_rate)
             speaking = True
 
@@ -257,6 +266,7 @@ class _Peer:
                 channel.send(json.dumps({"type": "error", "message": str(exc)}))
                 return
             done = self.driver.interrupt()
+            self.flushing = True
             self.playout.clear()
             await done
             if channel.readyState == "open":
