@@ -63,8 +63,8 @@ def at_rate(batch: LiveFrames, rate: int) -> LiveFrames:
 
 class WallClock:
     """Frames a consumer playing at ``fps`` in real time wants: those due since the first
-    frame was handed out, plus ``lead`` ahead. Re-anchors when the producer fell behind,
-    so a slow reply is not followed by a burst of idle frames."""
+    frame was handed out, plus ``lead`` ahead. Re-anchors when the producer fell more than
+    a second behind, so a slow reply is not followed by a burst of idle frames."""
 
     def __init__(self, fps: float, lead: int) -> None:
         self.fps, self.lead = fps, lead
@@ -80,7 +80,7 @@ class WallClock:
         if self._t0 is None:
             return self.lead
         due = (time.monotonic() - self._t0) * self.fps
-        if due > self._handed + self.lead:             # behind: play on from now
+        if due > self._handed + self.lead + self.fps:  # a second behind: play on from now
             self._t0 = time.monotonic() - self._handed / self.fps
             due = self._handed
         return max(0, int(due) + self.lead - self._handed)
@@ -128,7 +128,8 @@ class AvatarDriver:
 
     def interrupt(self) -> asyncio.Future:
         """Drop the queued speech and the reply in progress; idle again within one render
-        chunk. Returns a future done once the session has dropped the reply."""
+        chunk. Returns a future done once the session has dropped the reply (by the loop
+        iterating :meth:`frames`: never await it from inside that loop)."""
         self._inbox.clear()
         self._interrupt = True
         done = asyncio.get_running_loop().create_future()
