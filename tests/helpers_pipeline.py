@@ -96,3 +96,19 @@ def random_motion(frames: int, seed: int, fps: float = 25.0) -> MotionSequence:
                           pitch=5 * torch.randn(frames, generator=g),
                           yaw=5 * torch.randn(frames, generator=g),
                           roll=torch.randn(frames, generator=g), fps=fps)
+
+
+def two_faces() -> np.ndarray:
+    """[241, 451, 3] uint8: skimage's astronaut (left) and cameraman (right), 200 px each,
+    on a grey canvas of odd size."""
+    import cv2
+    import skimage.data
+
+    astronaut = cv2.resize(skimage.data.astronaut()[:300, 80:380], (200, 200),
+                           interpolation=cv2.INTER_AREA)
+    camera = np.stack([skimage.data.camera()[60:300, 100:340]] * 3, -1)
+    camera = cv2.resize(camera, (200, 200), interpolation=cv2.INTER_AREA)
+    canvas = np.full((241, 451, 3), 90, np.uint8)
+    canvas[20:220, 10:210] = astronaut
+    canvas[20:220, 240:440] = camera
+    return canvas

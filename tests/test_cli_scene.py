@@ -22,7 +22,7 @@ from helpers_video import espeak_wav, write_clip
 from joyvasa_core.audio import load_audio_file, prepare_waveform
 from joyvasa_core.config import AUDIO_PAD_AFTER, AUDIO_PAD_BEFORE, AUDIO_SAMPLE_RATE
 from joyvasa_core.face import mtcnn
-from test_scene_source import two_faces
+from helpers_pipeline import two_faces
 
 pytestmark = [
     pytest.mark.skipif(not mtcnn.available(), reason="no-download face detector missing"),

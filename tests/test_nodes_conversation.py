@@ -19,22 +19,7 @@ MOTION = dict(cfg_scale=2.8, sampler="ddim", steps=2, smoothing=1.0, pose_scale=
               expression_scale=1.0)
 
 
-def two_people() -> torch.Tensor:
-    """IMAGE [1, 241, 451, 3]: skimage's astronaut (left) and cameraman (right) on grey."""
-    import cv2
-    import skimage.data
-
-    astronaut = cv2.resize(skimage.data.astronaut()[:300, 80:380], (200, 200),
-                           interpolation=cv2.INTER_AREA)
-    camera = np.stack([skimage.data.camera()[60:300, 100:340]] * 3, -1)
-    camera = cv2.resize(camera, (200, 200), interpolation=cv2.INTER_AREA)
-    canvas = np.full((241, 451, 3), 90, np.uint8)
-    canvas[20:220, 10:210] = astronaut
-    canvas[20:220, 240:440] = camera
-    return torch.from_numpy(canvas).float()[None] / 255
-
-
-PHOTO = two_people()
+PHOTO = torch.from_numpy(hp.two_faces()).float()[None] / 255   # [1, 241, 451, 3]: two people
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import helpers_pipeline as hp
+from helpers_pipeline import two_faces
 from joyvasa_core import pipeline
 from joyvasa_core.face import mtcnn
 from joyvasa_core.face.backends import detect_faces
@@ -24,22 +25,6 @@ from joyvasa_core.settings import MotionSettings
 
 needs_mtcnn = pytest.mark.skipif(not mtcnn.available(), reason="no-download face detector missing")
 SETTINGS = MotionSettings(sampler="ddim", steps=2)
-
-
-def two_faces() -> np.ndarray:
-    """[241, 451, 3] uint8: skimage's astronaut (left) and cameraman (right), 200 px each,
-    on a grey canvas of odd size."""
-    import cv2
-    import skimage.data
-
-    astronaut = cv2.resize(skimage.data.astronaut()[:300, 80:380], (200, 200),
-                           interpolation=cv2.INTER_AREA)
-    camera = np.stack([skimage.data.camera()[60:300, 100:340]] * 3, -1)
-    camera = cv2.resize(camera, (200, 200), interpolation=cv2.INTER_AREA)
-    canvas = np.full((241, 451, 3), 90, np.uint8)
-    canvas[20:220, 10:210] = astronaut
-    canvas[20:220, 240:440] = camera
-    return canvas
 
 
 @pytest.fixture(scope="module")
