@@ -41,7 +41,7 @@ CORE_NODES: dict[str, dict] = {
     "SaveVideo": {"inputs": {"video": "VIDEO", "filename_prefix": "STRING", "format": "COMBO",
                              "codec": "COMBO"}, "outputs": []},
     "LoadVideo": {"inputs": {"file": "COMBO"}, "outputs": ["VIDEO"]},
-    "PreviewImage": {"inputs": {"images": "IMAGE"}, "outputs": []},
+    "SaveImage": {"inputs": {"images": "IMAGE", "filename_prefix": "STRING"}, "outputs": []},
     "GetVideoComponents": {"inputs": {"video": "VIDEO"}, "outputs": ["IMAGE", "AUDIO", "FLOAT"]},
     "ImageScaleBy": {"inputs": {"image": "IMAGE", "upscale_method": "COMBO", "scale_by": "FLOAT"},
                      "outputs": ["IMAGE"]},
