@@ -86,19 +86,42 @@ class SilenceGate:
 
     def apply(self, stream: MotionStream, speech: torch.Tensor | np.ndarray) -> MotionStream:
         """``stream`` with the lips gated by ``speech`` (``[N]`` mono 16 kHz, what the stream
-        was sampled from; its frame count must be known). Disabled: ``stream`` itself."""
+        was sampled from; its frame count must be known). Disabled: ``stream`` itself.
+
+        The detector runs as the chunks are read, each time only as far as the chunk's
+        frames plus the ramp and the shortest pause reach (so the first frame does not
+        wait for a long clip's detection); the weights equal :meth:`weights` of the whole.
+        """
         if not self.enabled:
             return stream
         if stream.n_frames is None:
             raise ValueError("the silence gate needs the stream's frame count; gate a live "
                              "stream with speech_frames() and gate_weights() as its audio arrives")
-        weights = self.weights(speech, stream.n_frames, stream.fps)
+        samples = speech.detach().to("cpu", torch.float32).numpy() \
+            if isinstance(speech, torch.Tensor) else np.asarray(speech, np.float32)
+        samples = samples.reshape(-1)
+        n_frames, fps = stream.n_frames, stream.fps
+        spf = config.AUDIO_SAMPLE_RATE / fps
+        reach = round((self.ramp + self.min_silence) * fps) + 2      # frames a weight looks ahead
+        detector, parts, fed = VoiceActivity(), [], [0]
         reference: list[MotionSequence] = []
 
         def gated(chunk: MotionSequence, start: int) -> MotionSequence:
+            stop = start + len(chunk)
+            need = min(samples.shape[0],
+                       math.ceil((stop + reach) * spf) - config.AUDIO_PAD_BEFORE + BLOCK)
+            if need > fed[0] or (need == samples.shape[0] and not parts):
+                last = need >= samples.shape[0]
+                parts.append(detector.feed(samples[fed[0]:need], last=last))
+                fed[0] = need
+            probabilities = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+            known = n_frames if fed[0] >= samples.shape[0] else \
+                int((config.AUDIO_PAD_BEFORE + BLOCK * probabilities.shape[0]) // spf)
+            flags = speech_frames(probabilities, n_frames, fps, self.threshold)
+            weights = gate_weights(flags, fps, self, known_frames=known)
             if not reference:
                 reference.append(chunk[:1])
-            return hold_lips(chunk, weights[start:start + len(chunk)], reference[0])
+            return hold_lips(chunk, weights[start:stop], reference[0])
         return stream.map(gated)
 
 

@@ -198,3 +198,19 @@ def test_the_command_holds_lip_keypoints_in_a_pause(capsys, tmp_path, turns, mod
         return float((x - x.mean(0)).abs().max())
     assert spread(lips["on"][pause]) < 1e-3 * spread(lips["on"][talk])
     assert spread(lips["off"][pause]) > 0.1 * spread(lips["off"][talk])
+
+
+def test_the_gate_read_chunk_by_chunk_equals_the_whole_clip_weights(turns):
+    """The stream stage runs the detector only as far as each chunk needs, yet gives the
+    weights of the whole clip: chunks of 7 frames against hold_lips with weights()."""
+    from joyvasa_core.motion import MotionStream
+
+    track = turns[0]
+    n = int((track.shape[0] + 1920) / 640)
+    motion = hp.random_motion(n, seed=9)
+    gate = SilenceGate()
+    stream = MotionStream([motion[i:i + 7] for i in range(0, n, 7)], fps=FPS, n_frames=n)
+    chunked = gate.apply(stream, track).collect()
+    whole = hold_lips(motion, gate.weights(track, n, FPS), motion[:1])
+    assert torch.equal(chunked.exp, whole.exp)
+    assert (gate.weights(track, n, FPS) < 1).any() and (gate.weights(track, n, FPS) == 1).any()
