@@ -68,7 +68,7 @@ from .generate import WindowSampler
 from .motion import MotionSequence, MotionStream
 from .pipeline import JoyVASAModels, iter_frames
 from .settings import MotionSettings
-from .silence import SilenceGate, VoiceActivity, gate_weights, hold_lips, speech_frames
+from .silence import SilenceGate, StreamGate
 from .sources import PhotoSource
 from .video import frames_to_uint8_tensor
 
@@ -318,7 +318,7 @@ class LiveSession:
         self._target = 0                # frames to commit whatever the lookahead (replies ended, idle)
         self._speech_end = 0            # frames up to the end of the last ended reply
         self._reply_open = False        # speech pushed since the last reply ended
-        self._gate = _LiveGate(settings.silence, self.fps, self.spf)
+        self._gate = StreamGate(settings.silence, self.fps)
         self._pending: deque[MotionSequence] = deque()
         self._frames = None if not render else iter_frames(
             models, face, MotionStream(self._committed_chunks(), fps=self.fps), driving,
@@ -517,7 +517,8 @@ class LiveSession:
         generator = self.models.motion_generator
         with torch.no_grad():
             feat = encode_audio(generator, row[None], frame_num=self.n_motions).audio_feat
-        chunk = self._gate(self._sampler(feat, keep), self.committed, heard, self._audio.dropped)
+        self._gate.hear(heard, self._audio.dropped)
+        chunk = self._gate(self._sampler(feat, keep), self.committed)
         if self.on_motion is not None:
             self.on_motion(chunk)
         if self._frames is not None:
@@ -542,49 +543,3 @@ class LiveSession:
 def _check_rate(rate: int) -> None:
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise AudioError(f"sample_rate must lie in {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz, got {rate}")
-
-
-class _LiveGate:
-    """The silence gate of a live stream: the voice-activity detector runs on exactly the
-    audio each window was sampled from, and each committed chunk's lips are held where
-    the frames known so far are silent (see :mod:`joyvasa_core.silence`)."""
-
-    def __init__(self, gate: SilenceGate, fps: float, spf: int) -> None:
-        self.gate, self.fps, self.spf = gate, fps, spf
-        self.reference: MotionSequence | None = None      # the stream's frame 0
-        self.flags = np.zeros(0, bool)                     # speech flag of each frame
-        self.margin = round((gate.ramp + gate.min_silence) * fps) + 2
-        self.restart(0)
-
-    def restart(self, frame: int) -> None:
-        """Forget the audio from ``frame`` on (an interrupt): detect afresh from there."""
-        self.origin = max(0, frame * self.spf - config.AUDIO_PAD_BEFORE)   # speech sample
-        self.fed = self.origin
-        self.detector: VoiceActivity | None = None
-        self.flags = self.flags[:frame]
-
-    def __call__(self, chunk: MotionSequence, first: int, heard: torch.Tensor,
-                 heard_start: int) -> MotionSequence:
-        """``chunk`` (frames ``first..``) gated by the speech heard: ``heard`` ``[n]`` 16 kHz
-        from speech sample ``heard_start``."""
-        if self.reference is None:
-            self.reference = chunk[:1]
-        if not self.gate.enabled:
-            return chunk
-        if self.detector is None:
-            self.detector = VoiceActivity()
-        new = heard[max(0, self.fed - heard_start):]
-        probabilities = self.detector.feed(new)
-        first_block = self.detector.blocks - probabilities.shape[0]
-        self.fed = heard_start + heard.shape[0]
-        stop = first + len(chunk)
-        known = (config.AUDIO_PAD_BEFORE + self.origin + 512 * self.detector.blocks) // self.spf
-        size = max(stop, known, self.flags.shape[0])
-        if size > self.flags.shape[0]:
-            self.flags = np.concatenate([self.flags, np.zeros(size - self.flags.shape[0], bool)])
-        self.flags |= speech_frames(probabilities, size, self.fps, self.gate.threshold,
-                                    self.origin + 512 * first_block)
-        lo = max(0, first - self.margin)
-        weights = gate_weights(self.flags[lo:max(stop, known)], self.fps, self.gate,
-                               known_frames=known - lo)
-        return hold_lips(chunk, weights[first - lo:stop - lo], self.reference)

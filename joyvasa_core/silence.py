@@ -100,28 +100,14 @@ class SilenceGate:
         samples = speech.detach().to("cpu", torch.float32).numpy() \
             if isinstance(speech, torch.Tensor) else np.asarray(speech, np.float32)
         samples = samples.reshape(-1)
-        n_frames, fps = stream.n_frames, stream.fps
-        spf = config.AUDIO_SAMPLE_RATE / fps
-        reach = round((self.ramp + self.min_silence) * fps) + 2      # frames a weight looks ahead
-        detector, parts, fed = VoiceActivity(), [], [0]
-        reference: list[MotionSequence] = []
+        gate = StreamGate(self, stream.fps)
 
         def gated(chunk: MotionSequence, start: int) -> MotionSequence:
-            stop = start + len(chunk)
-            need = min(samples.shape[0],
-                       math.ceil((stop + reach) * spf) - config.AUDIO_PAD_BEFORE + BLOCK)
-            if need > fed[0] or (need == samples.shape[0] and not parts):
-                last = need >= samples.shape[0]
-                parts.append(detector.feed(samples[fed[0]:need], last=last))
-                fed[0] = need
-            probabilities = np.concatenate(parts) if parts else np.zeros(0, np.float32)
-            known = n_frames if fed[0] >= samples.shape[0] else \
-                int((config.AUDIO_PAD_BEFORE + BLOCK * probabilities.shape[0]) // spf)
-            flags = speech_frames(probabilities, n_frames, fps, self.threshold)
-            weights = gate_weights(flags, fps, self, known_frames=known)
-            if not reference:
-                reference.append(chunk[:1])
-            return hold_lips(chunk, weights[start:stop], reference[0])
+            need = min(samples.shape[0], math.ceil((start + len(chunk) + gate.reach) * gate.spf)
+                       - config.AUDIO_PAD_BEFORE + BLOCK)
+            if not gate.complete and (need > gate.fed or need == samples.shape[0]):
+                gate.hear(samples[gate.fed:need], gate.fed, last=need == samples.shape[0])
+            return gate(chunk, start)
         return stream.map(gated)
 
 
@@ -159,12 +145,14 @@ def speech_frames(probabilities: np.ndarray, n_frames: int, fps: float, threshol
     samples from ``AUDIO_PAD_BEFORE`` on); a block speaks from ``threshold`` on.
     """
     spf = config.AUDIO_SAMPLE_RATE / fps
-    speech = np.zeros(n_frames, bool)
-    for b in np.flatnonzero(np.asarray(probabilities, np.float32) >= threshold):
-        lo = (config.AUDIO_PAD_BEFORE + first_sample + BLOCK * b) / spf
-        hi = (config.AUDIO_PAD_BEFORE + first_sample + BLOCK * (b + 1)) / spf
-        speech[int(lo):min(n_frames, math.ceil(hi))] = True     # one to three frames
-    return speech
+    loud = np.flatnonzero(np.asarray(probabilities, np.float32) >= threshold)
+    start = config.AUDIO_PAD_BEFORE + first_sample + BLOCK * loud          # padded samples
+    lo = np.minimum(np.floor(start / spf).astype(np.int64), n_frames)      # a block touches
+    hi = np.minimum(np.ceil((start + BLOCK) / spf).astype(np.int64), n_frames)   # 1-3 frames
+    edges = np.zeros(n_frames + 1, np.int64)
+    np.add.at(edges, lo, 1)
+    np.add.at(edges, hi, -1)
+    return np.cumsum(edges[:-1]) > 0
 
 
 def gate_weights(speech: np.ndarray, fps: float, gate: SilenceGate, *,
@@ -204,6 +192,77 @@ def _ramped(speech: np.ndarray, ramp: int) -> np.ndarray:
     prev = where[np.maximum(after - 1, 0)]
     distance = np.minimum(np.abs(next_ - index), np.abs(index - prev))
     return np.clip(1.0 - distance / (ramp + 1.0), 0.0, 1.0).astype(np.float32)
+
+
+class StreamGate:
+    """The silence gate of one motion stream whose speech is heard as it comes (a live
+    session's, or an offline clip's read chunk by chunk): :meth:`hear` the 16 kHz speech,
+    then gate each chunk of motion (:meth:`__call__`) by the frames known so far.
+
+    A chunk's weights look :attr:`reach` frames around it (the ramp and the shortest
+    pause), so hearing that far beyond a chunk gives it the weights of the whole clip
+    (:meth:`SilenceGate.weights`); less (a live stream's lookahead) treats the frames
+    not yet heard as unknown. The hold's reference is the stream's frame 0.
+    """
+
+    def __init__(self, gate: SilenceGate, fps: float) -> None:
+        self.gate, self.fps = gate, fps
+        self.spf = config.AUDIO_SAMPLE_RATE / fps
+        self.reach = round((gate.ramp + gate.min_silence) * fps) + 2
+        self.reference: MotionSequence | None = None
+        self.flags = np.zeros(0, bool)                  # speech flag of each frame
+        self.restart(0)
+
+    def restart(self, frame: int) -> None:
+        """Forget the speech from ``frame`` on (an interrupt): detect afresh from there."""
+        self.origin = max(0, round(frame * self.spf) - config.AUDIO_PAD_BEFORE)  # speech sample
+        self.fed, self.complete = self.origin, False
+        self.detector: VoiceActivity | None = None
+        self.flags = self.flags[:frame]
+
+    @property
+    def known(self) -> int:
+        """Frames whose speech is all heard."""
+        blocks = 0 if self.detector is None else self.detector.blocks
+        return int((config.AUDIO_PAD_BEFORE + self.origin + BLOCK * blocks) // self.spf)
+
+    def hear(self, samples: torch.Tensor | np.ndarray, start: int, *, last: bool = False) -> None:
+        """Speech ``[n]`` 16 kHz from speech sample ``start`` (what was heard already is
+        skipped); ``last``: the stream's speech ends there."""
+        if not self.gate.enabled:
+            return
+        if self.detector is None:
+            self.detector = VoiceActivity()
+        probabilities = self.detector.feed(samples[max(0, self.fed - start):], last=last)
+        first_block = self.detector.blocks - probabilities.shape[0]
+        self.fed = max(self.fed, start + int(samples.shape[0]))
+        self.complete = last
+        self._grow(self.known)
+        self.flags |= speech_frames(probabilities, self.flags.shape[0], self.fps,
+                                    self.gate.threshold, self.origin + BLOCK * first_block)
+
+    def __call__(self, chunk: MotionSequence, first: int) -> MotionSequence:
+        """``chunk`` (frames ``first..``) with its lips held where they are silent."""
+        if self.reference is None:
+            self.reference = chunk[:1]
+        if not self.gate.enabled:
+            return chunk
+        stop = first + len(chunk)
+        known = self.known
+        self._grow(stop)
+        lo = max(0, first - self.reach)
+        if self.complete:
+            hi, unknown = min(self.flags.shape[0], stop + self.reach), None
+        else:
+            hi = max(stop, min(known, stop + self.reach))
+            self._grow(hi)
+            unknown = known - lo
+        weights = gate_weights(self.flags[lo:hi], self.fps, self.gate, known_frames=unknown)
+        return hold_lips(chunk, weights[first - lo:stop - lo], self.reference)
+
+    def _grow(self, frames: int) -> None:
+        if frames > self.flags.shape[0]:
+            self.flags = np.concatenate([self.flags, np.zeros(frames - self.flags.shape[0], bool)])
 
 
 def _model_path() -> Path:
