@@ -139,7 +139,8 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
 
     Returns ``(waveform [C, N] float32 in [-1, 1], sample_rate)`` of the first audio stream,
     every channel kept. A file cut off mid-way (a WAV or MP3 whose header states more
-    than the file holds, or a stream that stops decoding part-way) is decoded as far as
+    than the file holds, an Ogg file whose last page is incomplete or does not end the
+    stream, or a stream that stops decoding part-way) is decoded as far as
     it goes, with one warning on the ``joyvasa_core.audio`` logger; nothing decoded at
     all is an :class:`AudioError`.
     """
@@ -160,6 +161,7 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
                                  "with a soundtrack.")
             stream = container.streams.audio[0]
             stated = _stated_seconds(path, container.format.name, stream)
+            ogg_cut = "ogg" in container.format.name.split(",") and _ogg_cut_off(path)
             converter = av.AudioResampler(format="fltp")   # planar float, same layout and rate
             rate = stream.rate or stream.codec_context.sample_rate
             try:
@@ -178,7 +180,7 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
         raise AudioError(f"{path} decodes to no audio samples; the recording is empty. "
                          "Choose a clip that contains speech.")
     waveform = torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32))
-    _warn_if_cut_short(path, waveform.shape[-1] / rate, stated, stopped)
+    _warn_if_cut_short(path, waveform.shape[-1] / rate, stated, stopped, ogg_cut)
     return waveform, int(rate)
 
 
@@ -186,15 +188,50 @@ def load_audio_file(path: str | Path) -> tuple[torch.Tensor, int]:
 TRUNCATION_SLACK_S = 0.05
 
 
-def _warn_if_cut_short(path: Path, decoded: float, stated: float | None, stopped) -> None:
+def _warn_if_cut_short(path: Path, decoded: float, stated: float | None, stopped,
+                       ogg_cut: str | None = None) -> None:
     if stopped is not None:
         why = f"decoding stopped with an error ({stopped})"
     elif stated is not None and decoded < stated - TRUNCATION_SLACK_S:
         why = f"its header states {stated:.2f} s"
+    elif ogg_cut:
+        why = ogg_cut
     else:
         return
     log.warning("%s is cut short: %s; using the %.2f s that decode. Re-export the file if the "
                 "speech should go on.", path, why, decoded)
+
+
+#: Ogg page header: capture "OggS", version, flags, granule (8), serial, sequence, CRC (4 each),
+#: segment count; then the segment table and the body. Flag 0x04 marks a stream's last page.
+_OGG_HEADER = 27
+_OGG_END_OF_STREAM = 0x04
+
+
+def _ogg_cut_off(path: Path) -> str | None:
+    """Why an Ogg file (Vorbis, Opus, ...) stops short, or None when it ends cleanly.
+
+    An Ogg file states no length; FFmpeg drops a last page that is cut off and
+    reports the duration of the pages before it. So the pages are walked (headers
+    only, one seek each): the file must end exactly where a page ends, and that
+    last page must carry the end-of-stream flag that a finished writer sets.
+    """
+    size = path.stat().st_size
+    position, flags = 0, 0
+    with open(path, "rb") as f:
+        while position < size:
+            f.seek(position)
+            head = f.read(_OGG_HEADER)
+            if len(head) < _OGG_HEADER or head[:4] != b"OggS":
+                return f"its last Ogg page is cut off after byte {position}"
+            table = f.read(head[26])
+            end = position + _OGG_HEADER + len(table) + sum(table)
+            if len(table) < head[26] or end > size:
+                return f"its last Ogg page is cut off after byte {position}"
+            position, flags = end, head[5]
+    if not flags & _OGG_END_OF_STREAM:
+        return "its last Ogg page does not end the stream"
+    return None
 
 
 def _stated_seconds(path: Path, container_format: str, stream) -> float | None:
