@@ -395,6 +395,19 @@ def read_motion_generator_file(path: str | Path, fix: str | None = None
     return _plain(dict(args)), state_dict, (int(it) if it is not None else None)
 
 
+def peek_motion_generator_args(path: str | Path) -> dict[str, Any] | None:
+    """The ``args`` of a motion-generator checkpoint, its weights left on disk (memory-mapped,
+    same allow-list as :func:`read_motion_generator_file`), or None when the file cannot be
+    read that way: the full read then says why."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace, *_path_globals()]):
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        args = obj["args"]
+        return _plain(dict(vars(args) if isinstance(args, argparse.Namespace) else args))
+    except Exception:  # noqa: BLE001 - any failure: leave the verdict to the full read
+        return None
+
+
 # --------------------------------------------------------------------------- motion template
 
 def _numpy_allowed() -> dict[tuple[str, str], Any]:

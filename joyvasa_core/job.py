@@ -204,6 +204,7 @@ def read_inputs(job: Job, models_dir: Path | None = None) -> Inputs:
     Raises ImageLoadError / VideoSourceError / AudioError / SceneError with the file's name
     and the fix.
     """
+    _check_steps(job.motion, models_dir)
     if job.scene is not None:
         return _read_scene(job, models_dir)
     from .audio import check_duration, load_audio_file, prepare_waveform
@@ -215,10 +216,45 @@ def read_inputs(job: Job, models_dir: Path | None = None) -> Inputs:
         video = probe_video(job.source.video)
     else:
         image = check_photo_size(load_image(job.source.image), str(job.source.image))
+        _check_face_index(image, job.source, models_dir)
     waveform, sample_rate = load_audio_file(job.speech)
     speech = prepare_waveform(waveform, sample_rate)
     check_duration(speech.shape[0], fps=config.DEFAULT_FPS)
     return Inputs(image, waveform, sample_rate, speech, video)
+
+
+def _check_steps(motion: MotionSettings, models_dir: Path | None) -> None:
+    """``steps`` against the diffusion steps of the motion generator, read from its file's args
+    (weights left on disk) when the file is already there; else the sampler judges it later."""
+    if motion.steps is None:
+        return
+    from .checkpoints import peek_motion_generator_args
+    from .dit.args import MotionGeneratorArgs
+    from .model_files import default_models_dir, resolve_motion_generator
+    from .option_checks import check_steps
+
+    try:
+        path = resolve_motion_generator(models_dir or default_models_dir())
+    except FileNotFoundError:
+        return
+    raw = peek_motion_generator_args(path)
+    if raw is None or raw.get("n_diff_steps") is None:
+        return
+    check_steps(motion.sampler, motion.steps,
+                MotionGeneratorArgs.from_checkpoint_args(raw).n_diff_steps)
+
+
+def _check_face_index(image: np.ndarray, source: SourceSpec, models_dir: Path | None) -> None:
+    """A photo's ``face_index`` beyond the faces it holds fails now, from the face detector
+    alone (index 0, a box-less ``none`` backend and videos are judged where they are used)."""
+    if source.face_index == 0 or source.face_backend == "none":
+        return
+    from .face.backends import detect_faces
+    from .face.errors import FaceIndexError
+
+    faces, _ = detect_faces(image, source.face_backend, models_dir, image_name=str(source.image))
+    if source.face_index >= len(faces):
+        raise FaceIndexError(str(source.image), source.face_index, len(faces))
 
 
 def _read_scene(job: Job, models_dir: Path | None) -> Inputs:

@@ -4,6 +4,7 @@
   headless command, in one table; :func:`check_numbers` refuses a value outside
   it (``inf``, ``-inf`` and ``nan`` included: argparse's ``type=float`` takes
   them) with one line naming the flag and the range.
+* :func:`check_steps`: ``--steps`` that the sampler and the motion generator cannot take.
 * :func:`check_output_path`: an output that cannot be created as a file.
 * :func:`check_outputs_apart`: an output that is one of the job's inputs (the
   same file through a symlink, a hard link or another spelling too) or another
@@ -92,6 +93,21 @@ def check_numbers(values: Iterable[tuple[str, float | int | None]]) -> None:
             raise UsageError(f"{flag} must be a finite number{bound}, got {value}")
         if not allowed.holds(value):
             raise UsageError(f"{flag} must be {allowed.describe()}, got {_shown(value)}")
+
+
+def check_steps(sampler: str, steps: int | None, num_steps: int) -> None:
+    """Raise :class:`UsageError` when ``--steps`` does not fit ``--sampler`` and the motion
+    generator's ``num_steps`` diffusion steps (T, from its file): ddpm runs all T, ddim at
+    most T (None = the sampler's own default)."""
+    if steps is None:
+        return
+    if sampler == "ddpm" and steps != num_steps:
+        raise UsageError(f"--steps {steps} needs --sampler ddim: the official ddpm sampler runs "
+                         f"all {num_steps} steps of the motion generator. Add --sampler ddim, "
+                         "or leave out --steps")
+    if steps > num_steps:
+        raise UsageError(f"--steps must be in [1, {num_steps}] (the motion generator's diffusion "
+                         f"steps), got {steps}")
 
 
 def check_output_path(path: Path, option: str, example: str) -> None:

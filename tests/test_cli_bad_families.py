@@ -178,6 +178,49 @@ def test_a_number_out_of_range_names_the_flag_and_the_range(tmp_path, inputs, ca
         assert line == f"error: {flag} must be {allowed}, got {value}"
 
 
+def _diffusion_steps(models_dir: Path) -> int:
+    """T of the tiny motion generator, from a full read of its file."""
+    from joyvasa_core.checkpoints import read_motion_generator_file
+
+    return int(read_motion_generator_file(model_files.resolve_motion_generator(models_dir))[0]
+               ["n_diff_steps"])
+
+
+@pytest.mark.parametrize("sampler, offset", [("ddim", 1), ("ddim", 1000), ("ddpm", -1)])
+def test_steps_beyond_the_motion_generator_are_refused_before_it_loads(
+        tmp_path, inputs, models_dir, capsys, sampler, offset):
+    """The motion generator's T is read from its file's args (weights left on disk): a step
+    count it cannot take stops before any model loads, naming the flag and the fix."""
+    t = _diffusion_steps(models_dir)
+    steps = t + offset
+    argv = photo_job(inputs, tmp_path / "o.mp4", models_dir, "--sampler", sampler,
+                     "--steps", str(steps))
+    code, out, err = run(argv, capsys)
+    line = error_line(code, err)
+    assert "loading models" not in out, out
+    if sampler == "ddim":
+        assert line == (f"error: --steps must be in [1, {t}] (the motion generator's diffusion "
+                        f"steps), got {steps}")
+    else:
+        assert line.startswith(f"error: --steps {steps} needs --sampler ddim: the official ddpm "
+                               f"sampler runs all {t} steps"), line
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_face_index_beyond_the_photos_faces_is_refused_before_the_models_load(
+        tmp_path, inputs, models_dir, capsys):
+    from joyvasa_core.face import mtcnn
+
+    if not mtcnn.available():
+        pytest.skip("the no-download face detector (mtcnn) is not installed")
+    argv = photo_job(inputs, tmp_path / "o.mp4", models_dir, "--face-index", "3")
+    argv[argv.index("--face-backend") + 1] = "mtcnn"
+    code, out, err = run(argv, capsys)
+    line = error_line(code, err)
+    assert "loading models" not in out, out
+    assert "face_index=3" in line and "has 1 detected face(s)" in line and "below 1" in line
+
+
 @pytest.mark.parametrize("flag, text, words", [
     ("--expression", "smile=nan", "expected a value for 'smile'"),
     ("--expression", "smile=9", "smile=9 is outside the range -0.3..1.3"),
@@ -224,6 +267,23 @@ def test_a_bad_jobs_file_row_gets_the_command_lines_line(tmp_path, inputs, capsy
         code, _, err = run(argv, capsys)
         assert error_line(code, err) == f"error: {row.error}"
     assert "is the --audio input file" in checked[0].error and _digest(inputs["speech"]) == before
+
+
+def test_a_jobs_file_row_with_steps_beyond_the_motion_generator_fails_alone(
+        tmp_path, inputs, models_dir, capsys):
+    """The steps check reads the batch's models folder (``--models-dir`` of the batch)."""
+    from joyvasa_core.batch import read_jobs
+
+    t = _diffusion_steps(models_dir)
+    jobs = tmp_path / "jobs.csv"
+    jobs.write_text("image,audio,output,sampler,steps\n" + "".join(
+        f"{inputs['photo']},{inputs['speech']},{name},ddim,{steps}\n"
+        for name, steps in (("a.mp4", t + 1), ("b.mp4", t))))
+    checked = read_jobs(jobs, tmp_path / "out", ["--models-dir", str(models_dir)])
+    assert [row.status for row in checked] == ["failed", ""]
+    code, _, err = run(photo_job(inputs, tmp_path / "o.mp4", models_dir, "--sampler", "ddim",
+                                 "--steps", str(t + 1)), capsys)
+    assert error_line(code, err) == f"error: {checked[0].error}"
 
 
 # ------------------------------------------------------------------ 3. the models folder

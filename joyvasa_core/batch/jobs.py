@@ -248,7 +248,7 @@ def read_jobs(jobs_file: Path, out_dir: Path, defaults: Sequence[str] = (), *,
                 entry.status = "skipped"
                 continue
             if decode:
-                read_inputs(job)
+                read_inputs(job, options.model_options(args).folder())
         except Exception as exc:  # noqa: BLE001 - a bad row fails alone, with its reason
             entry.status, entry.error = "failed", one_line(exc)
     if not rows:
