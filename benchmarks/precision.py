@@ -7,7 +7,9 @@ than one 8-bit level), the relative error of W's output, and the largest
 activation magnitude anywhere in W and G next to float16's limit (65504), which
 is the overflow headroom. Inputs are the warping parity fixture's feature
 volume and keypoints when present (the official statistics), else random.
-On CUDA the float32 reference runs without TF32.
+On CUDA the float32 reference runs without TF32. Every precision renders eagerly
+(the probes hook each module); the CPU fast path's speed and error, compiled as it
+runs, are ``benchmarks/render.py --device cpu --fast-path``.
 
     python benchmarks/precision.py [--device auto] [--frames 2] [--dtypes fp16 bf16]
 
@@ -97,7 +99,7 @@ def main() -> None:
         hook = w.register_forward_hook(lambda _m, _a, out: captured.update(out=out["out"].float()))
         try:
             frames = render(w, g, feature, kp_s, kp_d, options=RenderOptions(
-                batch_size=1, dtype=dtype, check_finite=False)).float()
+                batch_size=1, dtype=dtype, check_finite=False, compile=False)).float()
         finally:
             probe.remove()
             hook.remove()

@@ -1,6 +1,10 @@
 """Device and precision choice: what "auto" means, in one place."""
 from __future__ import annotations
 
+import os
+import shutil
+import sys
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -68,6 +72,13 @@ def cpu_has_amx(cpuinfo: str | None = None) -> bool:
             return False
     return any(line.startswith("flags") and "amx_bf16" in line.split()
                for line in cpuinfo.splitlines())
+
+
+def cpu_compiler_found() -> bool:
+    """Whether ``torch.compile`` can build CPU kernels here: the C++ compiler its inductor
+    backend calls is on PATH (``$CXX``, else g++ or clang++; ``cl`` on Windows)."""
+    names = ["cl"] if sys.platform == "win32" else [os.environ.get("CXX", ""), "g++", "clang++"]
+    return any(name and shutil.which(name) for name in names)
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:

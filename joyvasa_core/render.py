@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .cuda_graph import GraphReplayer, modules_signature
-from .devices import PendingCopy, copy_async, cpu_has_amx
+from .devices import PendingCopy, copy_async, cpu_compiler_found, cpu_has_amx
 from .models.spade import SPADEDecoder
 from .models.warping import WarpingNetwork
 
@@ -82,7 +82,12 @@ class RenderOptions:
     compile: wrap the W+G chunk in ``torch.compile`` (first chunks compile,
         one graph per chunk size). If compiling fails (no C++ compiler,
         Windows, MPS, old Python) a warning is issued once and rendering
-        continues eagerly.
+        continues eagerly. None = on for bfloat16 on the CPU (the CPU fast
+        path) where a C++ compiler is found
+        (:func:`~joyvasa_core.devices.cpu_compiler_found`), off elsewhere:
+        there the convolutions are 92 % of a compiled frame and the fused
+        normalisations and casts around them make W+G about 1.2x faster, at a
+        one-off compile of about 30 s (docs/benchmarks.md, CPU fast path).
     cuda_graphs: replay a captured CUDA graph for every chunk size seen twice
         (input copies into static buffers, one ``clone`` of the frames out;
         :mod:`joyvasa_core.cuda_graph`). Ignored with a warning off CUDA or if
@@ -103,7 +108,7 @@ class RenderOptions:
     dtype: torch.dtype | None = None
     channels_last: bool | None = None
     channels_last_3d: bool | None = None
-    compile: bool = False
+    compile: bool | None = None
     cuda_graphs: bool = False
     cudnn_benchmark: bool | None = None
     output_device: torch.device | str | None = None
@@ -214,7 +219,9 @@ class _Renderer:
         self.dtype = spade.fc.weight.dtype
         self.device = device
         self.chunk: Chunk = _render_chunk
-        if options.compile:
+        compile_chunk = (device.type == "cpu" and self.dtype == torch.bfloat16
+                         and cpu_compiler_found()) if options.compile is None else options.compile
+        if compile_chunk:
             try:
                 self.chunk = torch.compile(_render_chunk, dynamic=False)
             except Exception as exc:  # noqa: BLE001 - any failure means: run eagerly

@@ -234,7 +234,8 @@ def test_cpu_bf16_takes_channels_last_only_with_amx(tiny, monkeypatch, amx):
     _, w, g, feature, kp_s, kp_d = tiny
     for dtype, expected in ((torch.bfloat16, amx), (torch.float32, False)):
         wc, gc = _copy(w, WarpingNetwork, TINY_W, dtype), _copy(g, SPADEDecoder, TINY_G, dtype)
-        frames = render(wc, gc, feature.to(dtype), kp_s, kp_d, options=RenderOptions(batch_size=5))
+        frames = render(wc, gc, feature.to(dtype), kp_s, kp_d,
+                        options=RenderOptions(batch_size=5, compile=False))
         assert torch.isfinite(frames).all()
         conv3d = wc.dense_motion_network.hourglass.encoder.down_blocks[0].conv.weight
         assert gc.fc.weight.is_contiguous(memory_format=torch.channels_last) == expected, dtype
@@ -340,6 +341,30 @@ def _failing_compile(*args, **kwargs):
     return compiled
 
 
+@pytest.mark.parametrize("compiler", [True, False])
+def test_cpu_bf16_compiles_by_default_where_a_compiler_is_found(tiny, monkeypatch, compiler):
+    """The CPU fast path: bf16 W+G run through torch.compile (a real compile, checked against the
+    eager bf16 frames); float32, or no C++ compiler, stays eager, without a warning."""
+    import joyvasa_core.render as render_module
+
+    monkeypatch.setattr(render_module, "cpu_compiler_found", lambda: compiler)
+    _, w, g, feature, kp_s, kp_d = tiny
+    chunks = {}
+    for dtype in (torch.bfloat16, torch.float32):
+        wc, gc = _copy(w, WarpingNetwork, TINY_W, dtype), _copy(g, SPADEDecoder, TINY_G, dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)     # no fallback warning either way
+            frames = render(wc, gc, feature.to(dtype), kp_s, kp_d, batch_size=5)
+        chunks[dtype] = render_module._RENDERERS[gc].chunk
+        if dtype == torch.bfloat16:
+            eager = render(wc, gc, feature.to(dtype), kp_s, kp_d, options=RenderOptions(
+                batch_size=5, compile=False))
+            _, hi = HALF_BOUNDS[torch.bfloat16]
+            assert (frames.float() - eager.float()).abs().max() < hi
+    assert (chunks[torch.bfloat16] is not render_module._render_chunk) == compiler
+    assert chunks[torch.float32] is render_module._render_chunk
+
+
 @pytest.mark.parametrize("where", ["first call", "creation"])
 def test_compile_failure_warns_once_and_renders_eagerly(tiny, monkeypatch, where):
     _, w, g, feature, kp_s, kp_d = tiny
@@ -421,7 +446,7 @@ def test_preparing_inside_inference_mode_keeps_normal_weights(tiny):
     w, g = _copy(w, WarpingNetwork, TINY_W), _copy(g, SPADEDecoder, TINY_G)
     with torch.inference_mode():                          # how the pipeline calls it
         frames = render(w, g, feature, kp_s, kp_d, options=RenderOptions(
-            dtype=torch.bfloat16, channels_last=True, output_device="cpu"))
+            dtype=torch.bfloat16, channels_last=True, output_device="cpu", compile=False))
     assert frames.device.type == "cpu" and frames.dtype == torch.bfloat16
     assert not any(p.is_inference() for p in chain(w.parameters(), g.parameters()))
     assert not any(m.weight_folded.is_inference() for m in _spectral_convs(g))
