@@ -50,7 +50,8 @@ def add_model_arguments(group) -> None:
     group.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     group.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
                        help="auto: fp16 on GPUs, fp32 on CPU; bf16 on a CPU: the fast path "
-                            "(W and G in bf16: 1.9x float32 on an AVX512-BF16 CPU; docs/benchmarks.md)")
+                            "(W and G in bf16, compiled on the first frame: 2.1-2.4x float32 on an "
+                            "AVX512-BF16 CPU; docs/benchmarks.md)")
 
 
 def add_face_arguments(group) -> None:
