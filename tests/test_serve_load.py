@@ -58,6 +58,26 @@ def test_four_clients_at_once_all_get_every_frame(server):
     assert not server.sessions
 
 
+def _beside_a_fourth(server: LiveServer, others: list[bytes], fourth: bytes, **fourth_reads):
+    """Three clients streaming ``others`` beside a fourth streaming ``fourth`` (read as
+    ``fourth_reads`` say): their results, the fourth's, and the seconds until the server had
+    rendered the fourth clip's last frame."""
+    async def rendered_all(t0: float, client: asyncio.Task) -> float:
+        while not client.done() and (server.sessions or time.perf_counter() - t0 < 0.5) \
+                and not any(s.rendered == hs.n_frames(fourth) for s in list(server.sessions)):
+            await asyncio.sleep(0.02)
+        return time.perf_counter() - t0
+
+    async def scenario(url):
+        t0 = time.perf_counter()
+        slow = asyncio.create_task(hs.stream_clip(url, fourth, **fourth_reads))
+        watch = asyncio.create_task(rendered_all(t0, slow))
+        fast = await asyncio.gather(*(hs.stream_clip(url, clip) for clip in others))
+        return fast, await slow, await watch
+
+    return run(server, scenario)
+
+
 def test_a_slow_reader_gets_every_frame_and_does_not_hold_up_the_others(server):
     """Three clients beside a fourth: a normal one, then one reading a frame every 0.25 s (slower
     than they are made) through a 4 KiB receive buffer. Its stream waits on its socket (the
@@ -66,27 +86,37 @@ def test_a_slow_reader_gets_every_frame_and_does_not_hold_up_the_others(server):
     a shared 2-core machine); the benchmark reports the figure."""
     others = [hs.speech_pcm(0.6, seed=i) for i in range(3)]
     fourth = hs.speech_pcm(1.0, seed=3)
-
-    async def rendered_all(t0: float, client: asyncio.Task) -> float:
-        """Seconds until the server has rendered the fourth clip's last frame (or has no session left)."""
-        while not client.done() and (server.sessions or time.perf_counter() - t0 < 0.5) \
-                and not any(s.rendered == hs.n_frames(fourth) for s in list(server.sessions)):
-            await asyncio.sleep(0.02)
-        return time.perf_counter() - t0
-
-    async def scenario(url, **fourth_reads):
-        t0 = time.perf_counter()
-        slow = asyncio.create_task(hs.stream_clip(url, fourth, **fourth_reads))
-        watch = asyncio.create_task(rendered_all(t0, slow))
-        fast = await asyncio.gather(*(hs.stream_clip(url, clip) for clip in others))
-        return fast, await slow, await watch
-
-    normal, normal_fourth, _ = run(server, scenario)
-    beside_slow, slow, served = run(server, lambda url: scenario(url, read_delay=0.25, rcvbuf=4096))
+    normal, normal_fourth, _ = _beside_a_fourth(server, others, fourth)
+    beside_slow, slow, served = _beside_a_fourth(server, others, fourth, read_delay=0.25,
+                                                 rcvbuf=4096)
     assert normal_fourth.ok(fourth) and slow.ok(fourth)          # backpressure, never a dropped frame
     assert all(c.ok(a) for c, a in zip(normal + beside_slow, others + others))
     assert slow.seconds > len(slow.frames) * 0.25                # it did read slowly ...
     assert served > 0.6 * slow.seconds, (served, slow.seconds)   # ... and its stream waited for it
+    with_slow, without = max(c.seconds for c in beside_slow), max(c.seconds for c in normal)
+    assert with_slow < 1.5 * without, (with_slow, without)
+
+
+def test_with_the_default_send_buffer_a_slow_readers_frames_wait_in_the_kernel(models_and_face):
+    """The server as ``python -m joyvasa_core.serve`` runs it (``send_buffer=None``: the system's
+    buffers, which grow with the connection): a client reading a frame every 0.25 s gets every
+    frame, its stream is rendered as fast as a normal reader's, before it has read it (the frames wait in
+    the sockets' buffers, not in the server's memory or on its worker), and the three beside
+    it are held no more than with the 16 kB buffer above."""
+    live = LiveServer(*models_and_face, {"chunk": 4, "lookahead": 1, "steps": 2})
+    try:
+        assert live.send_buffer is None
+        others = [hs.speech_pcm(0.6, seed=i) for i in range(3)]
+        fourth = hs.speech_pcm(1.0, seed=3)
+        normal, normal_fourth, _ = _beside_a_fourth(live, others, fourth)
+        beside_slow, slow, served = _beside_a_fourth(live, others, fourth, read_delay=0.25)
+    finally:
+        live.close()
+    assert slow.ok(fourth) and all(c.ok(a) for c, a in zip(normal + beside_slow, others + others))
+    assert slow.seconds > len(slow.frames) * 0.25
+    # rendered at the pace of a normal reader, ahead of the reading
+    assert served < min(1.2 * normal_fourth.seconds, slow.seconds), (served, normal_fourth.seconds,
+                                                                     slow.seconds)
     with_slow, without = max(c.seconds for c in beside_slow), max(c.seconds for c in normal)
     assert with_slow < 1.5 * without, (with_slow, without)
 
