@@ -340,6 +340,14 @@ def run_job(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
     (the keypoint file's in keypoints-only mode). ``inputs``: from :func:`read_inputs`
     (decoded here when None)."""
     log = log or QuietLog()
+    out = _run(models, job, inputs, log)
+    if job.outputs.video is not None:
+        log.stage(f"wrote {out}")
+    return out
+
+
+def _run(models: "JoyVASAModels", job: Job, inputs: Inputs | None, log: JobLog) -> Path:
+    """:func:`run_job` without its last line (the video's final name may come later)."""
     inputs = inputs or read_inputs(job, models.models_dir)
     if job.scene is not None:
         return _scene(models, job, inputs, log)
@@ -366,7 +374,6 @@ def run_job(models: "JoyVASAModels", job: Job, inputs: Inputs | None = None,
                          edits=edits, on_keypoints=keypoints if keypoints.path else None)
     saved.write()
     keypoints.write(log)
-    log.stage(f"wrote {out}")
     return out
 
 
@@ -384,12 +391,14 @@ def run_job_atomically(models: "JoyVASAModels", job: Job, inputs: Inputs | None 
     output = job.outputs.video
     if output is None:
         return run_job(models, job, inputs, log)
+    log = log or QuietLog()
     partial = partial_path(output)
     try:
-        run_job(models, job.writing(partial), inputs, log)
+        _run(models, job.writing(partial), inputs, log)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
+    log.stage(f"wrote {output}")
     return output
 
 
@@ -412,7 +421,6 @@ def _dub(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Path
                           render_options=job.render, progress=log.progress("frames"),
                           edits=_keypoint_edits(models, job, None, generated))
     saved.write()
-    log.stage(f"wrote {out}")
     return out
 
 
@@ -441,7 +449,6 @@ def _scene(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Pa
             log.stage(f"rendering {len(scene)} frames of {speakers} faces at {scene.fps:g} fps")
             out = render_to_file(models, scene, motion, inputs.waveform, inputs.sample_rate,
                                  job.outputs.video, job.driving, **render)
-        log.stage(f"wrote {out}")
         return out
     motions = [speaker_motion(models, job, inputs.tracks[k], k, log) for k in range(speakers)]
     scene = photo_scene(models.liveportrait, inputs.image, inputs.faces,
@@ -460,7 +467,6 @@ def _scene(models: "JoyVASAModels", job: Job, inputs: Inputs, log: JobLog) -> Pa
                          job.outputs.video, job.driving,
                          on_keypoints=keypoints if keypoints.path else None, **render)
     keypoints.write(log)
-    log.stage(f"wrote {out}")
     return out
 
 

@@ -85,7 +85,7 @@ def test_cli_end_to_end(tmp_path, models_dir, photo, capsys):
                                   "--save-motion", motion_file, *FAST], capsys)
     assert code == 0, err
     progress = progress_lines(err)          # stderr (not a terminal): progress lines only
-    assert "wrote" in stdout
+    assert stdout.rstrip().endswith(f"wrote {out}") and ".partial" not in stdout, stdout
 
     # Frame count: the official rule on the 16 kHz mono speech (padded 1280 + 640 samples).
     with av.open(str(speech)) as src:
