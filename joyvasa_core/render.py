@@ -121,6 +121,12 @@ class RenderOptions:
             raise ValueError(f"dtype must be torch.float32, float16 or bfloat16, got {self.dtype}")
 
 
+def compiles_by_default(device: torch.device, dtype: torch.dtype) -> bool:
+    """``RenderOptions.compile=None``'s rule for W and G on ``device`` in ``dtype``: bfloat16 on
+    the CPU (the CPU fast path) where a C++ compiler is found."""
+    return device.type == "cpu" and dtype == torch.bfloat16 and cpu_compiler_found()
+
+
 def estimate_frame_bytes(dtype: torch.dtype) -> int:
     """Peak activation memory of one 512² frame rendered in ``dtype`` (bytes, an upper estimate)."""
     size = torch.empty((), dtype=dtype).element_size()
@@ -219,8 +225,8 @@ class _Renderer:
         self.dtype = spade.fc.weight.dtype
         self.device = device
         self.chunk: Chunk = _render_chunk
-        compile_chunk = (device.type == "cpu" and self.dtype == torch.bfloat16
-                         and cpu_compiler_found()) if options.compile is None else options.compile
+        compile_chunk = compiles_by_default(device, self.dtype) if options.compile is None \
+            else options.compile
         if compile_chunk:
             try:
                 self.chunk = torch.compile(_render_chunk, dynamic=False)

@@ -8,6 +8,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import helpers_pipeline as hp
@@ -84,6 +85,31 @@ def test_page_and_info(server):
     assert page_type.startswith("text/html") and b"/live" in page and b"getUserMedia" in page and b'start.eye_contact = 1' in page
     assert info_type == "application/json"
     assert json.loads(info) == {"fps": 25.0, "width": 38, "height": 46}
+
+
+def test_the_cpu_fast_path_compiles_before_the_first_client(server):
+    """With W and G in bf16 on the CPU the renderer compiles (tens of seconds at full size): the
+    server does it while starting, so the first client's frames are not late by that much, and
+    they come out complete."""
+    from dataclasses import replace
+
+    from joyvasa_core import render
+    from joyvasa_core.loaders import place
+
+    if not render.compiles_by_default(torch.device("cpu"), torch.bfloat16):
+        pytest.skip("no C++ compiler for torch.compile")
+    models = hp.fast_models()
+    fast = replace(models, liveportrait=place(models.liveportrait, "cpu", torch.bfloat16),
+                   dtype=torch.bfloat16)
+    spade = fast.liveportrait.spade_generator
+    live = LiveServer(fast, server.face, {"chunk": 4, "lookahead": 1, "steps": 2})
+    try:
+        assert render._RENDERERS[spade].chunk is not render._render_chunk     # compiled already
+        audio = pcm(0.35)
+        clip = run(live, lambda url: stream_clip(url, audio))
+    finally:
+        live.close()
+    assert clip.last == {"type": "done", "frames": n_frames(audio), "sent": n_frames(audio)}
 
 
 def test_short_clip_ends_with_done_and_every_frame_at_the_photo_size(server):

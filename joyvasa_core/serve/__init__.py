@@ -45,10 +45,13 @@ from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
 
+import torch
+
 from ..driving import DrivingSettings
 from ..errors import one_line
 from ..live import MIN_SAMPLE_RATE, LiveCancelled, LiveFrames, LiveSession, LiveSettings
 from ..pipeline import JoyVASAModels
+from ..render import compiles_by_default, render
 from ..sources import PhotoSource
 from .posts import post_connection
 from .protocol import (CLIENT_SETTINGS, MAX_MESSAGE_BYTES, ProtocolError, error_text, parse_start,
@@ -122,6 +125,11 @@ class LiveServer:
         from .webrtc import WebRTCPeers
 
         self.webrtc = WebRTCPeers(self)              # POST /offer (docs/live_mode.md, "WebRTC")
+        if compiles_by_default(models.device, models.dtype):
+            log.info("compiling the renderer (the CPU fast path) before the first client")
+            lp = models.liveportrait
+            with torch.inference_mode():         # the source's own pose, as a stream's chunk
+                render(lp.warping_module, lp.spade_generator, face.feature_3d, face.x_s, face.x_s)
 
     def serve(self, host: str = "127.0.0.1", port: int = 8765):
         """The websockets server (an async context manager; ``port`` 0 picks a free one)."""
