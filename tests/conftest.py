@@ -46,6 +46,13 @@ def comfy_dirs(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def offline(monkeypatch):
+    """No download tries: huggingface_hub offline (HF_HUB_OFFLINE=1) for the test. The command-line
+    and batch modules use it for every test (``pytestmark = pytest.mark.usefixtures("offline")``)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory) -> Path:
     """One official-format ``pretrained_weights`` tree with the fast tiny networks, shared by

@@ -40,6 +40,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("espeak-ng") is None,
                        reason="espeak-ng not installed (apt-get install -y espeak-ng)"),
     pytest.mark.skipif(not mtcnn.available(), reason="mtcnn (the no-download detector) missing"),
+    pytest.mark.usefixtures("offline"),
 ]
 JOBS = """image,audio,output,seed,face_backend,no_stitching
 astronaut.png,hello.wav,clips/one.mp4,1,mtcnn,false
@@ -47,11 +48,6 @@ astronaut.png,hello.wav,two.mp4,2,none,true
 grey.png,hello.wav,grey.mp4,3,mtcnn,
 """
 OK_OUTPUTS = ("clips/one.mp4", "two.mp4")
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")

@@ -41,18 +41,16 @@ from safetensors.torch import load_file
 
 import record_behaviour as rb
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("mtcnn") is None,
-                                reason="no-download face detector (pip install mtcnn) missing")
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("mtcnn") is None,
+                       reason="no-download face detector (pip install mtcnn) missing"),
+    pytest.mark.usefixtures("offline"),
+]
 
 STRICT_KEYPOINTS, STRICT_FRAMES = 1e-5, 1
 LOOSE_KEYPOINTS, LOOSE_FRAMES = 2e-3, 3
 #: (configuration, the recorded file it must reproduce)
 CASES = [(c, c.name) for c in rb.CONFIGS] + [(v, name) for name, v in rb.SAME_AS.items()]
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")

@@ -31,10 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 needs_mtcnn = pytest.mark.skipif(not mtcnn.available(),
                                  reason="no-download face detector (pip install mtcnn) missing")
 
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 @pytest.fixture(scope="module")

@@ -25,10 +25,7 @@ from joyvasa_core import model_files, options
 from joyvasa_core.job import partial_path
 from joyvasa_core.option_checks import MAX_SEED
 
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+pytestmark = pytest.mark.usefixtures("offline")
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,8 @@ from helpers_cli import (copy_models, error_lines, fails_early, fails_loading, p
                          write_photo_and_speech, write_wav)
 from joyvasa_core import model_files
 
+pytestmark = pytest.mark.usefixtures("offline")
+
 
 class _Evil:
     """Unpickling this runs a shell command that creates ``marker``."""
@@ -36,11 +38,6 @@ class _Evil:
 
     def __reduce__(self):
         return os.system, (f"touch {self.marker}",)
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")

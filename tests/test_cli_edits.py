@@ -21,6 +21,8 @@ from joyvasa_core.edits.sliders import EYE_BROW_KEYPOINTS, slider_offsets, slide
 PLAIN = ["--sampler", "ddim", "--steps", "2", "--device", "cpu", "--face-backend", "none",
          "--no-stitching", "--driving-option", "pose-friendly", "--seed", "7"]
 
+pytestmark = pytest.mark.usefixtures("offline")
+
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory) -> dict[str, Path]:
@@ -36,11 +38,6 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
                    check=True, capture_output=True)
     models = hp.write_fast_pretrained_weights(folder / "pretrained_weights")
     return {"image": image, "speech": speech, "models": models, "dir": folder}
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 def keypoints(inputs, name: str, *extra: str) -> dict[str, torch.Tensor]:

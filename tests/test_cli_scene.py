@@ -28,12 +28,8 @@ pytestmark = [
     pytest.mark.skipif(not mtcnn.available(), reason="no-download face detector missing"),
     pytest.mark.skipif(shutil.which("espeak-ng") is None,
                        reason="espeak-ng not installed (apt-get install -y espeak-ng)"),
+    pytest.mark.usefixtures("offline"),
 ]
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")

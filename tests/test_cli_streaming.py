@@ -18,12 +18,9 @@ from helpers_cli import progress_lines, run, write_wav
 from helpers_video import drifting_astronaut, write_clip
 from joyvasa_core.motion import MotionSequence
 
+pytestmark = pytest.mark.usefixtures("offline")
+
 FAST_RENDER = ["--device", "cpu", "--face-backend", "none", "--crop-only"]
-
-
-@pytest.fixture(autouse=True)
-def offline(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="module")
